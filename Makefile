@@ -1,0 +1,41 @@
+# stripe-ledger: `make demo` to see it work, `make test` for the whole suite with real services.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+
+.PHONY: install services services-down lint test test-fast clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create the virtual environment and install the project
+
+services:  ## start PostgreSQL and Kafka (prints the export lines)
+	bash scripts/services.sh up
+
+services-down:  ## stop what `make services` started
+	bash scripts/services.sh down
+
+lint: install  ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The README's test command: installs, starts the real services, lints, runs every test.
+test: install  ## everything: tools, services, lint, the whole pytest suite
+	bash scripts/test-tools.sh
+	$(MAKE) lint
+	eval "$$(bash scripts/services.sh up)" && $(PY) -m pytest -q
+
+test-fast: install  ## the suite without the slow crash tests
+	eval "$$(bash scripts/services.sh up)" && $(PY) -m pytest -q -m "not slow"
+
+clean:  ## remove the virtual environment and caches (not the services' data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,1 @@
+"""The ``stripe-ledger`` command line: wires ingest, ledger and projections together."""

@@ -1,0 +1,111 @@
+"""The spine's commands: migrate, consume, import."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cli.progress import Progress
+from ledger.consumer import Consumer
+from ledger.database import create_engine, migrate, require_migrated
+from ledger.importer import import_file, spool_stdin
+from ledger.logs import get_logger
+from ledger.settings import Settings
+from ledger.store import EventStore
+
+log = get_logger("cli")
+
+
+def _store(settings: Settings) -> EventStore:
+    engine = create_engine(settings.database_url)
+    require_migrated(engine)
+    return EventStore(engine)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    before, after = migrate(engine)
+    shown = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        print(f"{shown}: schema already at revision {after}")
+    else:
+        print(f"{shown}: schema upgraded from {before or 'empty'} to revision {after}")
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    consumer = Consumer(
+        store,
+        settings.require_kafka(),
+        args.topic or settings.kafka_topic,
+        args.group or settings.kafka_group,
+    )
+    consumer.install_signal_handlers()
+    consumer.run(until_idle_s=args.until_idle)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    spooled = args.file == "-"
+    path = spool_stdin() if spooled else Path(args.file)
+    if not spooled and not path.is_file():
+        print(f"stripe-ledger import: no such file: {path}", file=sys.stderr)
+        return 2
+    progress = Progress("import", 0, log)
+    try:
+        result = import_file(
+            store, path, on_progress=progress.update, label="<stdin>" if spooled else None
+        )
+    finally:
+        progress.finish()
+        if spooled:
+            path.unlink(missing_ok=True)
+    print(
+        f"imported {result.events} events: {result.appended} new, {result.duplicates} already known"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    migrate_parser = subparsers.add_parser(
+        "migrate",
+        help="create or upgrade the database schema (Alembic) to the newest revision",
+        description="Upgrade the database at LEDGER_DATABASE_URL to the schema this version "
+        "needs. Safe to run again: an up-to-date database is left as it is.",
+    )
+    migrate_parser.set_defaults(handler=cmd_migrate)
+
+    consume = subparsers.add_parser(
+        "consume",
+        help="append Stripe events from Kafka to the event store (long-running worker)",
+        description="Join the Kafka consumer group and append every record of the topic to the "
+        "event store exactly once. Offsets are stored in the database with the events; records "
+        "that are not Stripe events become dead-letter rows. SIGTERM/SIGINT finish the current "
+        "batch and exit 0. Needs LEDGER_KAFKA_BOOTSTRAP.",
+    )
+    consume.add_argument(
+        "--topic", help="Kafka topic (default: LEDGER_KAFKA_TOPIC or stripe.events)"
+    )
+    consume.add_argument(
+        "--group", help="consumer group (default: LEDGER_KAFKA_GROUP or stripe-ledger)"
+    )
+    consume.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit after SECONDS with no new record (for batch runs and tests)",
+    )
+    consume.set_defaults(handler=cmd_consume)
+
+    importer = subparsers.add_parser(
+        "import",
+        help="append Stripe events from a file (JSON lines or a JSON array; - for stdin)",
+        description="Validate every event of FILE, then append them through the same idempotent "
+        "path as the consumer (source 'import'). A file with any invalid event imports nothing "
+        "and the error names each bad line. Events already stored are counted, not duplicated.",
+    )
+    importer.add_argument("file", metavar="FILE", help="path, or - for standard input")
+    importer.set_defaults(handler=cmd_import)

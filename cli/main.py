@@ -1,0 +1,60 @@
+"""``stripe-ledger``: one console script, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cli import ledger_cmds
+from ledger.database import DatabaseError
+from ledger.importer import ImportFileError
+from ledger.logs import configure
+from ledger.settings import Settings, SettingsError
+
+# Each module adds its subcommands; the order is the data flow: ingest -> ledger -> projections.
+COMMAND_MODULES = [ledger_cmds]
+
+ENVIRONMENT_HELP = """\
+environment:
+  LEDGER_DATABASE_URL     event store and projections (default sqlite:///stripe-ledger.db)
+  LEDGER_KAFKA_BOOTSTRAP  Kafka bootstrap servers, host:port[,host:port]
+  LEDGER_KAFKA_TOPIC      topic of Stripe events (default stripe.events)
+  LEDGER_KAFKA_GROUP      consumer group (default stripe-ledger)
+  STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
+                          (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
+  LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
+  LEDGER_LOG_LEVEL        debug | info | warning (default info)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stripe-ledger",
+        description="An event-sourced payment ledger for Stripe: verified webhooks -> Kafka -> "
+        "append-only event store -> rebuildable projections -> SQL reports.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure(settings.log_format, settings.log_level)
+        return int(args.handler(args, settings))
+    except (SettingsError, DatabaseError, ImportFileError) as error:
+        print(f"stripe-ledger {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The consumer worker: Kafka records -> the event store, exactly once.
+
+Offsets live in the database, written in the same transaction as the events (and dead letters)
+of the batch. On partition assignment the consumer seeks to those stored offsets, so Kafka's own
+group offsets are only informational (they are committed too, for lag monitoring). A record below
+the stored offset of its partition (re-delivered after a rebalance) is dropped before the append;
+an event id seen before is a counted no-op. Either guard alone keeps the store exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, RetriableError
+from kafka.structs import OffsetAndMetadata
+
+from ledger.envelope import EnvelopeError, parse_event
+from ledger.logs import get_logger
+from ledger.retry import retrying
+from ledger.settings import CONSUMER_POLL_RECORDS_MAX, CONSUMER_POLL_TIMEOUT_MS
+from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates
+
+RECEIVED_AT_HEADER = "received_at_ms"
+# A SIGKILLed member stays in the group until its session times out; a restarted consumer waits
+# that long for its partitions. Short enough for quick fail-over, long enough for GC pauses.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 2_000
+# --until-idle never gives up before the group had this long to hand out partitions.
+ASSIGNMENT_WAIT_S_MIN = 3 * SESSION_TIMEOUT_MS / 1000
+SHUTDOWN_CLOSE_TIMEOUT_MS = 10_000
+log = get_logger("ledger.consumer")
+
+
+@dataclass
+class ConsumeStats:
+    batches: int = 0
+    records: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    redelivered: int = 0  # below the stored offset: dropped before the append
+
+
+@dataclass
+class _Positions:
+    """Next offset per partition, as the database has it; updated only after a commit."""
+
+    topic: str
+    next_offset: dict[int, int] = field(default_factory=dict)
+    assigned: bool = False
+    assigned_at: float = 0.0
+
+
+def _received_at(record: Any) -> dt.datetime:
+    """The ingest's receive time (a header), or the broker's timestamp of the record."""
+    for key, value in record.headers or ():
+        if key == RECEIVED_AT_HEADER:
+            try:
+                return dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC)
+            except (TypeError, ValueError, OverflowError):
+                break
+    if record.timestamp is not None and record.timestamp > 0:
+        return dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC)
+    return dt.datetime.now(dt.UTC)
+
+
+def decode_records(records: Iterable[Any]) -> tuple[list[Incoming], list[DeadLetter]]:
+    """Kafka records -> events to append and dead letters (records that are not Stripe events)."""
+    incoming: list[Incoming] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        coordinates = KafkaCoordinates(record.topic, record.partition, record.offset)
+        received_at = _received_at(record)
+        raw = record.value if record.value is not None else b""
+        try:
+            event = parse_event(raw)
+        except EnvelopeError as error:
+            dead.append(DeadLetter(raw, str(error), received_at, coordinates))
+            continue
+        incoming.append(Incoming(event, "webhook", received_at, coordinates))
+    return incoming, dead
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, consumer: KafkaConsumer, store: EventStore, positions: _Positions) -> None:
+        self.consumer = consumer
+        self.store = store
+        self.positions = positions
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        stored = self.store.offsets(self.positions.topic)
+        for tp in assigned:
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition])
+            else:
+                self.consumer.seek_to_beginning(tp)
+        self.positions.next_offset = {tp.partition: stored.get(tp.partition, 0) for tp in assigned}
+        self.positions.assigned = bool(assigned)
+        self.positions.assigned_at = time.monotonic()
+        log.info(
+            "partitions assigned",
+            partitions={tp.partition: stored.get(tp.partition, "beginning") for tp in assigned},
+        )
+
+
+class Consumer:
+    """A long-running member of the consumer group; ``run`` returns when stopped or idle."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        *,
+        poll_records_max: int = CONSUMER_POLL_RECORDS_MAX,
+    ) -> None:
+        assert 0 < poll_records_max <= CONSUMER_POLL_RECORDS_MAX * 10
+        self.store = store
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.poll_records_max = poll_records_max
+        self.stop = threading.Event()
+        self.stats = ConsumeStats()
+        self.positions = _Positions(topic)
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: Any) -> None:
+            log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _connect(self) -> KafkaConsumer | None:
+        def connect() -> KafkaConsumer:
+            return KafkaConsumer(
+                bootstrap_servers=self.bootstrap.split(","),
+                group_id=self.group,
+                client_id=f"stripe-ledger-consume-{self.group}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.poll_records_max,
+                reconnect_backoff_max_ms=10_000,
+                session_timeout_ms=SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            )
+
+        return retrying("kafka broker", connect, self.stop, transient=(RetriableError,))
+
+    def run(self, until_idle_s: float | None = None) -> ConsumeStats:
+        consumer = self._connect()
+        if consumer is None:
+            return self.stats
+        consumer.subscribe(
+            [self.topic], listener=_SeekToStoredOffsets(consumer, self.store, self.positions)
+        )
+        log.info("consuming", topic=self.topic, group=self.group, bootstrap=self.bootstrap)
+        started = idle_since = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                batch = consumer.poll(timeout_ms=CONSUMER_POLL_TIMEOUT_MS)
+                now = time.monotonic()
+                if self.positions.assigned_at > idle_since:
+                    idle_since = self.positions.assigned_at
+                records = [record for part in batch.values() for record in part]
+                if records:
+                    self._store_batch(consumer, batch)
+                    idle_since = time.monotonic()
+                elif until_idle_s is not None and now - idle_since >= until_idle_s:
+                    if self.positions.assigned or now - started >= max(
+                        until_idle_s, ASSIGNMENT_WAIT_S_MIN
+                    ):
+                        log.info("idle, exiting", idle_s=round(now - idle_since, 1))
+                        break
+        finally:
+            self._close(consumer)
+        return self.stats
+
+    def _store_batch(self, consumer: KafkaConsumer, batch: dict[Any, list[Any]]) -> None:
+        fresh: list[Any] = []
+        next_offsets: dict[tuple[str, int], int] = {}
+        for tp, part in batch.items():
+            known = self.positions.next_offset.get(tp.partition, 0)
+            for record in part:
+                if record.offset < known:
+                    self.stats.redelivered += 1
+                    continue
+                fresh.append(record)
+            if part:
+                next_offsets[(tp.topic, tp.partition)] = max(part[-1].offset + 1, known)
+        incoming, dead = decode_records(fresh)
+        result = retrying(
+            "database",
+            lambda: self.store.append(incoming, dead=dead, offsets=next_offsets),
+            self.stop,
+        )
+        if result is None:  # stopped while the database was away: nothing stored, nothing lost
+            return
+        for (_, partition), offset in next_offsets.items():
+            self.positions.next_offset[partition] = offset
+        self._commit_to_kafka(consumer, next_offsets)
+        self.stats.batches += 1
+        self.stats.records += len(fresh)
+        self.stats.appended += result.appended
+        self.stats.duplicates += result.duplicates
+        self.stats.dead_lettered += result.dead_lettered
+        log.info(
+            "batch stored",
+            records=len(fresh),
+            appended=result.appended,
+            duplicates=result.duplicates,
+            dead_lettered=result.dead_lettered,
+            offsets={partition: offset for (_, partition), offset in next_offsets.items()},
+        )
+
+    def _commit_to_kafka(
+        self, consumer: KafkaConsumer, offsets: dict[tuple[str, int], int]
+    ) -> None:
+        """Informational only (lag dashboards): the database holds the offsets that count."""
+        try:
+            consumer.commit_async(
+                {
+                    TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                    for (topic, partition), offset in offsets.items()
+                }
+            )
+        except KafkaError as error:
+            log.debug("kafka offset commit skipped", error=str(error))
+
+    def _close(self, consumer: KafkaConsumer) -> None:
+        try:
+            consumer.close(autocommit=False, timeout_ms=SHUTDOWN_CLOSE_TIMEOUT_MS)
+        except KafkaError as error:  # leaving the group is best effort; offsets are safe
+            log.warning("leaving the consumer group failed", error=str(error))
+        log.info(
+            "consumer stopped",
+            batches=self.stats.batches,
+            records=self.stats.records,
+            appended=self.stats.appended,
+            duplicates=self.stats.duplicates,
+            dead_lettered=self.stats.dead_lettered,
+            redelivered=self.stats.redelivered,
+        )

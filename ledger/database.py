@@ -1,0 +1,112 @@
+"""Engines and migrations: the one place that knows how to open each backend.
+
+SQLite is tuned for one process with several threads: WAL (readers never block the writer),
+a busy timeout, and ``BEGIN IMMEDIATE`` for writing transactions so two writers queue on the
+lock instead of failing on a read-to-write upgrade.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from migrations import MIGRATIONS_DIR
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_POOL_CONNECTIONS_MAX = 8
+WRITE = {"ledger_write": True}  # execution option: this transaction writes
+
+
+class DatabaseError(RuntimeError):
+    """The database is unreachable, unmigrated or otherwise unusable; the message says how."""
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook issue BEGIN itself (pysqlite's own is deferred and late).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across app crashes
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: sa.Connection) -> None:
+    writing = connection.get_execution_options().get("ledger_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise DatabaseError(f"LEDGER_DATABASE_URL is not a database URL: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(
+            parsed,
+            pool_size=POSTGRES_POOL_CONNECTIONS_MAX,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10, "application_name": "stripe-ledger"},
+        )
+    raise DatabaseError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///FILE or "
+        "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+    )
+
+
+def _alembic_config(engine: sa.Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return config
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: sa.Engine) -> tuple[str | None, str]:
+    """Upgrade the schema to head. Returns (revision before, revision after)."""
+    before = current_revision(engine)
+    config = _alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return before, head_revision()
+
+
+def require_migrated(engine: sa.Engine) -> None:
+    """Refuse to run a worker on a database that is not at the code's schema revision."""
+    try:
+        current = current_revision(engine)
+    except sa.exc.OperationalError as error:
+        raise DatabaseError(f"cannot reach the database: {error.orig}") from None
+    head = head_revision()
+    if current != head:
+        raise DatabaseError(
+            f"the database schema is at revision {current or 'none'}, the code needs {head}: "
+            "run `stripe-ledger migrate` first"
+        )

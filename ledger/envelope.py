@@ -1,0 +1,135 @@
+"""The event envelope: what makes a byte string a Stripe event, and the fields the store indexes.
+
+One parser for every door (webhook, Kafka record, import file, backfill) so that all of them
+accept and refuse exactly the same inputs. It never raises anything but ``EnvelopeError``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.settings import EVENT_BODY_BYTES_MAX
+
+EVENT_ID_CHARS_MAX = 255
+EVENT_TYPE_CHARS_MAX = 255
+JSON_NESTING_DEPTH_MAX = 64  # Stripe objects nest a handful of levels; 64 is generous.
+SOURCES = ("webhook", "import", "backfill")
+
+
+class EnvelopeError(ValueError):
+    """The input is not a Stripe event. The message is short, safe to show and to log."""
+
+
+@dataclass(frozen=True, slots=True)
+class StripeEvent:
+    """A validated Stripe (v1 snapshot) event with the fields the store indexes."""
+
+    event_id: str
+    type: str
+    api_version: str | None
+    created: int  # Stripe's timestamp, unix seconds
+    livemode: bool
+    account: str | None  # Connect account, None for the platform account
+    object_type: str | None  # data.object.object
+    object_id: str | None  # data.object.id
+    payload: dict[str, Any]
+
+
+def _depth_ok(raw_text: str) -> bool:
+    """Cheap bound on nesting before json.loads recurses (a deep '[[[[...' is a CPU/stack bomb)."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for char in raw_text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > JSON_NESTING_DEPTH_MAX:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def decode_json(raw: bytes) -> Any:
+    """Bytes -> JSON value, or EnvelopeError. Bounded in size and nesting."""
+    if len(raw) > EVENT_BODY_BYTES_MAX:
+        raise EnvelopeError(f"payload is larger than {EVENT_BODY_BYTES_MAX} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvelopeError("payload is not valid UTF-8") from None
+    # Only scan for depth when brackets are plentiful: a real event has a few hundred at most.
+    if text.count("[") + text.count("{") > JSON_NESTING_DEPTH_MAX and not _depth_ok(text):
+        raise EnvelopeError(f"JSON nests deeper than {JSON_NESTING_DEPTH_MAX} levels")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise EnvelopeError("payload is not valid JSON") from None
+
+
+def _optional_str(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EnvelopeError(f"event field {key!r} must be a string or null")
+    return value
+
+
+def event_from_dict(payload: Any) -> StripeEvent:
+    """A decoded JSON value -> StripeEvent, or EnvelopeError naming the first problem."""
+    if not isinstance(payload, dict):
+        raise EnvelopeError("JSON is not an object")
+    kind = payload.get("object")
+    if kind == "v2.core.event":
+        raise EnvelopeError(
+            "v2 thin events (object 'v2.core.event') are not accepted; "
+            "send snapshot events (object 'event') to this endpoint"
+        )
+    if kind != "event":
+        raise EnvelopeError("JSON is not a Stripe event (object must be 'event')")
+    event_id = payload.get("id")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= EVENT_ID_CHARS_MAX:
+        raise EnvelopeError("event has no valid 'id'")
+    event_type = payload.get("type")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_CHARS_MAX:
+        raise EnvelopeError("event has no valid 'type'")
+    created = payload.get("created")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise EnvelopeError("event has no valid 'created' (unix seconds)")
+    livemode = payload.get("livemode", False)
+    if not isinstance(livemode, bool):
+        raise EnvelopeError("event field 'livemode' must be true or false")
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise EnvelopeError("event has no 'data.object'")
+    object_type = obj.get("object")
+    object_id = obj.get("id")
+    return StripeEvent(
+        event_id=event_id,
+        type=event_type,
+        api_version=_optional_str(payload, "api_version"),
+        created=created,
+        livemode=livemode,
+        account=_optional_str(payload, "account"),
+        object_type=object_type if isinstance(object_type, str) else None,
+        object_id=object_id if isinstance(object_id, str) else None,
+        payload=payload,
+    )
+
+
+def parse_event(raw: bytes) -> StripeEvent:
+    """Raw bytes (a webhook body, a Kafka record value, an import line) -> StripeEvent."""
+    return event_from_dict(decode_json(raw))

@@ -1,0 +1,64 @@
+"""Capped exponential backoff for a worker whose database or broker is away.
+
+Workers never crash-loop silently: each failed attempt is logged with the reason and the next
+delay, and the delay is capped so recovery is noticed within RETRY_BACKOFF_MS_MAX.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+from ledger.logs import get_logger
+from ledger.settings import RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN
+
+T = TypeVar("T")
+log = get_logger("ledger.retry")
+
+# Errors that mean "the database is not there right now", as opposed to a bug or bad data.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+)
+
+
+def backoff_ms(attempt: int) -> int:
+    """Delay before retry ``attempt`` (1-based): doubling from the minimum, capped, jittered."""
+    assert attempt >= 1
+    base = min(RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN * 2 ** min(attempt - 1, 20))
+    return int(base * random.uniform(0.8, 1.0))
+
+
+def retrying(
+    what: str,
+    action: Callable[[], T],
+    stop: threading.Event,
+    transient: tuple[type[BaseException], ...] = TRANSIENT_DB_ERRORS,
+) -> T | None:
+    """Run ``action`` until it succeeds or ``stop`` is set (then None).
+
+    Non-transient errors raise: they are bugs or bad data, and retrying would hide them.
+    """
+    attempt = 0
+    while True:
+        try:
+            result = action()
+        except transient as error:
+            attempt += 1
+            delay_ms = backoff_ms(attempt)
+            log.warning(
+                f"{what} unavailable, retrying",
+                attempt=attempt,
+                retry_in_ms=delay_ms,
+                error=str(getattr(error, "orig", None) or error).splitlines()[0][:300],
+            )
+            if stop.wait(delay_ms / 1000):
+                return None
+            continue
+        if attempt:
+            log.info(f"{what} available again", attempts=attempt)
+        return result

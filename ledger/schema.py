@@ -1,0 +1,68 @@
+"""The event store's tables, as SQLAlchemy Core metadata shared by PostgreSQL and SQLite.
+
+The Alembic migrations in ``migrations/`` create these tables; this module is what the code reads
+and writes through. Dialect-specific objects (append-only triggers, NOTIFY) live in
+``migrations/sql/*.sql``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# SQLite only makes an INTEGER PRIMARY KEY an alias of the rowid (and so auto-incrementing).
+Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Payload = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+events = sa.Table(
+    "events",
+    metadata,
+    # The global order of the store. Appends are serialized (see store_postgres.py), so a reader
+    # that has seen position p has seen every position below p that will ever be committed.
+    sa.Column("position", Position, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(255), nullable=False, unique=True),
+    sa.Column("type", sa.String(255), nullable=False),
+    sa.Column("api_version", sa.String(64)),
+    sa.Column("created", sa.BigInteger, nullable=False),  # Stripe's timestamp, unix seconds
+    sa.Column("livemode", sa.Boolean, nullable=False),
+    sa.Column("account", sa.String(255)),  # Connect account; NULL = the platform account
+    sa.Column("object_type", sa.String(255)),
+    sa.Column("object_id", sa.String(255)),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("payload", Payload, nullable=False),
+    sa.Column("kafka_topic", sa.String(255)),
+    sa.Column("kafka_partition", sa.Integer),
+    sa.Column("kafka_offset", sa.BigInteger),
+    sa.CheckConstraint("source IN ('webhook', 'import', 'backfill')", name="events_source_known"),
+    sa.Index("events_object", "object_type", "object_id"),
+    sqlite_autoincrement=True,
+)
+
+# The consumer's position in each Kafka partition, written in the same transaction as the events
+# it read: the database, not Kafka's group offsets, is the truth after a crash.
+kafka_offsets = sa.Table(
+    "kafka_offsets",
+    metadata,
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Records that are not Stripe events, kept byte for byte with the reason, so that nothing a
+# producer sent is ever silently dropped and the partition keeps flowing.
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", Position, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(255)),
+    sa.Column("partition", sa.Integer),
+    sa.Column("offset", sa.BigInteger),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("topic", "partition", "offset", name="dead_letters_coordinates"),
+)

@@ -1,0 +1,288 @@
+"""The append-only event store: idempotent batched appends and an ordered, gapless read.
+
+Exactly-once comes from the database, not from the transport: ``event_id`` is unique and an
+append of a known id is a counted no-op. Kafka offsets and dead letters are written in the same
+transaction as the events they account for, so a crash between any two steps loses nothing and
+stores nothing twice.
+
+Gapless tailing: on PostgreSQL a sequence hands out positions at insert time, but transactions
+commit in any order, so a reader of ``position > last`` could pass over a position that commits
+later. Appends therefore take a transaction-level advisory lock first: positions are handed out
+and committed one appending transaction at a time (see docs/ARCHITECTURE.md). SQLite has a single
+writer, so its positions commit in order by construction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.database import WRITE
+from ledger.envelope import SOURCES, StripeEvent
+from ledger.schema import dead_letters, events, kafka_offsets
+
+APPEND_STATEMENT_EVENTS_MAX = 500  # rows per INSERT: 15 columns x 500 stays under SQLite's 32766
+READ_BATCH_EVENTS_MAX = 10_000
+APPEND_LOCK_KEY = 0x5EDCE7  # pg_advisory_xact_lock key that serializes appends
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaCoordinates:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An event on its way into the store, with where and when it came from."""
+
+    event: StripeEvent
+    source: str
+    received_at: dt.datetime
+    kafka: KafkaCoordinates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    raw: bytes
+    error: str
+    received_at: dt.datetime
+    kafka: KafkaCoordinates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    appended: int
+    duplicates: int
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    event_id: str
+    type: str
+    api_version: str | None
+    created: int
+    livemode: bool
+    account: str | None
+    object_type: str | None
+    object_id: str | None
+    received_at: dt.datetime
+    source: str
+    payload: dict[str, Any]
+    kafka_topic: str | None
+    kafka_partition: int | None
+    kafka_offset: int | None
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _event_row(item: Incoming) -> dict[str, Any]:
+    assert item.source in SOURCES, item.source
+    assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
+    event = item.event
+    kafka = item.kafka
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "api_version": event.api_version,
+        "created": event.created,
+        "livemode": event.livemode,
+        "account": event.account,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "received_at": item.received_at,
+        "source": item.source,
+        "payload": event.payload,
+        "kafka_topic": kafka.topic if kafka else None,
+        "kafka_partition": kafka.partition if kafka else None,
+        "kafka_offset": kafka.offset if kafka else None,
+    }
+
+
+def _stored(row: sa.Row[Any]) -> StoredEvent:
+    received_at = row.received_at
+    if received_at.tzinfo is None:  # SQLite keeps no zone; we only ever write UTC
+        received_at = received_at.replace(tzinfo=dt.UTC)
+    return StoredEvent(
+        position=row.position,
+        event_id=row.event_id,
+        type=row.type,
+        api_version=row.api_version,
+        created=row.created,
+        livemode=bool(row.livemode),
+        account=row.account,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        received_at=received_at,
+        source=row.source,
+        payload=row.payload,
+        kafka_topic=row.kafka_topic,
+        kafka_partition=row.kafka_partition,
+        kafka_offset=row.kafka_offset,
+    )
+
+
+class EventStore:
+    """Reads and appends Stripe events. One instance per process; thread-safe via the pool."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        assert self.dialect in ("postgresql", "sqlite"), self.dialect
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        incoming: Sequence[Incoming],
+        *,
+        dead: Sequence[DeadLetter] = (),
+        offsets: Mapping[tuple[str, int], int] | None = None,
+    ) -> AppendResult:
+        """Append events, dead letters and consumer offsets in ONE transaction.
+
+        Known event ids are skipped and counted as duplicates. ``offsets`` maps (topic,
+        partition) to the next offset to read; a stored offset never moves backwards.
+        """
+        with self.engine.connect().execution_options(**WRITE) as connection:
+            with connection.begin():
+                if self.dialect == "postgresql":
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+                appended = self._append_events(connection, incoming)
+                dead_lettered = self._append_dead_letters(connection, dead)
+                if offsets:
+                    self._save_offsets(connection, offsets)
+        return AppendResult(
+            appended=appended,
+            duplicates=len(incoming) - appended,
+            dead_lettered=dead_lettered,
+        )
+
+    def _append_events(self, connection: sa.Connection, incoming: Sequence[Incoming]) -> int:
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for item in incoming:  # duplicates inside one batch are counted like any other
+            if item.event.event_id not in seen:
+                seen.add(item.event.event_id)
+                rows.append(_event_row(item))
+        appended = 0
+        for start in range(0, len(rows), APPEND_STATEMENT_EVENTS_MAX):
+            chunk = rows[start : start + APPEND_STATEMENT_EVENTS_MAX]
+            statement = (
+                self._insert(events)
+                .values(chunk)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(events.c.position)
+            )
+            appended += len(connection.execute(statement).all())
+        assert appended <= len(rows)
+        return appended
+
+    def _append_dead_letters(self, connection: sa.Connection, dead: Sequence[DeadLetter]) -> int:
+        if not dead:
+            return 0
+        rows = [
+            {
+                "raw": letter.raw,
+                "error": letter.error,
+                "received_at": letter.received_at,
+                "topic": letter.kafka.topic if letter.kafka else None,
+                "partition": letter.kafka.partition if letter.kafka else None,
+                "offset": letter.kafka.offset if letter.kafka else None,
+            }
+            for letter in dead
+        ]
+        statement = (
+            self._insert(dead_letters)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(dead_letters.c.id)
+        )
+        return len(connection.execute(statement).all())
+
+    def _save_offsets(
+        self, connection: sa.Connection, offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        now = utc_now()
+        rows = [
+            {"topic": topic, "partition": partition, "next_offset": offset, "updated_at": now}
+            for (topic, partition), offset in offsets.items()
+        ]
+        assert all(offset >= 0 for offset in offsets.values()), offsets
+        statement = self._insert(kafka_offsets).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=["topic", "partition"],
+            set_={
+                "next_offset": sa.func.max(
+                    kafka_offsets.c.next_offset, statement.excluded.next_offset
+                )
+                if self.dialect == "sqlite"
+                else sa.func.greatest(kafka_offsets.c.next_offset, statement.excluded.next_offset),
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        connection.execute(statement)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Events with position > after_position, in position order, at most ``limit``."""
+        assert 0 < limit <= READ_BATCH_EVENTS_MAX, limit
+        statement = (
+            sa.select(events)
+            .where(events.c.position > after_position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [_stored(row) for row in connection.execute(statement)]
+
+    def iter_events(self, after_position: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
+        """Every event after ``after_position``, streamed in batches (bounded memory)."""
+        position = after_position
+        while True:
+            page = self.read(position, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            position = page[-1].position
+
+    def head_position(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(events)).scalar() or 0
+            )
+
+    def event_ids(self) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(events.c.event_id)).scalars())
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        """The next offset to read per partition of ``topic``, as stored with the events."""
+        statement = sa.select(kafka_offsets.c.partition, kafka_offsets.c.next_offset).where(
+            kafka_offsets.c.topic == topic
+        )
+        with self.engine.connect() as connection:
+            return {row.partition: row.next_offset for row in connection.execute(statement)}
+
+    def dead_letter_rows(self, limit: int = 100) -> list[sa.Row[Any]]:
+        statement = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+        with self.engine.connect() as connection:
+            return list(connection.execute(statement))

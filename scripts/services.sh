@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# Development/CI services for stripe-ledger: PostgreSQL + a single-node Apache Kafka 4.3 (KRaft).
+#
+#   eval "$(scripts/services.sh up)"      # start (or reuse) both, export LEDGER_* for this shell
+#   scripts/services.sh status            # what runs, on which port (always exits 0)
+#   scripts/services.sh down [--purge]    # stop both (data kept; --purge deletes the state dir)
+#   scripts/services.sh env               # print the exports without starting anything
+#   scripts/services.sh stop-kafka | start-kafka | restart-kafka          # for outage tests
+#   scripts/services.sh stop-postgres | start-postgres | restart-postgres
+#
+# STDOUT of `up` is exactly two lines:
+#   export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:<pgport>/ledger
+#   export LEDGER_KAFKA_BOOTSTRAP=127.0.0.1:<kafkaport>
+# Everything else (progress, errors) goes to STDERR.
+#
+# If LEDGER_DATABASE_URL and LEDGER_KAFKA_BOOTSTRAP are both already set, `up` starts nothing and
+# echoes them back (user-provided services are used as they are).
+#
+# No Docker needed (the native path): PostgreSQL from the Debian packages (installed with apt-get
+# when missing, run as the `postgres` OS user, never as root), Kafka jars resolved from Maven
+# Central with scripts/kafka/pom.xml and run with `java` (as an unprivileged OS user when root).
+#
+# Environment knobs:
+#   LEDGER_SERVICES_DIR           state dir (data, logs, pid files)   [/var/tmp/stripe-ledger-services]
+#   LEDGER_PG_PORT                PostgreSQL port                      [55432]
+#   LEDGER_KAFKA_PORT             Kafka broker (PLAINTEXT) port        [59092]
+#   LEDGER_KAFKA_CONTROLLER_PORT  Kafka KRaft controller port          [59093]
+#   LEDGER_KAFKA_VERSION          Kafka version(s) to try, in order    ["4.3.1 4.3.0"]
+#   LEDGER_KAFKA_HEAP_OPTS        broker JVM heap                      ["-Xms256m -Xmx512m"]
+#   LEDGER_KAFKA_OS_USER          OS user running the broker when root [ledger-kafka]
+#   LEDGER_SERVICES_MODE          native | docker | auto               [auto: native unless java/mvn
+#                                 are missing and a Docker engine answers `docker info`]
+#   LEDGER_PG_START_TIMEOUT / LEDGER_KAFKA_START_TIMEOUT  bounded waits in seconds [60 / 120]
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
+
+STATE_DIR="${LEDGER_SERVICES_DIR:-/var/tmp/stripe-ledger-services}"
+PG_PORT="${LEDGER_PG_PORT:-55432}"
+KAFKA_PORT="${LEDGER_KAFKA_PORT:-59092}"
+KAFKA_CTRL_PORT="${LEDGER_KAFKA_CONTROLLER_PORT:-59093}"
+KAFKA_VERSIONS="${LEDGER_KAFKA_VERSION:-4.3.1 4.3.0}"
+KAFKA_HEAP_OPTS="${LEDGER_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_OS_USER="${LEDGER_KAFKA_OS_USER:-ledger-kafka}"
+PG_OS_USER="postgres"
+PG_START_TIMEOUT="${LEDGER_PG_START_TIMEOUT:-60}"
+KAFKA_START_TIMEOUT="${LEDGER_KAFKA_START_TIMEOUT:-120}"
+KAFKA_STOP_TIMEOUT="${LEDGER_KAFKA_STOP_TIMEOUT:-60}"
+MODE="${LEDGER_SERVICES_MODE:-auto}"
+
+PG_BASE="$STATE_DIR/pg"
+PG_DATA="$PG_BASE/data"
+PG_SOCK="$PG_BASE/run"
+PG_LOG="$PG_BASE/postgresql.log"
+KAFKA_BASE="$STATE_DIR/kafka"
+KAFKA_DATA="$KAFKA_BASE/data"
+KAFKA_LOGS="$KAFKA_BASE/logs"
+KAFKA_RUN="$KAFKA_BASE/run"
+KAFKA_PID="$KAFKA_RUN/kafka.pid"
+KAFKA_CONF="$KAFKA_BASE/server.properties"
+KAFKA_LOG4J="$KAFKA_BASE/log4j2.properties"
+MARKER="$STATE_DIR/.stripe-ledger-services"
+
+COMPOSE_FILE="$REPO_DIR/docker-compose.yml"
+COMPOSE_PROJECT="${LEDGER_COMPOSE_PROJECT:-stripe-ledger}"
+
+# ----------------------------------------------------------------------------------------------
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Run a command as an unprivileged OS user when we are root; as ourselves otherwise.
+as_user() {
+  local user="$1"; shift
+  if is_root; then
+    runuser -u "$user" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+port_open() {  # port_open PORT -> 0 if something accepts TCP connections on 127.0.0.1:PORT
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" >/dev/null 2>&1
+}
+
+print_exports() {
+  echo "export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:${PG_PORT}/ledger"
+  echo "export LEDGER_KAFKA_BOOTSTRAP=127.0.0.1:${KAFKA_PORT}"
+}
+
+ensure_os_user() {
+  local user="$1"
+  is_root || return 0
+  if ! id -u "$user" >/dev/null 2>&1; then
+    log "creating OS user $user"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$user" >&2
+  fi
+}
+
+apt_install() {
+  is_root || die "need to install '$*' but not root; install it yourself (apt-get install -y $*)"
+  command -v apt-get >/dev/null 2>&1 || die "need '$*' and apt-get is not available; install it yourself"
+  log "installing $* with apt-get (one-off)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+init_state_dir() {
+  mkdir -p "$STATE_DIR"
+  # The postgres / kafka OS users must be able to traverse it.
+  if is_root; then chmod 755 "$STATE_DIR"; fi
+  [ -f "$MARKER" ] || echo "state dir of stripe-ledger scripts/services.sh" > "$MARKER"
+}
+
+take_lock() {
+  init_state_dir
+  # Servers are started with 9>&- so they never inherit (and keep holding) this lock.
+  exec 9>"$STATE_DIR/services.lock"
+  if ! flock -w 300 9; then die "could not lock $STATE_DIR/services.lock within 300 s (another services.sh running?)"; fi
+}
+
+# ---------------------------------------------------------------------------------- PostgreSQL
+PG_BIN=""
+find_pg_bin() {
+  local d best
+  best="$(for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && echo "$d"; done | sort -V | tail -n 1)"
+  if [ -z "$best" ] && command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+    best="$(dirname "$(command -v initdb)")"
+  fi
+  PG_BIN="$best"
+}
+
+ensure_pg_installed() {
+  find_pg_bin
+  if [ -z "$PG_BIN" ]; then
+    apt_install postgresql
+    find_pg_bin
+    [ -n "$PG_BIN" ] || die "PostgreSQL installed but no initdb found under /usr/lib/postgresql/*/bin"
+  fi
+}
+
+psql_bin() { if [ -x "$PG_BIN/psql" ]; then echo "$PG_BIN/psql"; else command -v psql; fi; }
+
+pg_running() {
+  [ -f "$PG_DATA/postmaster.pid" ] || return 1
+  find_pg_bin
+  [ -n "$PG_BIN" ] || return 1
+  as_user "$PG_OS_USER" "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+}
+
+pg_pid() { head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null || true; }
+pg_running_port() { sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null || true; }
+
+pg_write_conf() {
+  # Rewritten on every start so that LEDGER_PG_PORT changes take effect.
+  local conf="$PG_DATA/ledger_services.conf"
+  cat > "$conf" <<EOF
+# Written by scripts/services.sh on every start; edits are overwritten.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK'
+max_connections = 200
+shared_buffers = 128MB
+logging_collector = off
+log_min_messages = warning
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+  if is_root; then chown "$PG_OS_USER": "$conf"; fi
+  grep -q "^include_if_exists = 'ledger_services.conf'" "$PG_DATA/postgresql.conf" ||
+    echo "include_if_exists = 'ledger_services.conf'" >> "$PG_DATA/postgresql.conf"
+}
+
+pg_bootstrap_sql() {
+  as_user "$PG_OS_USER" "$(psql_bin)" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres <<'SQL'
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ledger') THEN
+    CREATE ROLE ledger LOGIN CREATEDB CREATEROLE PASSWORD 'ledger';
+  ELSE
+    ALTER ROLE ledger LOGIN CREATEDB CREATEROLE PASSWORD 'ledger';
+  END IF;
+END
+$$;
+SELECT 'CREATE DATABASE ledger OWNER ledger'
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'ledger')\gexec
+SQL
+}
+
+pg_start() {
+  if pg_running; then
+    local running_port; running_port="$(pg_running_port)"
+    if [ "$running_port" != "$PG_PORT" ]; then
+      die "PostgreSQL from $PG_DATA already runs on port $running_port, not $PG_PORT; run '$0 stop-postgres' first"
+    fi
+    log "PostgreSQL already running on 127.0.0.1:$PG_PORT (pid $(pg_pid))"
+    return 0
+  fi
+  ensure_pg_installed
+  if is_root; then ensure_os_user "$PG_OS_USER"; fi
+  if port_open "$PG_PORT"; then
+    die "port 127.0.0.1:$PG_PORT is in use by something that is not our PostgreSQL ($PG_DATA); set LEDGER_PG_PORT or stop it"
+  fi
+
+  mkdir -p "$PG_BASE" "$PG_SOCK"
+  if is_root; then chown "$PG_OS_USER": "$PG_BASE" "$PG_SOCK"; fi
+  chmod 700 "$PG_BASE"
+  if ! as_user "$PG_OS_USER" test -w "$PG_BASE"; then
+    die "OS user $PG_OS_USER cannot write $PG_BASE (a parent dir is not traversable?); set LEDGER_SERVICES_DIR"
+  fi
+
+  if [ ! -s "$PG_DATA/PG_VERSION" ]; then
+    log "initdb $PG_DATA ($("$PG_BIN/initdb" --version))"
+    as_user "$PG_OS_USER" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C \
+      --auth-local=trust --auth-host=scram-sha-256 >"$PG_BASE/initdb.log" 2>&1 ||
+      { tail -n 30 "$PG_BASE/initdb.log" >&2; die "initdb failed"; }
+  else
+    local data_major bin_major
+    data_major="$(cat "$PG_DATA/PG_VERSION")"
+    bin_major="$("$PG_BIN/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')"
+    [ "$data_major" = "$bin_major" ] ||
+      die "$PG_DATA was created by PostgreSQL $data_major but $PG_BIN is $bin_major; use '$0 down --purge' or another LEDGER_SERVICES_DIR"
+  fi
+  pg_write_conf
+  rm -f "$PG_SOCK"/.s.PGSQL.* 2>/dev/null || true
+
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+  if ! as_user "$PG_OS_USER" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" start \
+      </dev/null >&2 2>&1 9>&-; then   # 9>&-: the server must not inherit the lock fd
+    tail -n 40 "$PG_LOG" >&2 2>/dev/null || true
+    die "PostgreSQL did not start (log above: $PG_LOG)"
+  fi
+  local deadline=$((SECONDS + PG_START_TIMEOUT))
+  until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 2; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 40 "$PG_LOG" >&2 2>/dev/null || true
+      die "PostgreSQL not ready on 127.0.0.1:$PG_PORT after ${PG_START_TIMEOUT}s (log: $PG_LOG)"
+    fi
+    sleep 0.5
+  done
+  pg_bootstrap_sql >&2 || die "could not create role/database ledger"
+  log "PostgreSQL ready: role ledger, database ledger"
+}
+
+pg_stop() {
+  if ! pg_running; then
+    log "PostgreSQL not running"
+    return 0
+  fi
+  log "stopping PostgreSQL (pid $(pg_pid))"
+  as_user "$PG_OS_USER" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >&2 ||
+    die "pg_ctl stop failed (log: $PG_LOG)"
+}
+
+# ---------------------------------------------------------------------------------------- Kafka
+KAFKA_LIB=""
+KAFKA_VERSION_USED=""
+
+ensure_java_maven() {
+  local missing=()
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# Resolve (once) kafka_2.13 + runtime deps + Log4j 2 into $KAFKA_BASE/lib-<version>.
+resolve_kafka() {
+  local v dir
+  for v in $KAFKA_VERSIONS; do             # a cached version wins: no Maven run at all
+    if [ -f "$KAFKA_BASE/lib-$v/.complete" ]; then
+      KAFKA_LIB="$KAFKA_BASE/lib-$v"; KAFKA_VERSION_USED="$v"; return 0
+    fi
+  done
+  ensure_java_maven
+  mkdir -p "$KAFKA_BASE"
+  for v in $KAFKA_VERSIONS; do
+    dir="$KAFKA_BASE/lib-$v"
+    rm -rf "$dir.tmp"
+    log "resolving org.apache.kafka:kafka_2.13:$v and its runtime dependencies with Maven"
+    if (cd "$SCRIPT_DIR/kafka" && mvn -B -q -Dstyle.color=never -f "$SCRIPT_DIR/kafka/pom.xml" -Dkafka.version="$v" \
+          dependency:copy-dependencies -DoutputDirectory="$dir.tmp") >"$KAFKA_BASE/maven.log" 2>&1 \
+       && ls "$dir.tmp"/kafka_2.13-"$v".jar >/dev/null 2>&1; then
+      rm -rf "$dir"; mv "$dir.tmp" "$dir"; chmod -R a+rX "$dir"
+      date -u +%FT%TZ > "$dir/.complete"
+      KAFKA_LIB="$dir"; KAFKA_VERSION_USED="$v"
+      log "Kafka $v: $(ls "$dir"/*.jar | wc -l) jars in $dir"
+      return 0
+    fi
+    rm -rf "$dir.tmp"
+    tail -n 30 "$KAFKA_BASE/maven.log" >&2 || true
+    log "could not resolve Kafka $v from Maven Central (log above: $KAFKA_BASE/maven.log)"
+  done
+  die "could not resolve any of Kafka versions: $KAFKA_VERSIONS"
+}
+
+kafka_java() {  # kafka_java <main class> args... (foreground, as the kafka OS user)
+  as_user "$KAFKA_OS_USER" java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+    -Dkafka.logs.dir="$KAFKA_LOGS" -cp "$KAFKA_LIB/*" "$@"
+}
+
+kafka_pid() { cat "$KAFKA_PID" 2>/dev/null || true; }
+
+kafka_running() {
+  local pid; pid="$(kafka_pid)"
+  [ -n "$pid" ] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  # Guard against pid reuse: it must be our broker.
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $KAFKA_CONF" || return 1
+}
+
+kafka_running_port() {
+  sed -n 's#^advertised.listeners=PLAINTEXT://127.0.0.1:\([0-9]*\).*#\1#p' "$KAFKA_CONF" 2>/dev/null || true
+}
+
+kafka_render_conf() {
+  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CTRL_PORT#g" \
+      -e "s#@LOG_DIRS@#$KAFKA_DATA#g" "$SCRIPT_DIR/kafka/server.properties.template" > "$KAFKA_CONF.tmp"
+  mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
+  cp "$SCRIPT_DIR/kafka/log4j2.properties" "$KAFKA_LOG4J"
+  chmod 644 "$KAFKA_CONF" "$KAFKA_LOG4J"
+}
+
+kafka_start() {
+  if kafka_running; then
+    local running_port; running_port="$(kafka_running_port)"
+    if [ "$running_port" != "$KAFKA_PORT" ]; then
+      die "our Kafka already runs on port $running_port, not $KAFKA_PORT; run '$0 stop-kafka' first"
+    fi
+    log "Kafka already running on 127.0.0.1:$KAFKA_PORT (pid $(kafka_pid))"
+    return 0
+  fi
+  local p
+  for p in "$KAFKA_PORT" "$KAFKA_CTRL_PORT"; do
+    if port_open "$p"; then
+      die "port 127.0.0.1:$p is in use by something that is not our Kafka; set LEDGER_KAFKA_PORT / LEDGER_KAFKA_CONTROLLER_PORT or stop it"
+    fi
+  done
+  resolve_kafka
+  command -v java >/dev/null 2>&1 || ensure_java_maven
+  if is_root; then ensure_os_user "$KAFKA_OS_USER"; fi
+  mkdir -p "$KAFKA_BASE" "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_RUN"
+  chmod 755 "$KAFKA_BASE"
+  if is_root; then chown -R "$KAFKA_OS_USER": "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_RUN"; fi
+  if ! as_user "$KAFKA_OS_USER" test -w "$KAFKA_DATA"; then
+    die "OS user $KAFKA_OS_USER cannot write $KAFKA_DATA (a parent dir is not traversable?); set LEDGER_SERVICES_DIR"
+  fi
+  kafka_render_conf
+
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    if [ ! -s "$KAFKA_BASE/cluster.id" ]; then
+      kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOGS/storage-tool.log" | tail -n 1 > "$KAFKA_BASE/cluster.id.tmp"
+      [ -s "$KAFKA_BASE/cluster.id.tmp" ] || die "StorageTool random-uuid failed (see $KAFKA_LOGS/storage-tool.log)"
+      mv "$KAFKA_BASE/cluster.id.tmp" "$KAFKA_BASE/cluster.id"
+    fi
+    log "formatting Kafka storage $KAFKA_DATA (cluster id $(cat "$KAFKA_BASE/cluster.id"), standalone KRaft)"
+    if ! kafka_java kafka.tools.StorageTool format --standalone -t "$(cat "$KAFKA_BASE/cluster.id")" \
+          -c "$KAFKA_CONF" >>"$KAFKA_LOGS/storage-tool.log" 2>&1; then
+      tail -n 30 "$KAFKA_LOGS/storage-tool.log" >&2 || true
+      die "kafka StorageTool format failed"
+    fi
+  fi
+
+  local server_log="$KAFKA_LOGS/server.log" offset=0
+  [ -f "$server_log" ] && offset="$(stat -c %s "$server_log")"
+  rm -f "$KAFKA_PID"
+  log "starting Kafka $KAFKA_VERSION_USED on 127.0.0.1:$KAFKA_PORT (controller $KAFKA_CTRL_PORT; log: $server_log)"
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a word list on purpose
+  local -a cmd=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
+    -Djava.awt.headless=true -Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J"
+    -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONF")
+  # The inner sh records its own pid and execs java, so the pid file holds the JVM's pid.
+  # All fds are redirected so `$(services.sh up)` and subprocess pipes do not wait on the broker.
+  if is_root; then
+    setsid runuser -u "$KAFKA_OS_USER" -- sh -c 'echo $$ > "$0"; exec "$@"' "$KAFKA_PID" "${cmd[@]}" \
+      </dev/null >>"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
+  else
+    setsid sh -c 'echo $$ > "$0"; exec "$@"' "$KAFKA_PID" "${cmd[@]}" \
+      </dev/null >>"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
+  fi
+
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) started=0 pid=""
+  while :; do
+    pid="$(kafka_pid)"
+    if [ "$started" -eq 0 ] && [ -f "$server_log" ]; then
+      if [ "$(stat -c %s "$server_log")" -lt "$offset" ]; then offset=0; fi   # rolled over
+      if tail -c +"$((offset + 1))" "$server_log" | grep -q "Kafka Server started"; then started=1; fi
+    fi
+    if [ "$started" -eq 1 ] && port_open "$KAFKA_PORT"; then break; fi
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      { echo "---- $server_log (tail)"; tail -n 40 "$server_log" 2>/dev/null
+        echo "---- $KAFKA_LOGS/kafka.out (tail)"; tail -n 20 "$KAFKA_LOGS/kafka.out" 2>/dev/null; } >&2 || true
+      die "Kafka exited during startup"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      { echo "---- $server_log (tail)"; tail -n 40 "$server_log" 2>/dev/null
+        echo "---- $KAFKA_LOGS/kafka.out (tail)"; tail -n 20 "$KAFKA_LOGS/kafka.out" 2>/dev/null; } >&2 || true
+      die "Kafka not ready on 127.0.0.1:$KAFKA_PORT after ${KAFKA_START_TIMEOUT}s (pid ${pid:-?} left running; '$0 stop-kafka' stops it)"
+    fi
+    sleep 0.5
+  done
+  echo "$KAFKA_VERSION_USED" > "$KAFKA_BASE/running.version"
+  log "Kafka ready (pid $pid): $(tail -c +"$((offset + 1))" "$server_log" | grep -m1 -o '\[KafkaRaftServer[^]]*\] Kafka Server started' || echo started)"
+}
+
+kafka_stop() {
+  if ! kafka_running; then
+    log "Kafka not running"
+    rm -f "$KAFKA_PID"
+    return 0
+  fi
+  local pid; pid="$(kafka_pid)"
+  log "stopping Kafka (pid $pid, SIGTERM, up to ${KAFKA_STOP_TIMEOUT}s)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "Kafka did not stop in time; SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.3
+  done
+  rm -f "$KAFKA_PID"
+  # Wait (briefly) until the ports are released so an immediate start-kafka works.
+  local i
+  for i in $(seq 1 50); do
+    port_open "$KAFKA_PORT" || port_open "$KAFKA_CTRL_PORT" || break
+    sleep 0.2
+  done
+}
+
+# ------------------------------------------------------------------------------ Docker (optional)
+use_docker() {
+  case "$MODE" in
+    native) return 1 ;;
+    docker) return 0 ;;
+    auto)
+      if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then return 1; fi
+      command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 &&
+        docker compose version >/dev/null 2>&1 ;;
+    *) die "LEDGER_SERVICES_MODE must be native, docker or auto (got '$MODE')" ;;
+  esac
+}
+
+compose() {
+  # The app services need STRIPE_WEBHOOK_SECRET for interpolation; the infra ones do not use it.
+  STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-unused-by-services-sh}" \
+  LEDGER_PG_PORT="$PG_PORT" LEDGER_KAFKA_PORT="$KAFKA_PORT" \
+    docker compose -f "$COMPOSE_FILE" -p "$COMPOSE_PROJECT" "$@"
+}
+
+docker_cmd() {
+  case "$1" in
+    up)             compose up -d --wait postgres kafka >&2; print_exports ;;
+    down)           compose stop postgres kafka >&2
+                    if [ "${2:-}" = "--purge" ]; then compose down -v >&2; fi ;;
+    status)         compose ps postgres kafka || true ;;
+    stop-kafka)     compose stop kafka >&2 ;;
+    start-kafka)    compose up -d --wait kafka >&2 ;;
+    restart-kafka)  compose stop kafka >&2; compose up -d --wait kafka >&2 ;;
+    stop-postgres)  compose stop postgres >&2 ;;
+    start-postgres) compose up -d --wait postgres >&2 ;;
+    restart-postgres) compose stop postgres >&2; compose up -d --wait postgres >&2 ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------- main
+status() {
+  if pg_running; then
+    echo "postgres: up   127.0.0.1:$(pg_running_port) pid=$(pg_pid) data=$PG_DATA"
+  else
+    echo "postgres: down (port $PG_PORT, data=$PG_DATA)"
+  fi
+  if kafka_running; then
+    echo "kafka:    up   127.0.0.1:$(kafka_running_port) pid=$(kafka_pid) version=$(cat "$KAFKA_BASE/running.version" 2>/dev/null || echo '?') data=$KAFKA_DATA"
+  else
+    echo "kafka:    down (port $KAFKA_PORT, data=$KAFKA_DATA)"
+  fi
+}
+
+usage() {
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+main() {
+  local cmd="${1:-}"
+  [ -n "$cmd" ] || usage
+  shift || true
+  case "$cmd" in
+    up|down|status|env|stop-kafka|start-kafka|restart-kafka|stop-postgres|start-postgres|restart-postgres) ;;
+    -h|--help|help) usage ;;
+    *) log "unknown command: $cmd"; usage ;;
+  esac
+
+  if [ "$cmd" = "env" ]; then
+    if [ -n "${LEDGER_DATABASE_URL:-}" ] && [ -n "${LEDGER_KAFKA_BOOTSTRAP:-}" ]; then
+      printf 'export LEDGER_DATABASE_URL=%q\nexport LEDGER_KAFKA_BOOTSTRAP=%q\n' "$LEDGER_DATABASE_URL" "$LEDGER_KAFKA_BOOTSTRAP"
+    else
+      print_exports
+    fi
+    return 0
+  fi
+
+  if [ "$cmd" = "up" ] && [ -n "${LEDGER_DATABASE_URL:-}" ] && [ -n "${LEDGER_KAFKA_BOOTSTRAP:-}" ]; then
+    log "LEDGER_DATABASE_URL and LEDGER_KAFKA_BOOTSTRAP already set: using those services, starting nothing"
+    printf 'export LEDGER_DATABASE_URL=%q\nexport LEDGER_KAFKA_BOOTSTRAP=%q\n' "$LEDGER_DATABASE_URL" "$LEDGER_KAFKA_BOOTSTRAP"
+    return 0
+  fi
+
+  if use_docker; then
+    log "using docker compose ($COMPOSE_FILE)"
+    docker_cmd "$cmd" "$@"
+    return 0
+  fi
+
+  if [ "$cmd" = "status" ]; then status; return 0; fi
+
+  take_lock
+  case "$cmd" in
+    up)
+      # Fast path: both already run -> only the exports.
+      if pg_running && kafka_running && [ "$(pg_running_port)" = "$PG_PORT" ] &&
+         [ "$(kafka_running_port)" = "$KAFKA_PORT" ]; then
+        log "PostgreSQL and Kafka already running"
+      else
+        pg_start
+        kafka_start
+      fi
+      print_exports
+      ;;
+    down)
+      kafka_stop
+      pg_stop
+      if [ "${1:-}" = "--purge" ]; then
+        [ -f "$MARKER" ] || die "$STATE_DIR has no $MARKER; refusing to delete it"
+        log "removing $STATE_DIR"
+        rm -rf "$STATE_DIR"
+      fi
+      ;;
+    stop-kafka) kafka_stop ;;
+    start-kafka) kafka_start ;;
+    restart-kafka) kafka_stop; kafka_start ;;
+    stop-postgres) pg_stop ;;
+    start-postgres) pg_start ;;
+    restart-postgres) pg_stop; pg_start ;;
+  esac
+}
+
+main "$@"

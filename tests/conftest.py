@@ -1,0 +1,92 @@
+"""Shared fixtures: the real PostgreSQL and Kafka from scripts/services.sh, fresh per test.
+
+No mocks of either: when LEDGER_DATABASE_URL / LEDGER_KAFKA_BOOTSTRAP are not set, the session
+starts the real services itself with ``scripts/services.sh up``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def _services_env() -> dict[str, str]:
+    """The env of the running services, starting them when the caller did not provide any."""
+    if os.environ.get("LEDGER_DATABASE_URL", "").startswith("postgresql") and os.environ.get(
+        "LEDGER_KAFKA_BOOTSTRAP"
+    ):
+        return {
+            "LEDGER_DATABASE_URL": os.environ["LEDGER_DATABASE_URL"],
+            "LEDGER_KAFKA_BOOTSTRAP": os.environ["LEDGER_KAFKA_BOOTSTRAP"],
+        }
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "services.sh"), "up"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    ).stdout
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = value.strip().strip("'\"")
+    return env
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, str]:
+    return _services_env()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(services: dict[str, str]) -> str:
+    return services["LEDGER_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: dict[str, str]) -> str:
+    return services["LEDGER_KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Every contract test runs once per backend, the same way (eventsourcing style)."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def topic() -> str:
+    """A fresh Kafka topic name per test (auto-created by the broker on first use)."""
+    return f"test.{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,122 @@
+"""Checks for the dev/CI service tooling: scripts/services.sh and docker-compose.yml.
+
+These tests do not start or stop anything: `status` only reports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "services.sh"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+
+# docker-compose.yml requires STRIPE_WEBHOOK_SECRET (`${STRIPE_WEBHOOK_SECRET:?...}`).
+_COMPOSE_ENV = {**os.environ, "STRIPE_WEBHOOK_SECRET": "whsec_test_compose_config"}
+
+
+def _compose_command() -> list[str] | None:
+    """`docker compose` (v2 plugin) if it works, else `docker-compose` (v1), else None."""
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+        )
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        probe = subprocess.run(
+            ["docker-compose", "version"], capture_output=True, text=True, timeout=60
+        )
+        if probe.returncode == 0:
+            return ["docker-compose"]
+    return None
+
+
+def test_docker_compose_config_is_valid() -> None:
+    assert COMPOSE_FILE.is_file(), "docker-compose.yml is missing at the repo root"
+    compose = _compose_command()
+    if compose is None:
+        pytest.skip("neither the `docker compose` plugin nor `docker-compose` is installed")
+    result = subprocess.run(
+        [*compose, "-f", str(COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_COMPOSE_ENV,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{' '.join(compose)} config rejected the file:\n{result.stderr}"
+
+    services = subprocess.run(
+        [*compose, "-f", str(COMPOSE_FILE), "config", "--services"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_COMPOSE_ENV,
+        timeout=120,
+    )
+    assert services.returncode == 0, services.stderr
+    assert set(services.stdout.split()) >= {
+        "kafka",
+        "postgres",
+        "migrate",
+        "ingest",
+        "consume",
+        "project",
+    }
+
+
+def test_docker_compose_requires_webhook_secret() -> None:
+    compose = _compose_command()
+    if compose is None:
+        pytest.skip("neither the `docker compose` plugin nor `docker-compose` is installed")
+    env = {k: v for k, v in os.environ.items() if k != "STRIPE_WEBHOOK_SECRET"}
+    result = subprocess.run(
+        [*compose, "-f", str(COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0, "compose config must fail without STRIPE_WEBHOOK_SECRET"
+    assert "STRIPE_WEBHOOK_SECRET" in (result.stderr + result.stdout)
+
+
+def test_services_script_syntax() -> None:
+    assert SCRIPT.is_file()
+    assert os.access(SCRIPT, os.X_OK), "scripts/services.sh must be executable"
+    result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_services_script_status_exits_zero() -> None:
+    result = subprocess.run(
+        [str(SCRIPT), "status"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("postgres:") for line in lines), result.stdout
+    assert any(line.startswith("kafka:") for line in lines), result.stdout
+
+
+def test_services_script_up_echoes_user_provided_services() -> None:
+    """With both LEDGER_* variables set, `up` starts nothing and prints exactly the exports."""
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": "postgresql+psycopg://u:p@db.example:5432/x",
+        "LEDGER_KAFKA_BOOTSTRAP": "kafka.example:9092",
+    }
+    result = subprocess.run(
+        [str(SCRIPT), "up"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "export LEDGER_DATABASE_URL=postgresql+psycopg://u:p@db.example:5432/x",
+        "export LEDGER_KAFKA_BOOTSTRAP=kafka.example:9092",
+    ]
