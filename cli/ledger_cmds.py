@@ -35,15 +35,19 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
+    bootstrap = settings.require_kafka()
+    engine = create_engine(settings.database_url)
     consumer = Consumer(
-        store,
-        settings.require_kafka(),
+        EventStore(engine),
+        bootstrap,
         args.topic or settings.kafka_topic,
         args.group or settings.kafka_group,
     )
     consumer.install_signal_handlers()
-    consumer.run(until_idle_s=args.until_idle)
+    # A worker waits for its database (logging each attempt) instead of crash-looping.
+    require_migrated(engine, wait=consumer.stop)
+    if not consumer.stop.is_set():
+        consumer.run(until_idle_s=args.until_idle)
     return 0
 
 

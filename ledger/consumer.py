@@ -35,6 +35,7 @@ HEARTBEAT_INTERVAL_MS = 2_000
 # --until-idle never gives up before the group had this long to hand out partitions.
 ASSIGNMENT_WAIT_S_MIN = 3 * SESSION_TIMEOUT_MS / 1000
 SHUTDOWN_CLOSE_TIMEOUT_MS = 10_000
+UNASSIGNED_WARN_EVERY_S = 30.0
 log = get_logger("ledger.consumer")
 
 
@@ -89,16 +90,25 @@ def decode_records(records: Iterable[Any]) -> tuple[list[Incoming], list[DeadLet
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
-    def __init__(self, consumer: KafkaConsumer, store: EventStore, positions: _Positions) -> None:
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        store: EventStore,
+        positions: _Positions,
+        stop: threading.Event,
+    ) -> None:
         self.consumer = consumer
         self.store = store
         self.positions = positions
+        self.stop = stop
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        stored = self.store.offsets(self.positions.topic)
+        stored = retrying("database", lambda: self.store.offsets(self.positions.topic), self.stop)
+        if stored is None:  # stopping: fetch nothing, store nothing
+            return
         for tp in assigned:
             if tp.partition in stored:
                 self.consumer.seek(tp, stored[tp.partition])
@@ -164,16 +174,24 @@ class Consumer:
         if consumer is None:
             return self.stats
         consumer.subscribe(
-            [self.topic], listener=_SeekToStoredOffsets(consumer, self.store, self.positions)
+            [self.topic],
+            listener=_SeekToStoredOffsets(consumer, self.store, self.positions, self.stop),
         )
         log.info("consuming", topic=self.topic, group=self.group, bootstrap=self.bootstrap)
-        started = idle_since = time.monotonic()
+        started = idle_since = warned = time.monotonic()
         try:
             while not self.stop.is_set():
                 batch = consumer.poll(timeout_ms=CONSUMER_POLL_TIMEOUT_MS)
                 now = time.monotonic()
                 if self.positions.assigned_at > idle_since:
                     idle_since = self.positions.assigned_at
+                if not self.positions.assigned and now - warned >= UNASSIGNED_WARN_EVERY_S:
+                    warned = now
+                    log.warning(
+                        "no partitions assigned yet: is the broker reachable and the topic there?",
+                        waited_s=round(now - started),
+                        bootstrap=self.bootstrap,
+                    )
                 records = [record for part in batch.values() for record in part]
                 if records:
                     self._store_batch(consumer, batch)

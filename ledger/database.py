@@ -7,6 +7,7 @@ lock instead of failing on a read-to-write upgrade.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from ledger.retry import retrying
 from migrations import MIGRATIONS_DIR
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -98,12 +100,22 @@ def migrate(engine: sa.Engine) -> tuple[str | None, str]:
     return before, head_revision()
 
 
-def require_migrated(engine: sa.Engine) -> None:
-    """Refuse to run a worker on a database that is not at the code's schema revision."""
-    try:
-        current = current_revision(engine)
-    except sa.exc.OperationalError as error:
-        raise DatabaseError(f"cannot reach the database: {error.orig}") from None
+def require_migrated(engine: sa.Engine, wait: threading.Event | None = None) -> None:
+    """Refuse to run on a database that is not at the code's schema revision.
+
+    With ``wait`` (a worker's stop event), an unreachable database is retried with backoff
+    until it answers or the worker is stopped; without it, unreachable is an error at once.
+    """
+    if wait is not None:
+        current = retrying("database", lambda: current_revision(engine), wait)
+        if wait.is_set():
+            return
+    else:
+        try:
+            current = current_revision(engine)
+        except sa.exc.OperationalError as error:
+            message = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            raise DatabaseError(f"cannot reach the database: {message}") from None
     head = head_revision()
     if current != head:
         raise DatabaseError(
