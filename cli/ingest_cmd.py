@@ -1,0 +1,100 @@
+"""``stripe-ledger ingest``: serve the Stripe webhook endpoint and put each event on Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ledger import logs
+from ledger.settings import Settings, SettingsError
+
+DESCRIPTION = """\
+Serve POST /webhooks/stripe: verify each Stripe webhook's signature on the raw body, check it is
+a Stripe (snapshot) event, and answer 200 only once the Kafka broker acknowledged the raw body
+(acks=all, idempotent producer). 400 for bad signatures or bodies, 413 for bodies over the
+limit, 503 when the broker cannot take the write within 5 s (Stripe retries).
+Also serves GET /healthz, GET /readyz and GET /metrics (Prometheus)."""
+
+EPILOG = """\
+environment:
+  STRIPE_WEBHOOK_SECRET        the endpoint's signing secret (whsec_...); several, comma-separated,
+                               while rolling secrets (any of them may sign)      [required]
+  STRIPE_WEBHOOK_SECRET_FILE   or: a file holding the secret(s), one per line or comma-separated
+  LEDGER_KAFKA_BOOTSTRAP       Kafka bootstrap servers, host:port[,host:port]    [required]
+  LEDGER_KAFKA_TOPIC           topic to write to                      [stripe.events]
+  LEDGER_KAFKA_SECURITY_PROTOCOL  PLAINTEXT or SSL                    [PLAINTEXT]
+  STRIPE_WEBHOOK_TOLERANCE_S   signature timestamp tolerance, past and future, in s  [300]
+  LEDGER_BODY_BYTES_MAX        largest accepted body in bytes         [1048576]
+  LEDGER_LOG_FORMAT            auto | json | console                  [auto]
+  LEDGER_LOG_LEVEL             debug | info | warning | error         [info]
+
+See docs/INGEST.md for the responses, the Kafka record format and the metrics."""
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``ingest`` subcommand to the main CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "ingest",
+        help="serve the Stripe webhook endpoint and put verified events on Kafka",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8000, help="TCP port to listen on (default: %(default)s)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """The handler: settings (from the environment unless given), logging, then uvicorn.
+
+    ``cli.main`` calls ``handler(args, settings)``; a plain ``handler(args)`` works too.
+    """
+    try:
+        if settings is None:
+            settings = Settings.from_env()
+        settings.require_webhook_secrets()
+        settings.require_kafka()
+        from ingest.app import create_app
+        from ingest.sink import KafkaSink
+
+        sink = KafkaSink(settings)
+    except SettingsError as error:
+        print(f"stripe-ledger ingest: {error}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings, sink),
+        host=args.host,
+        port=args.port,
+        workers=1,
+        loop="asyncio",
+        http="h11",
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # keep ledger.logs' redacting handlers
+        server_header=False,
+        date_header=False,
+    )
+    server = uvicorn.Server(config)
+    logs.get_logger("ingest").info("ingest_listening", host=args.host, port=args.port)
+    server.run()
+    return 0 if server.started else 1

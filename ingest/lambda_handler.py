@@ -1,0 +1,173 @@
+"""AWS Lambda behind API Gateway: the same verify-then-produce core, synchronously.
+
+``handler(event, context)`` takes an API Gateway proxy event, REST API (payload format 1.0) or
+HTTP API (2.0), plain or base64 body, header names in any case, and returns
+``{"statusCode", "headers", "body"}``. One KafkaProducer per execution environment is created on
+first use and reused across invocations; each accepted event is ``send(...).get(timeout)``:
+200 only once the broker acknowledged it (acks=all), 503 when it did not in time.
+
+Configuration is the same environment as the server (``ledger.settings.Settings.from_env``):
+STRIPE_WEBHOOK_SECRET (comma-separated while rolling), LEDGER_KAFKA_BOOTSTRAP,
+LEDGER_KAFKA_TOPIC, optional LEDGER_KAFKA_SECURITY_PROTOCOL=SSL for TLS listeners (MSK :9094).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kafka import KafkaProducer
+
+from ingest.core import (
+    PRODUCE_TIMEOUT_S,
+    Rejection,
+    accepted_body,
+    body_too_large,
+    error_body,
+    kafka_record,
+    producer_config,
+    verify_and_parse,
+)
+from ledger import logs
+from ledger.settings import Settings, SettingsError
+
+log = logs.get_logger("ingest.lambda")
+
+
+def _response(status: int, body: bytes) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", "cache-control": "no-store"},
+        "body": body.decode("utf-8"),
+        "isBase64Encoded": False,
+    }
+
+
+def _headers(event: Mapping[str, Any]) -> dict[str, str]:
+    """Header names lower-cased; REST (1.0) multiValueHeaders fill in what headers lack."""
+    result: dict[str, str] = {}
+    for name, value in (event.get("headers") or {}).items():
+        if isinstance(name, str) and isinstance(value, str):
+            result.setdefault(name.lower(), value)
+    for name, values in (event.get("multiValueHeaders") or {}).items():
+        if isinstance(name, str) and isinstance(values, list) and values:
+            first = values[0]
+            if isinstance(first, str):
+                result.setdefault(name.lower(), first)
+    return result
+
+
+def _method(event: Mapping[str, Any]) -> str:
+    if event.get("version") == "2.0":
+        http = (event.get("requestContext") or {}).get("http") or {}
+        return str(http.get("method", "")).upper()
+    return str(event.get("httpMethod", "")).upper()
+
+
+def _body(event: Mapping[str, Any], limit: int) -> bytes:
+    """The raw request body, bounded before decoding; Rejection on a bad or oversized one."""
+    body = event.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise Rejection(400, "invalid_body", "the body is not a string")
+    if event.get("isBase64Encoded"):
+        if len(body) // 4 * 3 > limit + 3:
+            raise body_too_large(limit)
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise Rejection(400, "invalid_body", "the body is not valid base64") from None
+    else:
+        if len(body) > limit:  # each character is at least one byte
+            raise body_too_large(limit)
+        raw = body.encode("utf-8")
+    if len(raw) > limit:
+        raise body_too_large(limit)
+    return raw
+
+
+class LambdaIngest:
+    """The state kept across invocations of one execution environment."""
+
+    def __init__(self, settings: Settings, *, produce_timeout_s: float = PRODUCE_TIMEOUT_S):
+        settings.require_webhook_secrets()
+        self._settings = settings
+        self._config = producer_config(
+            settings, linger_ms=0, max_block_ms=int(produce_timeout_s * 1000)
+        )
+        self._timeout_s = produce_timeout_s
+        self._producer: KafkaProducer | None = None
+
+    def _get_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(**self._config)
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(1)
+            self._producer = None
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        received_at_ms = time.time_ns() // 1_000_000
+        if _method(event) != "POST":
+            return _response(405, error_body("method_not_allowed", "use POST"))
+        settings = self._settings
+        try:
+            raw = _body(event, settings.body_bytes_max)
+            stripe_event = verify_and_parse(
+                raw,
+                _headers(event).get("stripe-signature"),
+                settings.webhook_secrets,
+                tolerance_s=settings.webhook_tolerance_s,
+                now_s=time.time(),
+            )
+        except Rejection as rejection:
+            log.warning("webhook_rejected", reason=rejection.code, status=rejection.status)
+            return _response(rejection.status, error_body(rejection.code, rejection.message))
+        record = kafka_record(raw, stripe_event, received_at_ms)
+        try:
+            producer = self._get_producer()
+            producer.send(
+                settings.kafka_topic, value=record.value, key=record.key, headers=record.headers
+            ).get(timeout=self._timeout_s)
+        except Exception as error:  # noqa: BLE001 - any Kafka failure: 503, Stripe retries
+            log.warning(
+                "webhook_rejected",
+                reason="sink_unavailable",
+                status=503,
+                event_id=stripe_event.event_id,
+                error=type(error).__name__,
+            )
+            return _response(
+                503, error_body("sink_unavailable", "the broker did not acknowledge the event")
+            )
+        return _response(200, accepted_body(stripe_event))
+
+
+_INGEST: LambdaIngest | None = None
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point (``ingest.lambda_handler.handler``)."""
+    global _INGEST
+    if _INGEST is None:
+        try:
+            settings = Settings.from_env()
+            logs.configure(settings.log_format, settings.log_level)
+            _INGEST = LambdaIngest(settings)
+        except SettingsError as error:
+            log.error("ingest_misconfigured", error=str(error))
+            return _response(500, error_body("misconfigured", "the function is misconfigured"))
+    return _INGEST.handle(event)
+
+
+def _reset_for_tests() -> None:
+    global _INGEST
+    if _INGEST is not None:
+        _INGEST.close()
+    _INGEST = None
