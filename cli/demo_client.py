@@ -1,0 +1,275 @@
+"""Play Stripe: sign webhook bodies and POST them to a running endpoint.
+
+``sign`` builds the ``Stripe-Signature`` header exactly as Stripe does (``t=<unix s>,v1=<hex
+HMAC-SHA256 of "<t>.<body>" keyed by the whole endpoint secret, "whsec_..." included>``).
+``post_all`` sends bodies from a few threads, each with its own keep-alive connection, retries
+what Stripe would retry (503 and friends, connection errors; a fresh signature every attempt)
+with a short capped backoff, and counts the outcome. Everything is bounded: at most
+``retries + 1`` attempts per body, a timeout on every socket operation, and it stops pulling new
+bodies when ``abort_after`` bodies in a row could not be delivered at all (endpoint down).
+Standard library only.
+
+    python -m cli.demo_client --url http://127.0.0.1:8000/webhooks/stripe --events 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 1.0  # also caps a server's Retry-After
+ABORT_AFTER_UNDELIVERABLE = 50
+USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+
+
+def sign(payload: bytes, secret: str, timestamp: int) -> str:
+    """The Stripe-Signature header value for ``payload`` sent at ``timestamp`` (unix s)."""
+    signed = str(int(timestamp)).encode("ascii") + b"." + payload
+    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    return f"t={int(timestamp)},v1={digest}"
+
+
+@dataclass
+class PostResult:
+    """What happened to the bodies. ``statuses``: the final HTTP status per body (a body that
+    never got an answer is in ``errors`` by exception name instead); ``responses``: every
+    status received, retried ones included."""
+
+    sent: int = 0  # bodies taken from the iterable and tried at least once
+    ok: int = 0  # bodies answered 2xx in the end
+    failed: int = 0  # bodies given up on: a final non-2xx status or no answer at all
+    retries: int = 0  # extra attempts, all bodies together
+    statuses: dict[int, int] = field(default_factory=dict)
+    responses: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    aborted: bool = False  # stopped early: too many bodies in a row could not be delivered
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "failed": self.failed,
+            "retries": self.retries,
+            "statuses": dict(sorted(self.statuses.items())),
+            "responses": dict(sorted(self.responses.items())),
+            "errors": dict(sorted(self.errors.items())),
+            "aborted": self.aborted,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+class _Target:
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.https else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.timeout_s = timeout_s
+
+    def connect(self) -> http.client.HTTPConnection:
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+
+
+def _backoff_s(attempt: int, retry_after: str | None) -> float:
+    if retry_after is not None:
+        try:
+            return min(max(float(retry_after), 0.0), BACKOFF_MAX_S)
+        except ValueError:
+            pass
+    base = min(BACKOFF_FIRST_S * (2**attempt), BACKOFF_MAX_S)
+    return base * (0.5 + random.random() / 2)  # jitter, so that threads do not retry in step
+
+
+def post_all(
+    url: str,
+    payloads: Iterable[bytes],
+    secret: str,
+    concurrency: int = 8,
+    on_progress: Callable[[int], None] | None = None,
+    timeout_s: float = 10,
+    retries: int = 5,
+    abort_after: int = ABORT_AFTER_UNDELIVERABLE,
+) -> PostResult:
+    """POST every body, signed, from ``concurrency`` threads; ``on_progress(done)`` is called
+    (serialized) after each body. ``payloads`` is consumed lazily, once."""
+    target = _Target(url, timeout_s)
+    result = PostResult()
+    source: Iterator[bytes] = iter(payloads)
+    lock = threading.Lock()
+    progress_lock = threading.Lock()
+    state = {"done": 0, "undeliverable_in_a_row": 0}
+    problems: list[BaseException] = []
+    started = time.monotonic()
+
+    def next_payload() -> bytes | None:
+        with lock:
+            if result.aborted or problems:
+                return None
+            try:
+                payload = next(source)
+            except StopIteration:
+                return None
+            result.sent += 1
+            return payload
+
+    def record(status: int | None, error: str | None, extra_attempts: int) -> None:
+        with lock:
+            result.retries += extra_attempts
+            if status is not None:
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+            if error is not None:
+                result.errors[error] = result.errors.get(error, 0) + 1
+            if status is not None and 200 <= status < 300:
+                result.ok += 1
+            else:
+                result.failed += 1
+            if status is None:
+                state["undeliverable_in_a_row"] += 1
+                if state["undeliverable_in_a_row"] >= abort_after:
+                    result.aborted = True
+            else:
+                state["undeliverable_in_a_row"] = 0
+            state["done"] += 1
+            done = state["done"]
+        if on_progress is not None:
+            with progress_lock:
+                on_progress(done)
+
+    def deliver(
+        connection: http.client.HTTPConnection, payload: bytes
+    ) -> tuple[http.client.HTTPConnection, int | None, str | None, int]:
+        """-> (the connection to go on with, final status or None, error name, extra attempts)."""
+        status: int | None = None
+        error: str | None = None
+        for attempt in range(retries + 1):
+            retry_after: str | None = None
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": sign(payload, secret, int(time.time())),
+                "User-Agent": USER_AGENT,
+                "Accept": "*/*; q=0.5, application/xml",
+            }
+            try:
+                connection.request("POST", target.path, body=payload, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status, error = response.status, None
+                retry_after = response.getheader("Retry-After")
+                if response.will_close:
+                    connection.close()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                connection = target.connect()
+                status, error = None, type(exc).__name__
+            if status is not None:
+                with lock:
+                    result.responses[status] = result.responses.get(status, 0) + 1
+            retryable = status is None or status in RETRYABLE_STATUSES
+            if not retryable or attempt == retries:
+                return connection, status, error, attempt
+            time.sleep(_backoff_s(attempt, retry_after))
+        return connection, status, error, retries  # not reached: the loop always returns
+
+    def worker() -> None:
+        connection = target.connect()
+        try:
+            while True:
+                payload = next_payload()
+                if payload is None:
+                    return
+                connection, status, error, extra = deliver(connection, payload)
+                record(status, error, extra)
+        except BaseException as exc:  # an iterator or callback that raised: stop everyone
+            with lock:
+                problems.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=worker, name=f"demo-client-{index}", daemon=True)
+        for index in range(max(1, concurrency))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.elapsed_s = time.monotonic() - started
+    if problems:
+        raise problems[0]
+    return result
+
+
+def _secret_from_env() -> str | None:
+    value = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    path = os.environ.get("STRIPE_WEBHOOK_SECRET_FILE")
+    if not value and path:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read()
+    if not value:
+        return None
+    return value.replace("\n", ",").split(",")[0].strip() or None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from cli.demo_history import encode, generate
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cli.demo_client",
+        description="Sign and POST a demo Stripe event history to a webhook endpoint.",
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000/webhooks/stripe")
+    parser.add_argument("--secret", help="default: STRIPE_WEBHOOK_SECRET (the first one)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--retries", type=int, default=5)
+    args = parser.parse_args(argv)
+    secret = args.secret or _secret_from_env()
+    if not secret:
+        print("demo_client: no secret: pass --secret or set STRIPE_WEBHOOK_SECRET", file=sys.stderr)
+        return 2
+    deliveries = generate(args.seed, args.events).deliveries
+    total = len(deliveries)
+    last = {"at": 0.0}
+
+    def progress(done: int) -> None:
+        now = time.monotonic()
+        if now - last["at"] >= 2 or done == total:
+            last["at"] = now
+            print(f"posted {done}/{total}", file=sys.stderr)
+
+    result = post_all(
+        args.url,
+        (encode(event) for event in deliveries),
+        secret,
+        concurrency=args.concurrency,
+        on_progress=progress,
+        timeout_s=args.timeout,
+        retries=args.retries,
+    )
+    print(json.dumps(result.as_dict()))
+    return 0 if result.failed == 0 and not result.aborted else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

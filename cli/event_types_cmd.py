@@ -1,0 +1,43 @@
+"""``stripe-ledger event-types``: every Stripe event type and what the projections do with it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ledger.logs import configure
+from ledger.settings import Settings, SettingsError
+from projections import catalogue
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "event-types",
+        help="list every Stripe event type and what the projections do with it",
+        description=(
+            "Every Stripe event type (the project's copy of Stripe's list), grouped by resource, "
+            "with the projection(s) that use it and what they change, or 'stored only'. "
+            "Needs no database."
+        ),
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table (default, for people) or json (for tools)",
+    )
+    parser.set_defaults(handler=run_event_types)
+
+
+def run_event_types(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """The handler: fn(args) -> exit code (``settings`` when the main CLI already read them)."""
+    try:
+        settings = settings or Settings.from_env()
+    except SettingsError as error:
+        print(f"stripe-ledger event-types: {error}", file=sys.stderr)
+        return 2
+    configure(settings.log_format, settings.log_level)
+    text = catalogue.render_json() if args.format == "json" else catalogue.render_table()
+    sys.stdout.write(text + "\n")
+    return 0

@@ -1,0 +1,94 @@
+"""``stripe-ledger project``: the projection worker."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from ledger.database import DatabaseError, create_engine, require_migrated
+from ledger.logs import configure, get_logger
+from ledger.settings import Settings, SettingsError
+from ledger.store import EventStore
+from projections import registry, worker
+
+log = get_logger("cli.project")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "project",
+        help="fold the event store into the projections (journal, invoices, disputes)",
+        description=(
+            "Read the event store in position order and apply it, in batches, to the "
+            "projections. Each projection's checkpoint is written in the same transaction as its "
+            "rows, so a crash never applies an event twice or skips one. Runs until SIGTERM/SIGINT "
+            "(the current batch is finished first) or, with --until-idle, until no new event "
+            "arrived for that many seconds. Unknown event types are skipped and counted. "
+            "Database: LEDGER_DATABASE_URL (run `stripe-ledger migrate` first)."
+        ),
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="exit 0 once caught up and idle this long (batch use); default: run until signalled",
+    )
+    parser.add_argument(
+        "--projection",
+        action="append",
+        choices=sorted(registry.PROJECTIONS),
+        dest="projections",
+        help="only this projection (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=worker.BATCH_EVENTS_MAX,
+        help=f"events per transaction (default {worker.BATCH_EVENTS_MAX}, at most 10000)",
+    )
+    parser.set_defaults(handler=run_project)
+
+
+def run_project(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """The handler: fn(args) -> exit code (``settings`` when the main CLI already read them)."""
+    try:
+        settings = settings or Settings.from_env()
+    except SettingsError as error:
+        print(f"stripe-ledger project: {error}", file=sys.stderr)
+        return 2
+    configure(settings.log_format, settings.log_level)
+    if args.until_idle is not None and args.until_idle < 0:
+        log.error("--until-idle must be >= 0")
+        return 2
+    if not 0 < args.batch_size <= 10_000:
+        log.error("--batch-size must be between 1 and 10000")
+        return 2
+    try:
+        engine = create_engine(settings.database_url)
+        require_migrated(engine)
+    except DatabaseError as error:
+        log.error("cannot project", error=str(error))
+        return 1
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    try:
+        worker.run(
+            EventStore(engine),
+            names=args.projections,
+            until_idle_s=args.until_idle,
+            stop=stop,
+            batch_size=args.batch_size,
+        )
+    finally:
+        engine.dispose()
+    return 0

@@ -1,0 +1,148 @@
+"""Commands over the projections: rebuild, report, verify (and the views ``migrate`` makes)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+
+from cli.progress import Progress
+from ledger.database import WRITE, create_engine, require_migrated
+from ledger.logs import get_logger
+from ledger.settings import Settings
+from ledger.store import EventStore
+from projections import rebuild, registry, verify, worker
+from reports import render, views
+from reports.query import UnknownReport, run_report
+
+log = get_logger("cli")
+
+
+def prepare_read_side(engine: sa.Engine) -> None:
+    """Live projection tables, their ``proj_*`` views and the ``report_*`` views."""
+    worker.prepare(engine, registry.get())
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        views.create_views(connection)
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    require_migrated(engine)
+    prepare_read_side(engine)
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.warning("rebuild interrupted; the live projections are untouched")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    bars: list[Progress] = []
+
+    def progress_for(name: str) -> Any:
+        bar = Progress(f"rebuild {name}", 0, log)
+        bars.append(bar)
+        return bar.update
+
+    try:
+        results = rebuild.rebuild(
+            EventStore(engine),
+            args.names or None,
+            hooks=(views.drop_views, views.create_views),
+            on_progress=progress_for,
+            stop=stop,
+        )
+    finally:
+        for bar in bars:
+            bar.finish()
+    for result in results:
+        print(
+            f"{result.name}: rebuilt {result.events} events into generation "
+            f"{result.new_generation} (was {result.old_generation}), live at position "
+            f"{result.position}"
+        )
+    return 1 if stop.is_set() else 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        columns, rows = run_report(engine, args.name, args.account, args.livemode)
+    except UnknownReport as error:
+        print(f"stripe-ledger report: {error}", file=sys.stderr)
+        return 2
+    except sa.exc.OperationalError as error:
+        raise SystemExit(f"stripe-ledger report: cannot read the report: {error.orig}") from None
+    except sa.exc.ProgrammingError:
+        print(
+            "stripe-ledger report: the report views do not exist yet: run "
+            "`stripe-ledger migrate` first",
+            file=sys.stderr,
+        )
+        return 2
+    sys.stdout.write(render.render(columns, rows, args.format))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    require_migrated(engine)
+    prepare_read_side(engine)
+    checks, drift = verify.verify(EventStore(engine))
+    for check in checks:
+        print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+        for failure in check.failures:
+            print(f"       {failure}")
+    print("drift against Stripe's balance snapshots:")
+    for line in drift:
+        print(f"  {line}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    names = sorted(registry.PROJECTIONS)
+    rebuild_parser = subparsers.add_parser(
+        "rebuild",
+        help="rebuild projections from the event store, swapping them in atomically",
+        description="Fold the whole event store into a new generation of each projection's "
+        "tables while the current ones keep serving; once caught up, repoint the report views "
+        "in one transaction and drop the old tables. Safe beside a running `project` worker. "
+        "Interrupted (Ctrl-C), it leaves the live projections untouched; just run it again.",
+    )
+    rebuild_parser.add_argument(
+        "names", nargs="*", metavar="NAME", choices=[*names, []],
+        help=f"projections to rebuild: {', '.join(names)} (default: all)",
+    )  # fmt: skip
+    rebuild_parser.set_defaults(handler=cmd_rebuild)
+
+    report = subparsers.add_parser(
+        "report",
+        help="print a report view (report_NAME) as a table, JSON or CSV",
+        description="Run the SQL view report_NAME. Tables are for people: amounts in major "
+        "units with their currency. JSON and CSV are for machines: amounts as integer minor "
+        "units, timestamps ISO-8601 UTC. Reports: " + ", ".join(views.report_names()) + ".",
+    )
+    report.add_argument(
+        "name", metavar="NAME", help="the report: " + ", ".join(views.report_names())
+    )
+    report.add_argument("--account", help="only this Connect account (acct_...), or 'platform'")
+    mode = report.add_mutually_exclusive_group()
+    mode.add_argument("--livemode", dest="livemode", action="store_const", const=True,
+                      help="only live-mode rows")  # fmt: skip
+    mode.add_argument("--testmode", dest="livemode", action="store_const", const=False,
+                      help="only test-mode rows")  # fmt: skip
+    report.add_argument("--format", choices=render.FORMATS, default="table")
+    report.set_defaults(handler=cmd_report, livemode=None)
+
+    verify_parser = subparsers.add_parser(
+        "verify",
+        help="check the ledger's invariants; exit 1 if one fails",
+        description="Check that every journal entry balances, that balances equal the sum of "
+        "postings, and that each live projection equals a fresh fold of the whole store "
+        "(a checksum each); print drift against Stripe's latest balance snapshots.",
+    )
+    verify_parser.set_defaults(handler=cmd_verify)

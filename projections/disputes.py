@@ -1,0 +1,217 @@
+"""Disputes: one row per dispute with the money it moved, and each status it reached, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger.store import StoredEvent
+from projections.base import (
+    Counts,
+    Projection,
+    State,
+    balance_transactions,
+    currency_of,
+    data_object,
+    load_state,
+    money,
+    save,
+    scope,
+    scope_columns,
+    string,
+    table_name,
+    timestamp,
+)
+from projections.merge import (
+    LATEST,
+    MAX,
+    MIN,
+    RANK,
+    UNION,
+    UNION_MIN,
+    Lifecycle,
+    Snapshot,
+    merge,
+    tie_key,
+)
+
+# warning_needs_response < warning_under_review < needs_response < under_review
+#   < warning_closed | won | lost | prevented (terminal; ties go to the tie-break key)
+DISPUTE_LIFECYCLE = Lifecycle(
+    {
+        "warning_needs_response": 0,
+        "warning_under_review": 1,
+        "needs_response": 2,
+        "under_review": 3,
+        "warning_closed": 4,
+        "won": 4,
+        "lost": 4,
+        "prevented": 4,
+    }
+)
+
+# The merge rules, one row per field.
+DISPUTE_RULES = (
+    ("status", RANK),
+    ("charge", LATEST),
+    ("payment_intent", LATEST),
+    ("amount", LATEST),
+    ("currency", LATEST),
+    ("reason", LATEST),
+    ("evidence_due_by", LATEST),
+    ("created", MIN),
+    ("balance_transactions", UNION),  # txn id -> {amount, fee, currency}: each id counts once
+    ("withdrawn_seen", MAX),  # a charge.dispute.funds_withdrawn event was seen
+    ("reinstated_seen", MAX),  # a charge.dispute.funds_reinstated event was seen
+    ("reached", UNION_MIN),  # status -> first event time it was seen
+)
+
+_FOLDS = "folds the dispute snapshot: status (rank), balance transactions, evidence due date"
+HANDLERS: dict[str, str] = {
+    "charge.dispute.created": _FOLDS,
+    "charge.dispute.updated": _FOLDS,
+    "charge.dispute.closed": _FOLDS + "; sets closed_at",
+    "charge.dispute.funds_withdrawn": _FOLDS + "; funds_withdrawn and dispute_fees",
+    "charge.dispute.funds_reinstated": _FOLDS + "; funds_reinstated (and reversed fees)",
+}
+
+
+def dispute_snapshot(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+    status = obj.get("status") if isinstance(obj.get("status"), str) else None
+    evidence = obj.get("evidence_details")
+    fields: dict[str, Any] = {
+        "status": status,
+        "charge": string(obj.get("charge")),
+        "payment_intent": string(obj.get("payment_intent")),
+        "amount": money(obj.get("amount"), counts, event, "dispute.amount"),
+        "currency": currency_of(obj),
+        "reason": obj.get("reason") if isinstance(obj.get("reason"), str) else None,
+        "evidence_due_by": timestamp(evidence.get("due_by"))
+        if isinstance(evidence, dict)
+        else None,
+        "created": timestamp(obj.get("created")),
+        "balance_transactions": balance_transactions(
+            obj.get("balance_transactions"), counts, event
+        ),
+        "withdrawn_seen": event.type == "charge.dispute.funds_withdrawn",
+        "reinstated_seen": event.type == "charge.dispute.funds_reinstated",
+        "reached": {status: event.created} if status is not None else {},
+    }
+    return Snapshot(tie_key(event.created, DISPUTE_LIFECYCLE.rank(status), event.event_id), fields)
+
+
+def dispute_money(fields: dict[str, Any]) -> dict[str, int]:
+    """funds_withdrawn, funds_reinstated (positive) and dispute_fees (net of reversals).
+
+    From the embedded balance transactions when any is known (withdrawals are negative,
+    reinstatements positive); an old or trimmed payload without them falls back to the dispute
+    amount for each funds_* event seen (fees unknown: 0)."""
+    bts = fields["balance_transactions"] or {}
+    if bts:
+        return {
+            "funds_withdrawn": sum(-bt["amount"] for bt in bts.values() if bt["amount"] < 0),
+            "funds_reinstated": sum(bt["amount"] for bt in bts.values() if bt["amount"] > 0),
+            "dispute_fees": sum(bt["fee"] for bt in bts.values()),
+        }
+    amount = fields["amount"] or 0
+    return {
+        "funds_withdrawn": amount if fields["withdrawn_seen"] else 0,
+        "funds_reinstated": amount if fields["reinstated_seen"] else 0,
+        "dispute_fees": 0,
+    }
+
+
+class DisputesProjection(Projection):
+    name = "disputes"
+    handlers = HANDLERS
+
+    def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
+        disputes = sa.Table(
+            table_name("disputes", generation),
+            metadata,
+            sa.Column("dispute_id", sa.String(255), nullable=False),
+            *scope_columns(),
+            sa.Column("charge", sa.String(255)),
+            sa.Column("payment_intent", sa.String(255)),
+            sa.Column("amount", sa.BigInteger),
+            sa.Column("currency", sa.String(8)),
+            sa.Column("reason", sa.String(64)),
+            sa.Column("status", sa.String(32)),
+            sa.Column("evidence_due_by", sa.BigInteger),
+            sa.Column("funds_withdrawn", sa.BigInteger, nullable=False),
+            sa.Column("funds_reinstated", sa.BigInteger, nullable=False),
+            sa.Column("dispute_fees", sa.BigInteger, nullable=False),
+            sa.Column("created", sa.BigInteger),
+            sa.Column("closed_at", sa.BigInteger),
+            sa.Column("last_event_id", sa.String(255), nullable=False),
+            sa.Column("last_event_created", sa.BigInteger, nullable=False),
+            sa.Column("state", State, nullable=False),
+            sa.PrimaryKeyConstraint("dispute_id", "account_key", "livemode"),
+        )
+        history = sa.Table(
+            table_name("dispute_status_history", generation),
+            metadata,
+            sa.Column("dispute_id", sa.String(255), nullable=False),
+            *scope_columns(),
+            sa.Column("status", sa.String(32), nullable=False),
+            sa.Column("reached_at", sa.BigInteger, nullable=False),
+            sa.PrimaryKeyConstraint("dispute_id", "account_key", "livemode", "status"),
+        )
+        return {"disputes": disputes, "dispute_status_history": history}
+
+    def apply_event(
+        self,
+        connection: sa.Connection,
+        tables: dict[str, sa.Table],
+        event: StoredEvent,
+        payload: dict[str, Any],
+        counts: Counts,
+    ) -> bool:
+        obj = data_object(payload)
+        dispute_id = obj.get("id")
+        if obj.get("object") != "dispute" or not isinstance(dispute_id, str):
+            return False
+        where = scope(event)
+        key = {
+            "dispute_id": dispute_id,
+            "account_key": where["account_key"],
+            "livemode": where["livemode"],
+        }
+        disputes, history = tables["disputes"], tables["dispute_status_history"]
+        state = merge(
+            load_state(connection, disputes, key),
+            dispute_snapshot(event, obj, counts),
+            DISPUTE_RULES,
+            DISPUTE_LIFECYCLE,
+        )
+        fields = state["fields"]
+        terminal_times = [
+            when
+            for status, when in fields["reached"].items()
+            if status in DISPUTE_LIFECYCLE.terminal()
+        ]
+        created, _rank, event_id = state["key"]
+        save(
+            connection,
+            disputes,
+            key,
+            {
+                **{name: fields[name] for name, _rule in DISPUTE_RULES if name in disputes.c},
+                **dispute_money(fields),
+                "closed_at": min(terminal_times) if terminal_times else None,
+                "account": where["account"],
+                "last_event_id": event_id,
+                "last_event_created": created,
+                "state": state,
+            },
+        )
+        condition = sa.and_(*(history.c[name] == value for name, value in key.items()))
+        connection.execute(sa.delete(history).where(condition))
+        rows = [
+            {**key, "account": where["account"], "status": status, "reached_at": when}
+            for status, when in sorted(fields["reached"].items())
+        ]
+        if rows:
+            connection.execute(sa.insert(history), rows)
+        return True

@@ -1,0 +1,217 @@
+"""Invoices: one row per invoice and each status it reached, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger.store import StoredEvent
+from projections.base import (
+    Counts,
+    Projection,
+    State,
+    data_object,
+    load_state,
+    money,
+    save,
+    scope,
+    scope_columns,
+    string,
+    table_name,
+    timestamp,
+)
+from projections.merge import LATEST, MAX, MIN, RANK, UNION_MIN, Lifecycle, Snapshot, merge, tie_key
+
+# draft < open < uncollectible < paid | void: paid and void are terminal (equal top rank; a tie
+# between them goes to the greater (created, rank, event id)), so an invoice never leaves one.
+INVOICE_LIFECYCLE = Lifecycle({"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3})
+
+# status_transitions field -> the status it records the time of
+TRANSITIONS = (
+    ("finalized_at", "open"),
+    ("marked_uncollectible_at", "uncollectible"),
+    ("paid_at", "paid"),
+    ("voided_at", "void"),
+)
+
+# The merge rules, one row per field.
+INVOICE_RULES = (
+    ("status", RANK),
+    ("amount_paid", MAX),
+    ("attempt_count", MAX),
+    ("amount_due", LATEST),
+    ("amount_remaining", LATEST),
+    ("customer", LATEST),
+    ("subscription", LATEST),
+    ("currency", LATEST),
+    ("due_date", LATEST),
+    ("payment_intents", LATEST),
+    ("finalized_at", MIN),  # status_transitions.*: set once, the earliest known wins
+    ("paid_at", MIN),
+    ("voided_at", MIN),
+    ("marked_uncollectible_at", MIN),
+    ("deleted", MAX),  # invoice.deleted (a draft removed)
+    ("reached", UNION_MIN),  # status -> when it was first reached
+)
+
+_MONEY = ("amount_paid", "amount_due", "amount_remaining")
+_SELF_DESCRIBING = "folds the invoice snapshot: status (rank), amounts, customer, transitions"
+
+HANDLERS: dict[str, str] = {
+    "invoice.created": _SELF_DESCRIBING,
+    "invoice.deleted": "marks the draft invoice deleted; folds the snapshot",
+    "invoice.finalization_failed": _SELF_DESCRIBING,
+    "invoice.finalized": _SELF_DESCRIBING + " (reaches open)",
+    "invoice.marked_uncollectible": _SELF_DESCRIBING + " (reaches uncollectible)",
+    "invoice.overdue": _SELF_DESCRIBING,
+    "invoice.overpaid": _SELF_DESCRIBING,
+    "invoice.paid": _SELF_DESCRIBING + " (reaches paid)",
+    "invoice.payment_action_required": _SELF_DESCRIBING,
+    "invoice.payment_attempt_required": _SELF_DESCRIBING,
+    "invoice.payment_failed": _SELF_DESCRIBING + " (attempt_count)",
+    "invoice.payment_succeeded": _SELF_DESCRIBING + " (amount_paid)",
+    "invoice.sent": _SELF_DESCRIBING,
+    "invoice.updated": _SELF_DESCRIBING,
+    "invoice.voided": _SELF_DESCRIBING + " (reaches void)",
+    "invoice.will_be_due": _SELF_DESCRIBING,
+}
+
+
+def _subscription(obj: dict[str, Any]) -> str | None:
+    parent = obj.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    return string(details.get("subscription")) if isinstance(details, dict) else None
+
+
+def _payment_intents(obj: dict[str, Any]) -> list[str] | None:
+    payments = obj.get("payments")
+    if not isinstance(payments, dict):
+        return None
+    found = []
+    for item in payments.get("data") or []:
+        payment = item.get("payment") if isinstance(item, dict) else None
+        if isinstance(payment, dict) and string(payment.get("payment_intent")):
+            found.append(string(payment.get("payment_intent")))
+    return sorted(set(found))  # type: ignore[arg-type]
+
+
+def invoice_snapshot(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+    status = obj.get("status") if isinstance(obj.get("status"), str) else None
+    fields: dict[str, Any] = {
+        "status": status,
+        "attempt_count": timestamp(obj.get("attempt_count")),
+        "customer": string(obj.get("customer")),
+        "subscription": _subscription(obj),
+        "currency": obj.get("currency") if isinstance(obj.get("currency"), str) else None,
+        "due_date": timestamp(obj.get("due_date")),
+        "payment_intents": _payment_intents(obj),
+        "deleted": event.type == "invoice.deleted" or obj.get("deleted") is True,
+    }
+    for name in _MONEY:
+        fields[name] = money(obj.get(name), counts, event, f"invoice.{name}")
+    transitions = obj.get("status_transitions")
+    transitions = transitions if isinstance(transitions, dict) else {}
+    reached: dict[str, int] = {}
+    for name, reached_status in TRANSITIONS:
+        fields[name] = timestamp(transitions.get(name))
+        if fields[name] is not None:
+            reached[reached_status] = fields[name]
+    if status is not None:
+        if status == "draft" and timestamp(obj.get("created")) is not None:
+            when = obj["created"]
+        else:
+            when = reached.get(status, event.created)
+        reached[status] = min(reached.get(status, when), when)
+    fields["reached"] = reached
+    return Snapshot(tie_key(event.created, INVOICE_LIFECYCLE.rank(status), event.event_id), fields)
+
+
+class InvoicesProjection(Projection):
+    name = "invoices"
+    handlers = HANDLERS
+
+    def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
+        invoices = sa.Table(
+            table_name("invoices", generation),
+            metadata,
+            sa.Column("invoice_id", sa.String(255), nullable=False),
+            *scope_columns(),
+            sa.Column("customer", sa.String(255)),
+            sa.Column("subscription", sa.String(255)),
+            sa.Column("status", sa.String(32)),
+            sa.Column("currency", sa.String(8)),
+            sa.Column("amount_due", sa.BigInteger),
+            sa.Column("amount_paid", sa.BigInteger),
+            sa.Column("amount_remaining", sa.BigInteger),
+            sa.Column("attempt_count", sa.Integer),
+            sa.Column("due_date", sa.BigInteger),
+            sa.Column("finalized_at", sa.BigInteger),
+            sa.Column("paid_at", sa.BigInteger),
+            sa.Column("voided_at", sa.BigInteger),
+            sa.Column("marked_uncollectible_at", sa.BigInteger),
+            sa.Column("last_event_id", sa.String(255), nullable=False),
+            sa.Column("last_event_created", sa.BigInteger, nullable=False),
+            sa.Column("state", State, nullable=False),
+            sa.PrimaryKeyConstraint("invoice_id", "account_key", "livemode"),
+        )
+        history = sa.Table(
+            table_name("invoice_status_history", generation),
+            metadata,
+            sa.Column("invoice_id", sa.String(255), nullable=False),
+            *scope_columns(),
+            sa.Column("status", sa.String(32), nullable=False),
+            sa.Column("reached_at", sa.BigInteger, nullable=False),
+            sa.PrimaryKeyConstraint("invoice_id", "account_key", "livemode", "status"),
+        )
+        return {"invoices": invoices, "invoice_status_history": history}
+
+    def apply_event(
+        self,
+        connection: sa.Connection,
+        tables: dict[str, sa.Table],
+        event: StoredEvent,
+        payload: dict[str, Any],
+        counts: Counts,
+    ) -> bool:
+        obj = data_object(payload)
+        invoice_id = obj.get("id")
+        if obj.get("object") != "invoice" or not isinstance(invoice_id, str):
+            return False  # e.g. invoice.upcoming: no id yet
+        where = scope(event)
+        key = {
+            "invoice_id": invoice_id,
+            "account_key": where["account_key"],
+            "livemode": where["livemode"],
+        }
+        invoices, history = tables["invoices"], tables["invoice_status_history"]
+        state = merge(
+            load_state(connection, invoices, key),
+            invoice_snapshot(event, obj, counts),
+            INVOICE_RULES,
+            INVOICE_LIFECYCLE,
+        )
+        fields = state["fields"]
+        columns = {name: fields[name] for name, _rule in INVOICE_RULES if name in invoices.c}
+        created, _rank, event_id = state["key"]
+        save(
+            connection,
+            invoices,
+            key,
+            {
+                **columns,
+                "account": where["account"],
+                "last_event_id": event_id,
+                "last_event_created": created,
+                "state": state,
+            },
+        )
+        condition = sa.and_(*(history.c[name] == value for name, value in key.items()))
+        connection.execute(sa.delete(history).where(condition))
+        rows = [
+            {**key, "account": where["account"], "status": status, "reached_at": when}
+            for status, when in sorted(fields["reached"].items())
+        ]
+        if rows:
+            connection.execute(sa.insert(history), rows)
+        return True

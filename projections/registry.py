@@ -1,0 +1,103 @@
+"""The projections, their registry table and stable views.
+
+``projection_state`` (migration 0002) holds, per projection, the live generation and its
+checkpoint: the position of the last event whose effects are in that generation's tables. The
+checkpoint is written in the same transaction as the rows (see worker.py).
+
+Views ``proj_<table>`` (``proj_invoices``, ``proj_journal_postings`` ...) select from the live
+generation's tables, so readers keep stable names while a rebuild fills a new generation;
+``point_views`` repoints them (in the caller's transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from projections.base import Projection, table_name
+from projections.disputes import DisputesProjection
+from projections.invoices import InvoicesProjection
+from projections.journal import JournalProjection
+
+metadata = sa.MetaData()
+
+projection_state = sa.Table(
+    "projection_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("live_generation", sa.Integer, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),  # checkpoint of the live generation
+)
+
+PROJECTIONS: dict[str, Projection] = {
+    projection.name: projection
+    for projection in (JournalProjection(), InvoicesProjection(), DisputesProjection())
+}
+FIRST_GENERATION = 1
+
+
+def view_name(logical: str) -> str:
+    return f"proj_{logical}"
+
+
+def get(names: Iterable[str] | None = None) -> list[Projection]:
+    selected = list(names) if names else list(PROJECTIONS)
+    unknown = [name for name in selected if name not in PROJECTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown projection(s): {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}"
+        )
+    return [PROJECTIONS[name] for name in selected]
+
+
+def point_views(connection: sa.Connection, projection: Projection, generation: int) -> None:
+    """(Re)create the ``proj_*`` views of ``projection`` on ``generation``'s tables."""
+    for logical in projection.cached_tables(generation):
+        view = view_name(logical)
+        connection.exec_driver_sql(f"DROP VIEW IF EXISTS {view}")
+        connection.exec_driver_sql(
+            f"CREATE VIEW {view} AS SELECT * FROM {table_name(logical, generation)}"
+        )
+
+
+def state(connection: sa.Connection, name: str, *, lock: bool = False) -> Any:
+    """The projection's row; ``lock`` holds it (FOR UPDATE) until the transaction ends, which
+    serializes batches of concurrent workers and a rebuild's swap on PostgreSQL (SQLite's
+    BEGIN IMMEDIATE already serializes every writer)."""
+    statement = sa.select(projection_state).where(projection_state.c.name == name)
+    if lock:
+        statement = statement.with_for_update()
+    return connection.execute(statement).one_or_none()
+
+
+def ensure(connection: sa.Connection, projection: Projection) -> tuple[int, int]:
+    """Make sure the projection is registered with live tables and views; (generation, position)."""
+    row = state(connection, projection.name)
+    if row is None:
+        projection.create_tables(connection, FIRST_GENERATION)
+        point_views(connection, projection, FIRST_GENERATION)
+        connection.execute(
+            sa.insert(projection_state).values(
+                name=projection.name, live_generation=FIRST_GENERATION, position=0
+            )
+        )
+        return FIRST_GENERATION, 0
+    projection.create_tables(connection, row.live_generation)  # no-op when they exist
+    return int(row.live_generation), int(row.position)
+
+
+def advance(connection: sa.Connection, name: str, generation: int, old: int, new: int) -> bool:
+    """Move the checkpoint from ``old`` to ``new``; False if someone else moved it (or the live
+    generation changed): the caller must roll back its batch."""
+    result = connection.execute(
+        sa.update(projection_state)
+        .where(
+            projection_state.c.name == name,
+            projection_state.c.live_generation == generation,
+            projection_state.c.position == old,
+        )
+        .values(position=new)
+    )
+    return result.rowcount == 1

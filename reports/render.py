@@ -1,0 +1,122 @@
+"""Rows of a report view -> a table for people, JSON or CSV for machines.
+
+People: aligned columns, amounts in major units with their currency (``1,234.56 USD``,
+``3,000 JPY``), timestamps as ``YYYY-MM-DD HH:MM`` UTC. Machines: JSON is a list of objects keyed
+by the view's columns, amounts as integer minor units, timestamps ISO-8601 UTC; CSV likewise.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from reports.money import format_amount
+
+# Columns holding money (minor units) and columns holding unix-second timestamps, by name.
+AMOUNT_COLUMNS = frozenset(
+    {
+        "amount", "amount_due", "amount_paid", "amount_remaining", "captured", "refunded",
+        "dispute_withdrawn", "dispute_reinstated", "dispute_fees", "fees", "payouts",
+        "ledger_balance", "stripe_available", "stripe_pending", "drift", "funds_withdrawn",
+        "funds_reinstated",
+    }
+)  # fmt: skip
+TIME_COLUMNS = frozenset(
+    {
+        "due_date", "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
+        "evidence_due_by", "created", "closed_at",
+    }
+)  # fmt: skip
+FORMATS = ("table", "json", "csv")
+
+
+def _iso(value: int) -> str:
+    return dt.datetime.fromtimestamp(value, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def machine_value(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in TIME_COLUMNS:
+        return _iso(int(value))
+    if column in AMOUNT_COLUMNS or column == "livemode":
+        return bool(value) if column == "livemode" else int(value)
+    return value
+
+
+def person_value(column: str, value: Any, currency: str | None) -> str:
+    if value is None:
+        return ""
+    if column in AMOUNT_COLUMNS and currency:
+        return format_amount(int(value), currency)
+    if column in TIME_COLUMNS:
+        return dt.datetime.fromtimestamp(int(value), dt.UTC).strftime("%Y-%m-%d %H:%M")
+    if column == "livemode":
+        return "live" if value else "test"
+    if column == "account":
+        return str(value)
+    return str(value)
+
+
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    assert fmt in FORMATS, fmt
+    if fmt == "json":
+        objects = [
+            {
+                column: machine_value(column, value)
+                for column, value in zip(columns, row, strict=True)
+            }
+            for row in rows
+        ]
+        return json.dumps(objects, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                _csv_cell(column, value) for column, value in zip(columns, row, strict=True)
+            )
+        return out.getvalue()
+    return _table(columns, rows)
+
+
+def _csv_cell(column: str, value: Any) -> Any:
+    cell = machine_value(column, value)
+    if cell is None:
+        return ""
+    return str(cell).lower() if isinstance(cell, bool) else cell
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    currency_at = columns.index("currency") if "currency" in columns else None
+    cells = [
+        [
+            person_value(column, value, row[currency_at] if currency_at is not None else None)
+            for column, value in zip(columns, row, strict=True)
+        ]
+        for row in rows
+    ]
+    # The platform account has no id: say so rather than leave the cell blank.
+    if "account" in columns:
+        at = columns.index("account")
+        for cell_row in cells:
+            cell_row[at] = cell_row[at] or "platform"
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
+    right = [column in AMOUNT_COLUMNS or column in ("invoices", "attempt_count", "hours_left")
+             for column in columns]  # fmt: skip
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            value.rjust(width) if align else value.ljust(width)
+            for value, width, align in zip(values, widths, right, strict=True)
+        ).rstrip()
+
+    out = [line(columns), line(["-" * width for width in widths])]
+    out += [line(values) for values in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,70 @@
+"""Create and drop the ``report_*`` views from ``reports/sql/*.sql``.
+
+They are always dropped and created together, inside the caller's transaction: a rebuild drops
+them, repoints the ``proj_*`` views at the new generation and creates them again in ONE
+transaction, so a report query sees the old state or the new one, never a mix (PostgreSQL's
+DDL is transactional; SQLite's BEGIN IMMEDIATE holds the only write lock).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+REPORTING_ROLE = "ledger_reporting"
+
+# The current time as unix seconds, per dialect: the one thing the report SQL cannot share.
+NOW_EPOCH = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+    "sqlite": "CAST(strftime('%s', 'now') AS INTEGER)",
+}
+
+
+# The UTC day (YYYY-MM-DD text) of a journal entry's ``e.created``, per dialect.
+UTC_DAY_OF_CREATED = {
+    "postgresql": "to_char(to_timestamp(e.created) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "sqlite": "date(e.created, 'unixepoch')",
+}
+
+
+def report_names() -> list[str]:
+    """``balances``, ``invoices``, ... : the NAMEs ``stripe-ledger report NAME`` accepts."""
+    return sorted(path.stem.removeprefix("report_") for path in SQL_DIR.glob("report_*.sql"))
+
+
+def view_sql(name: str, dialect: str) -> str:
+    text = (SQL_DIR / f"report_{name}.sql").read_text(encoding="utf-8")
+    statement = (
+        text.replace("{now_epoch}", NOW_EPOCH[dialect])
+        .replace("{utc_day_of_created}", UTC_DAY_OF_CREATED[dialect])
+        .strip()
+        .rstrip(";")
+    )
+    if dialect == "postgresql":  # psycopg reads '%' as a placeholder
+        statement = statement.replace("%", "%%")
+    return statement
+
+
+def drop_views(connection: sa.Connection) -> None:
+    for name in report_names():
+        connection.exec_driver_sql(f"DROP VIEW IF EXISTS report_{name}")
+
+
+def create_views(connection: sa.Connection) -> None:
+    """(Re)create every report view; on PostgreSQL grant SELECT on each to the reporting role."""
+    dialect = connection.dialect.name
+    drop_views(connection)
+    for name in report_names():
+        connection.exec_driver_sql(view_sql(name, dialect))
+    if dialect == "postgresql" and _role_exists(connection, REPORTING_ROLE):
+        for name in report_names():
+            connection.exec_driver_sql(f"GRANT SELECT ON report_{name} TO {REPORTING_ROLE}")
+
+
+def _role_exists(connection: sa.Connection, role: str) -> bool:
+    found = connection.execute(
+        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+    ).first()
+    return found is not None

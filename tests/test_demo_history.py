@@ -1,0 +1,395 @@
+"""The demo history generator: deterministic, valid Stripe events, and the stories it promises."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+
+from cli.demo_history import API_VERSION, DemoHistory, encode, generate, iter_payloads
+from ledger.envelope import event_from_dict, parse_event
+from tests.conftest import SHARED
+
+Json = dict[str, Any]
+STRIPE_ID = re.compile(r"^[a-z_]+_[0-9A-Za-z]{14,}$")
+MONEY_KEYS = {
+    "amount",
+    "amount_captured",
+    "amount_refunded",
+    "amount_due",
+    "amount_paid",
+    "amount_remaining",
+    "amount_requested",
+    "fee",
+    "net",
+    "subtotal",
+    "total",
+}
+
+
+@pytest.fixture(scope="module")
+def history() -> DemoHistory:
+    return generate(seed=7, events=400)
+
+
+def _objects(history: DemoHistory, object_type: str) -> dict[str, list[Json]]:
+    """object id -> its events, in the history's (created) order."""
+    found: dict[str, list[Json]] = defaultdict(list)
+    for event in history.events:
+        obj = event["data"]["object"]
+        if obj.get("object") == object_type:
+            found[obj["id"]].append(event)
+    return found
+
+
+def _walk(value: Any, path: str = "$") -> Any:
+    """Yield (path, key, value) for every dict entry and list item in a JSON value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield path, key, item
+            yield from _walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield path, str(index), item
+            yield from _walk(item, f"{path}[{index}]")
+
+
+def test_same_seed_gives_byte_identical_output() -> None:
+    first = [encode(event) for event in generate(seed=7, events=400).deliveries]
+    second = [encode(event) for event in generate(seed=7, events=400).deliveries]
+    assert first == second
+    assert list(iter_payloads(7, 400)) == first
+
+
+def test_different_seeds_give_different_histories() -> None:
+    seven = {event["id"] for event in generate(seed=7, events=400).events}
+    eight = {event["id"] for event in generate(seed=8, events=400).events}
+    assert not seven & eight
+
+
+def test_every_event_is_a_stripe_event(history: DemoHistory) -> None:
+    for event in history.events:
+        parsed = event_from_dict(event)
+        assert parsed.api_version == API_VERSION
+        assert parsed.livemode is False
+        assert parsed.object_type is not None
+        if parsed.object_type == "balance":  # Stripe's Balance object has no id
+            assert parsed.object_id is None
+        else:
+            assert parsed.object_id is not None and STRIPE_ID.match(parsed.object_id)
+        assert event["object"] == "event"
+        assert STRIPE_ID.match(event["id"]) and event["id"].startswith("evt_")
+        assert set(event["request"]) == {"id", "idempotency_key"}
+        assert isinstance(event["pending_webhooks"], int)
+        assert event["data"]["object"]["object"] == parsed.object_type
+
+
+def test_every_delivery_parses_from_its_bytes(history: DemoHistory) -> None:
+    for raw in iter_payloads(7, 400):
+        event = parse_event(raw)
+        assert event.payload == json.loads(raw)
+        assert 300 < len(raw) < 10_000
+
+
+def test_no_floats_anywhere_and_money_is_integers(history: DemoHistory) -> None:
+    money_seen = 0
+    for event in history.deliveries:
+        for path, key, value in _walk(event):
+            assert not isinstance(value, float), f"{event['type']} {path}.{key} is a float"
+            if key in MONEY_KEYS and value is not None:
+                assert type(value) is int, f"{event['type']} {path}.{key} = {value!r}"
+                money_seen += 1
+    assert money_seen > 1000
+
+
+def test_ids_are_unique_across_distinct_events(history: DemoHistory) -> None:
+    ids = [event["id"] for event in history.events]
+    assert len(ids) == len(set(ids))
+    big = generate(seed=3, events=5000)
+    big_ids = [event["id"] for event in big.events]
+    assert len(big_ids) == len(set(big_ids))
+
+
+def test_events_are_sorted_by_created_and_start_at_the_fixed_clock(history: DemoHistory) -> None:
+    created = [event["created"] for event in history.events]
+    assert created == sorted(created)
+    assert created[0] >= 1_793_491_200  # 2026-11-01T00:00:00Z
+
+
+@pytest.mark.parametrize("size", [2000, 20_000])
+def test_events_scales_the_history(size: int) -> None:
+    scaled = generate(seed=11, events=size)
+    assert 0.9 * size <= len(scaled.events) <= 1.1 * size
+    assert len(scaled.deliveries) > len(scaled.events)
+
+
+def test_customers_subscriptions_and_payments(history: DemoHistory) -> None:
+    types = Counter(event["type"] for event in history.events)
+    for event_type in (
+        "customer.created",
+        "customer.subscription.created",
+        "payment_intent.created",
+        "payment_intent.succeeded",
+        "charge.succeeded",
+        "balance.available",
+    ):
+        assert types[event_type] > 0, event_type
+    for charge_events in _objects(history, "charge").values():
+        for event in charge_events:
+            charge = event["data"]["object"]
+            if charge["status"] != "succeeded":
+                continue
+            assert charge["captured"] is True and charge["amount_captured"] == charge["amount"]
+            bt = charge["balance_transaction"]
+            assert bt["object"] == "balance_transaction" and bt["id"].startswith("txn_")
+            assert (bt["type"], bt["currency"], bt["amount"]) == (
+                "charge",
+                charge["currency"],
+                charge["amount"],
+            )
+            assert bt["fee"] == sum(item["amount"] for item in bt["fee_details"]) > 0
+            assert bt["fee_details"][0]["type"] == "stripe_fee"
+            assert bt["net"] == bt["amount"] - bt["fee"]
+
+
+def test_payment_intent_events_come_in_stripe_order(history: DemoHistory) -> None:
+    for intent_events in _objects(history, "payment_intent").values():
+        types = [event["type"] for event in intent_events]
+        assert types[0] == "payment_intent.created"
+        if "payment_intent.succeeded" in types:
+            assert types[-1] == "payment_intent.succeeded"
+            charge_id = intent_events[-1]["data"]["object"]["latest_charge"]
+            assert charge_id.startswith("ch_")
+
+
+def test_partial_and_full_refunds(history: DemoHistory) -> None:
+    refunded = [e["data"]["object"] for e in history.events if e["type"] == "charge.refunded"]
+    partial = [c for c in refunded if 0 < c["amount_refunded"] < c["amount"]]
+    full = [c for c in refunded if c["amount_refunded"] == c["amount"]]
+    assert partial and all(c["refunded"] is False for c in partial)
+    assert full and all(c["refunded"] is True for c in full)
+    refunds = _objects(history, "refund")
+    by_charge = defaultdict(set)
+    for refund_events in refunds.values():
+        for event in refund_events:
+            by_charge[event["data"]["object"]["charge"]].add(event["type"])
+    for charge in partial + full:
+        assert {"refund.created", "charge.refund.updated"} <= by_charge[charge["id"]]
+
+
+def _invoice_paths(history: DemoHistory) -> list[list[tuple[str, str]]]:
+    return [
+        [(event["type"], event["data"]["object"]["status"]) for event in invoice_events]
+        for invoice_events in _objects(history, "invoice").values()
+    ]
+
+
+def test_invoice_draft_open_paid(history: DemoHistory) -> None:
+    assert [
+        ("invoice.created", "draft"),
+        ("invoice.finalized", "open"),
+        ("invoice.paid", "paid"),
+        ("invoice.payment_succeeded", "paid"),
+    ] in _invoice_paths(history)
+    for invoice_events in _objects(history, "invoice").values():
+        for event in invoice_events:
+            invoice = event["data"]["object"]
+            assert "subscription" not in invoice
+            assert "charge" not in invoice and "payment_intent" not in invoice
+            assert invoice["parent"]["type"] == "subscription_details"
+            assert invoice["parent"]["subscription_details"]["subscription"].startswith("sub_")
+            if invoice["status"] != "paid":
+                continue
+            assert invoice["amount_paid"] == invoice["amount_due"] > 0
+            assert invoice["amount_remaining"] == 0
+            transitions = invoice["status_transitions"]
+            assert transitions["finalized_at"] <= transitions["paid_at"] == event["created"]
+            payments = invoice["payments"]["data"]
+            assert [p["object"] for p in payments] == ["invoice_payment"]
+            assert payments[0]["status"] == "paid"
+            assert payments[0]["amount_paid"] == invoice["amount_paid"]
+            assert payments[0]["payment"]["payment_intent"].startswith("pi_")
+
+
+def test_invoice_failed_uncollectible_then_paid(history: DemoHistory) -> None:
+    found = 0
+    for invoice_events in _objects(history, "invoice").values():
+        types = [event["type"] for event in invoice_events]
+        if "invoice.marked_uncollectible" not in types:
+            continue
+        found += 1
+        failed = [e for e in invoice_events if e["type"] == "invoice.payment_failed"]
+        attempts = [e["data"]["object"]["attempt_count"] for e in failed]
+        assert attempts == sorted(set(attempts)) and attempts[0] == 1 and len(attempts) >= 2
+        assert all(e["data"]["object"]["status"] == "open" for e in failed)
+        marked = invoice_events[types.index("invoice.marked_uncollectible")]["data"]["object"]
+        assert marked["status"] == "uncollectible"
+        assert marked["status_transitions"]["marked_uncollectible_at"] is not None
+        assert types.index("invoice.marked_uncollectible") < types.index("invoice.paid")
+        paid = invoice_events[types.index("invoice.paid")]["data"]["object"]
+        assert paid["status"] == "paid" and paid["attempt_count"] > attempts[-1]
+    assert found
+
+
+def test_invoice_open_void(history: DemoHistory) -> None:
+    voided = [e["data"]["object"] for e in history.events if e["type"] == "invoice.voided"]
+    assert voided
+    for invoice in voided:
+        assert invoice["status"] == "void"
+        assert invoice["status_transitions"]["voided_at"] is not None
+        assert invoice["status_transitions"]["paid_at"] is None
+        assert invoice["amount_paid"] == 0
+
+
+def test_invoice_statuses_follow_stripes_transitions(history: DemoHistory) -> None:
+    machines = json.loads((SHARED / "stripe" / "state_machines.json").read_text())
+    allowed = {(t["from"], t["to"]) for t in machines["invoice"]["transitions"]}
+    for path in _invoice_paths(history):
+        statuses = [status for _, status in path]
+        assert statuses[0] == "draft"
+        for before, after in zip(statuses, statuses[1:], strict=False):
+            assert before == after or (before, after) in allowed, path
+
+
+def _disputes(history: DemoHistory) -> dict[str, list[Json]]:
+    return _objects(history, "dispute")
+
+
+def test_won_and_lost_disputes_move_funds(history: DemoHistory) -> None:
+    outcomes = Counter()
+    for dispute_events in _disputes(history).values():
+        types = [event["type"] for event in dispute_events]
+        assert types[:2] == ["charge.dispute.created", "charge.dispute.funds_withdrawn"]
+        created = dispute_events[0]["data"]["object"]
+        assert created["status"] == "needs_response" and created["balance_transactions"] == []
+        assert isinstance(created["evidence_details"]["due_by"], int)
+        assert created["charge"].startswith("ch_") and created["payment_intent"].startswith("pi_")
+        withdrawal = dispute_events[1]["data"]["object"]["balance_transactions"][0]
+        amount = created["amount"]
+        assert withdrawal["object"] == "balance_transaction"
+        assert (withdrawal["type"], withdrawal["reporting_category"]) == ("adjustment", "dispute")
+        assert withdrawal["amount"] == -amount
+        assert withdrawal["fee"] == 1500 and withdrawal["net"] == -(amount + 1500)
+        assert "charge.dispute.updated" in types
+        closed = dispute_events[types.index("charge.dispute.closed")]["data"]["object"]
+        outcomes[closed["status"]] += 1
+        if closed["status"] == "won":
+            reinstated = dispute_events[types.index("charge.dispute.funds_reinstated")]
+            bts = reinstated["data"]["object"]["balance_transactions"]
+            assert bts[0] == withdrawal
+            assert 0 < bts[1]["amount"] <= amount and bts[1]["fee"] < 0
+            assert bts[1]["net"] == bts[1]["amount"] - bts[1]["fee"]
+        else:
+            assert closed["status"] == "lost"
+            assert "charge.dispute.funds_reinstated" not in types
+    assert outcomes["won"] >= 2 and outcomes["lost"] >= 1
+
+
+def test_a_full_and_a_partial_reinstatement(history: DemoHistory) -> None:
+    shares = set()
+    for event in history.events:
+        if event["type"] == "charge.dispute.funds_reinstated":
+            dispute = event["data"]["object"]
+            back = dispute["balance_transactions"][1]
+            shares.add(
+                "full" if (back["amount"], back["fee"]) == (dispute["amount"], -1500) else "partial"
+            )
+    assert shares == {"full", "partial"}
+
+
+def test_payouts_paid_failed_after_paid_and_canceled(history: DemoHistory) -> None:
+    paths = {
+        payout_id: [(e["type"], e["data"]["object"]["status"]) for e in payout_events]
+        for payout_id, payout_events in _objects(history, "payout").items()
+    }
+    assert any(path[-1] == ("payout.paid", "paid") for path in paths.values())
+    assert any(
+        path[-2:] == [("payout.paid", "paid"), ("payout.failed", "failed")]
+        for path in paths.values()
+    )
+    assert any(path[-1] == ("payout.canceled", "canceled") for path in paths.values())
+    assert all(path[0] == ("payout.created", "pending") for path in paths.values())
+
+
+def test_jpy_is_zero_decimal(history: DemoHistory) -> None:
+    charges = [
+        e["data"]["object"]
+        for e in history.events
+        if e["type"] == "charge.succeeded" and e["data"]["object"]["currency"] == "jpy"
+    ]
+    assert charges
+    for charge in charges:
+        assert 500 <= charge["amount"] <= 30_000  # yen, not "cents of yen"
+        assert charge["balance_transaction"]["fee"] == (charge["amount"] * 36 + 500) // 1000
+    currencies = {e["data"]["object"].get("currency") for e in history.events}
+    assert {"usd", "jpy"} <= currencies
+
+
+def test_one_connect_account_and_the_platform(history: DemoHistory) -> None:
+    accounts = Counter(event["account"] for event in history.events)
+    connected = [account for account in accounts if account is not None]
+    assert len(connected) == 1 and connected[0].startswith("acct_")
+    assert accounts[None] > accounts[connected[0]] > 0
+
+
+def test_same_second_pair_for_one_object(history: DemoHistory) -> None:
+    seconds = Counter(
+        (event["data"]["object"].get("id"), event["created"]) for event in history.events
+    )
+    pairs = [key for key, count in seconds.items() if count >= 2 and key[0] is not None]
+    assert any(object_id.startswith("in_") for object_id, _ in pairs)
+    assert any(object_id.startswith("dp_") for object_id, _ in pairs)
+
+
+def test_deliveries_have_duplicates_and_every_event(history: DemoHistory) -> None:
+    delivered = Counter(event["id"] for event in history.deliveries)
+    assert set(delivered) == {event["id"] for event in history.events}
+    duplicates = sum(count - 1 for count in delivered.values())
+    assert 0.01 * len(history.events) <= duplicates <= 0.06 * len(history.events)
+    by_id = {event["id"]: encode(event) for event in history.events}
+    for event in history.deliveries:
+        assert encode(event) == by_id[event["id"]]  # a redelivery is the same event
+
+
+def test_deliveries_are_mostly_but_not_always_in_order(history: DemoHistory) -> None:
+    first_seen: list[Json] = []
+    seen: set[str] = set()
+    for event in history.deliveries:
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            first_seen.append(event)
+    backwards = sum(
+        1 for before, after in zip(first_seen, first_seen[1:], strict=False)
+        if after["created"] < before["created"]
+    )
+    assert 0 < backwards < 0.1 * len(first_seen)
+
+
+def test_a_pair_for_one_object_is_delivered_newest_first(history: DemoHistory) -> None:
+    position = {}
+    for index, event in enumerate(history.deliveries):
+        position.setdefault(event["id"], index)
+    reversed_pairs = []
+    for object_events in _objects(history, "payout").values():
+        for older in object_events:
+            for newer in object_events:
+                if newer["created"] > older["created"] and position[newer["id"]] < position[
+                    older["id"]
+                ]:
+                    reversed_pairs.append((older["type"], newer["type"]))
+    assert ("payout.paid", "payout.failed") in reversed_pairs
+
+
+def test_summary_counts_per_type(history: DemoHistory) -> None:
+    summary = history.summary()
+    assert summary["events"] == len(history.events)
+    assert summary["deliveries"] == len(history.deliveries)
+    assert summary["duplicate_deliveries"] == len(history.deliveries) - len(history.events)
+    assert summary["out_of_order_deliveries"] > 0
+    assert sum(summary["types"].values()) == len(history.events)
+    assert summary["types"]["invoice.voided"] == sum(
+        1 for event in history.events if event["type"] == "invoice.voided"
+    )

@@ -1,0 +1,286 @@
+"""Rebuild, reports and verify, on SQLite and PostgreSQL, over a demo history."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from cli.demo_history import generate
+from cli.reports_cmds import prepare_read_side
+from ledger.database import WRITE, create_engine, migrate
+from ledger.envelope import event_from_dict
+from ledger.store import EventStore, Incoming, utc_now
+from projections import rebuild, registry, verify, worker
+from reports import render, views
+from reports.money import format_amount
+from reports.query import UnknownReport, run_report
+
+REPORT_COLUMNS = {
+    "balances": [
+        "account", "livemode", "currency", "captured", "refunded", "dispute_withdrawn",
+        "dispute_reinstated", "dispute_fees", "fees", "payouts", "ledger_balance",
+        "stripe_available", "stripe_pending", "drift",
+    ],
+    "invoices": [
+        "invoice_id", "account", "livemode", "customer", "subscription", "status", "currency",
+        "amount_due", "amount_paid", "amount_remaining", "attempt_count", "due_date",
+        "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
+    ],
+    "disputes": [
+        "dispute_id", "account", "livemode", "charge", "payment_intent", "status", "reason",
+        "currency", "amount", "funds_withdrawn", "funds_reinstated", "dispute_fees",
+        "evidence_due_by", "created", "closed_at",
+    ],
+    "invoice_aging": ["account", "livemode", "currency", "bucket", "invoices", "amount_remaining"],
+    "open_disputes": [
+        "dispute_id", "account", "livemode", "charge", "status", "reason", "currency", "amount",
+        "evidence_due_by", "hours_left",
+    ],
+    "daily_volume": ["account", "livemode", "currency", "day", "captured", "refunded"],
+}  # fmt: skip
+HOOKS = (views.drop_views, views.create_views)
+
+
+def _load(store: EventStore, deliveries: list[dict[str, Any]]) -> None:
+    now = utc_now()
+    for start in range(0, len(deliveries), 500):
+        chunk = deliveries[start : start + 500]
+        store.append([Incoming(event_from_dict(e), "import", now) for e in chunk])
+
+
+@pytest.fixture
+def store(database_url: str) -> EventStore:
+    engine = create_engine(database_url)
+    migrate(engine)
+    prepare_read_side(engine)
+    store = EventStore(engine)
+    _load(store, generate(seed=11, events=600).deliveries)
+    worker.run(store, until_idle_s=0)
+    return store
+
+
+def _dumps(store: EventStore) -> dict[str, Any]:
+    with store.engine.connect() as connection:
+        out = {}
+        for projection in registry.get():
+            row = registry.state(connection, projection.name)
+            out[projection.name] = projection.dump(connection, int(row.live_generation))
+        return out
+
+
+def test_report_views_have_their_documented_columns(store: EventStore) -> None:
+    assert sorted(views.report_names()) == sorted(REPORT_COLUMNS)
+    for name, columns in REPORT_COLUMNS.items():
+        got, _rows = run_report(store.engine, name)
+        assert got == columns, name
+
+
+def test_balances_follow_the_journal_and_the_formula(store: EventStore) -> None:
+    columns, rows = run_report(store.engine, "balances")
+    assert rows, "the demo history moves money"
+    with store.engine.connect() as connection:
+        stripe_balance = {
+            (r[0] or None, bool(r[1]), r[2]): int(r[3])
+            for r in connection.exec_driver_sql(
+                "SELECT NULLIF(account_key, ''), livemode, currency, SUM(amount) "
+                "FROM proj_journal_postings WHERE ledger_account = 'stripe_balance' "
+                "GROUP BY account_key, livemode, currency"
+            )
+        }
+    for row in rows:
+        r = dict(zip(columns, row, strict=True))
+        for column in REPORT_COLUMNS["balances"][3:11]:
+            assert isinstance(r[column], int), (column, r[column])
+        for column in ("dispute_withdrawn", "dispute_fees", "fees", "payouts"):
+            assert r[column] >= 0, column
+        formula = (
+            r["captured"] - r["refunded"] - r["dispute_withdrawn"] + r["dispute_reinstated"]
+            - r["dispute_fees"] - r["fees"] - r["payouts"]
+        )  # fmt: skip
+        assert r["ledger_balance"] == formula
+        key = (r["account"], bool(r["livemode"]), r["currency"])
+        assert r["ledger_balance"] == stripe_balance.get(key, 0)
+        if r["stripe_available"] is None:
+            assert r["drift"] is None
+        else:
+            assert r["drift"] == r["stripe_available"] + r["stripe_pending"] - formula
+    currencies = {row[2] for row in rows}
+    assert {"usd", "jpy"} <= currencies
+
+
+def test_report_filters_and_formats(store: EventStore) -> None:
+    columns, rows = run_report(store.engine, "invoices", livemode=False)
+    assert rows and all(not row[2] for row in rows)
+    _, connect_rows = run_report(store.engine, "balances", account="platform")
+    assert connect_rows and all(row[0] is None for row in connect_rows)
+    parsed = json.loads(render.render(columns, rows, "json"))
+    assert parsed[0].keys() == set(columns)
+    paid = [item for item in parsed if item["status"] == "paid"]
+    assert paid and isinstance(paid[0]["amount_paid"], int)
+    assert paid[0]["paid_at"].endswith("Z") and "T" in paid[0]["paid_at"]
+    csv_text = render.render(columns, rows, "csv")
+    assert csv_text.splitlines()[0] == ",".join(columns)
+    assert len(csv_text.splitlines()) == len(rows) + 1
+    table = render.render(*run_report(store.engine, "balances"), "table")
+    assert " JPY" in table and " USD" in table and "platform" in table
+    with pytest.raises(UnknownReport, match="available: balances"):
+        run_report(store.engine, "nope")
+
+
+def test_money_is_formatted_by_the_currency_exponent() -> None:
+    assert format_amount(123456, "usd") == "1,234.56 USD"
+    assert format_amount(-5, "eur") == "-0.05 EUR"
+    assert format_amount(3000, "jpy") == "3,000 JPY"
+    assert format_amount(5120, "kwd") == "5.120 KWD"
+    with pytest.raises(AssertionError):
+        format_amount(1.5, "usd")  # type: ignore[arg-type]
+
+
+def test_rebuilt_rows_equal_the_incrementally_built_rows(store: EventStore) -> None:
+    before = _dumps(store)
+    reports_before = {name: run_report(store.engine, name) for name in REPORT_COLUMNS}
+    results = rebuild.rebuild(store, hooks=HOOKS)
+    assert [r.new_generation for r in results] == [2, 2, 2]
+    assert _dumps(store) == before
+    for name in ("balances", "invoices", "disputes", "daily_volume"):
+        assert run_report(store.engine, name) == reports_before[name]
+    with store.engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+    assert "invoices_g2" in tables and "invoices_g1" not in tables
+
+
+def test_a_reader_during_a_rebuild_sees_the_whole_state_never_half(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 40)  # many batches: many chances
+    full = run_report(store.engine, "balances")
+    invoices = len(run_report(store.engine, "invoices")[1])
+    seen: list[bool] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.append(run_report(store.engine, "balances") == full)
+            seen.append(len(run_report(store.engine, "invoices")[1]) == invoices)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        rebuild.rebuild(store, hooks=HOOKS)
+    finally:
+        done.set()
+        reader.join(timeout=60)
+    assert len(seen) > 2 and all(seen)
+
+
+def test_an_interrupted_rebuild_leaves_the_live_projection_and_can_run_again(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 50)
+    before = _dumps(store)
+    stop = threading.Event()
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        stop.set()  # interrupt after the first batch
+
+    assert rebuild.rebuild_one(store, registry.PROJECTIONS["invoices"], hooks=HOOKS,
+                               on_progress=progress, stop=stop) is None  # fmt: skip
+    assert calls and _dumps(store) == before
+    with store.engine.connect() as connection:
+        assert registry.state(connection, "invoices").live_generation == 1
+    result = rebuild.rebuild_one(store, registry.PROJECTIONS["invoices"], hooks=HOOKS)
+    assert result is not None and result.new_generation == 2
+    assert _dumps(store) == before
+
+
+def test_two_rebuilds_of_one_projection_are_excluded(store: EventStore) -> None:
+    rebuild.acquire_lease(store.engine, "journal", "someone-else:1:1")
+    with pytest.raises(rebuild.RebuildBusy, match="already running"):
+        rebuild.rebuild_one(store, registry.PROJECTIONS["journal"], hooks=HOOKS)
+    rebuild.release_lease(store.engine, "journal", "someone-else:1:1")
+    assert rebuild.rebuild_one(store, registry.PROJECTIONS["journal"], hooks=HOOKS) is not None
+
+
+def test_a_worker_running_during_a_rebuild_corrupts_nothing(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 50)
+    stop = threading.Event()
+    background = threading.Thread(
+        target=worker.run, kwargs={"store": store, "stop": stop, "poll_interval_s": 0.01}
+    )
+    background.start()
+    try:
+        # More events arrive while both run.
+        _load(store, generate(seed=12, events=300).deliveries)
+        rebuild.rebuild(store, hooks=HOOKS)
+        _load(store, generate(seed=13, events=200).deliveries)
+        head = store.head_position()
+        deadline = threading.Event()
+        for _ in range(600):
+            with store.engine.connect() as connection:
+                positions = [registry.state(connection, p.name).position for p in registry.get()]
+            if min(positions) >= head:
+                break
+            deadline.wait(0.1)
+    finally:
+        stop.set()
+        background.join(timeout=60)
+    checks, _drift = verify.verify(store)
+    assert all(check.ok for check in checks), [c for c in checks if not c.ok]
+
+
+def test_verify_passes_then_catches_a_tampered_posting(store: EventStore) -> None:
+    checks, drift = verify.verify(store)
+    assert [c.ok for c in checks] == [True] * 5, checks
+    assert drift and any("drift" in line for line in drift)
+    with store.engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        connection.exec_driver_sql(
+            "UPDATE journal_postings_g1 SET amount = amount + 1 "
+            "WHERE entry_id = (SELECT MIN(entry_id) FROM journal_postings_g1)"
+        )
+    checks, _ = verify.verify(store)
+    failed = {c.name for c in checks if not c.ok}
+    assert "journal entries balance" in failed
+    assert "balances = sum of postings" in failed
+    assert "journal = fresh fold of the store" in failed
+
+
+def test_the_reporting_role_reads_reports_and_nothing_else(postgres_url: str) -> None:
+    """A person's login in the ledger_reporting role, as docs/REPORTS.md tells how to make."""
+    engine = create_engine(postgres_url)
+    migrate(engine)
+    prepare_read_side(engine)
+    analyst = f"analyst_{uuid.uuid4().hex[:8]}"
+    with engine.connect() as connection, connection.begin():
+        connection.exec_driver_sql(
+            f"CREATE ROLE {analyst} LOGIN PASSWORD 'pw' IN ROLE ledger_reporting"
+        )
+    url = sa.make_url(postgres_url).set(username=analyst, password="pw")
+    reader = sa.create_engine(url)
+    try:
+        with reader.connect() as connection:
+            for name in REPORT_COLUMNS:
+                connection.exec_driver_sql(f"SELECT * FROM report_{name}").all()
+        for statement in (
+            "SELECT * FROM events",
+            "SELECT * FROM proj_invoices",
+            "SELECT * FROM invoices_g1",
+            "INSERT INTO dead_letters (raw, error, received_at) VALUES ('x', 'x', now())",
+            "DELETE FROM report_invoices",
+        ):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                with reader.connect() as connection, connection.begin():
+                    connection.exec_driver_sql(statement)
+    finally:
+        reader.dispose()
+        with engine.connect() as connection, connection.begin():
+            connection.exec_driver_sql(f"DROP ROLE {analyst}")
+        engine.dispose()
