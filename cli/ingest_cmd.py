@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -95,6 +96,10 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
         date_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # handler installed before it; a no-op one makes a graceful stop exit 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: None)
     logs.get_logger("ingest").info("ingest_listening", host=args.host, port=args.port)
     server.run()
     return 0 if server.started else 1

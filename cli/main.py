@@ -6,14 +6,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import event_types_cmd, ingest_cmd, ledger_cmds, project_cmd, reports_cmds
+from cli import event_types_cmd, ingest_cmd, ledger_cmds, project_cmd, reports_cmds, serve_cmd
 from ledger.database import DatabaseError
 from ledger.importer import ImportFileError
 from ledger.logs import configure
 from ledger.settings import Settings, SettingsError
 
 # Each module adds its subcommands; the order is the data flow: ingest -> ledger -> projections.
-COMMAND_MODULES = [ingest_cmd, ledger_cmds, project_cmd, reports_cmds, event_types_cmd]
+COMMAND_MODULES = [
+    ingest_cmd,
+    ledger_cmds,
+    project_cmd,
+    reports_cmds,
+    serve_cmd,
+    event_types_cmd,
+]
 
 ENVIRONMENT_HELP = """\
 environment:
