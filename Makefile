@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install services services-down lint test test-fast clean help
+.PHONY: install demo services services-down lint test test-fast clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## create the virtual environment and install the project
+
+demo: install  ## see it work: a signed Stripe history through the embedded mode, then the reports
+	$(VENV)/bin/stripe-ledger demo
 
 services:  ## start PostgreSQL and Kafka (prints the export lines)
 	bash scripts/services.sh up

@@ -636,8 +636,15 @@ class _Builder:
             self._emit(
                 "payment_intent.created",
                 self._payment_intent_obj(
-                    pi_id, customer, amount, currency, t, "requires_payment_method", None,
-                    description, secret or "",
+                    pi_id,
+                    customer,
+                    amount,
+                    currency,
+                    t,
+                    "requires_payment_method",
+                    None,
+                    description,
+                    secret or "",
                 ),
                 t,
                 scope,
@@ -648,15 +655,32 @@ class _Builder:
         if fail_first:
             t += self.rng.randint(1, 4)
             failed = _Charge(
-                self._id("ch_", scope, t, "3"), pi_id, customer, scope, amount, currency, t,
-                description, None, status="failed", failure_code="card_declined",
+                self._id("ch_", scope, t, "3"),
+                pi_id,
+                customer,
+                scope,
+                amount,
+                currency,
+                t,
+                description,
+                None,
+                status="failed",
+                failure_code="card_declined",
             )
             self._emit("charge.failed", self._charge_obj(failed, t), t, scope, api=api)
             self._emit(
                 "payment_intent.payment_failed",
                 self._payment_intent_obj(
-                    pi_id, customer, amount, currency, pi_at, "requires_payment_method",
-                    failed.id, description, secret, error_charge=failed.id,
+                    pi_id,
+                    customer,
+                    amount,
+                    currency,
+                    pi_at,
+                    "requires_payment_method",
+                    failed.id,
+                    description,
+                    secret,
+                    error_charge=failed.id,
                 ),
                 t,
                 scope,
@@ -665,15 +689,29 @@ class _Builder:
             return failed, t
         t += self.rng.randint(1, 4)
         charge = _Charge(
-            self._id("ch_", scope, t, "3"), pi_id, customer, scope, amount, currency, t,
-            description, None,
+            self._id("ch_", scope, t, "3"),
+            pi_id,
+            customer,
+            scope,
+            amount,
+            currency,
+            t,
+            description,
+            None,
         )
         charge.balance_transaction = self._charge_bt(charge)
         bt = charge.balance_transaction
         self._emit(
             "payment_intent.succeeded",
             self._payment_intent_obj(
-                pi_id, customer, amount, currency, pi_at, "succeeded", charge.id, description,
+                pi_id,
+                customer,
+                amount,
+                currency,
+                pi_at,
+                "succeeded",
+                charge.id,
+                description,
                 secret,
             ),
             t,
@@ -1027,8 +1065,18 @@ class _Builder:
                 path = "retry_paid"  # a first invoice that is never paid leaves no subscription
             sub["period_start"] = cycle_start
             end = self._invoice_cycle(
-                scope, customer, sub_id, item_id, price_id, product_id, amount, cycle_start,
-                first=index == 0, path=path, send_invoice=send_invoice, sub=sub,
+                scope,
+                customer,
+                sub_id,
+                item_id,
+                price_id,
+                product_id,
+                amount,
+                cycle_start,
+                first=index == 0,
+                path=path,
+                send_invoice=send_invoice,
+                sub=sub,
                 set_status=set_status,
             )
             cycle_start = max(cycle_start + 30 * DAY_S, end + 1)
@@ -1193,8 +1241,14 @@ class _Builder:
                 },
                 "payments": {
                     "object": "list",
-                    "data": [dict(p, payment=dict(p["payment"]), status_transitions=dict(
-                        p["status_transitions"])) for p in inv["payments"]],
+                    "data": [
+                        dict(
+                            p,
+                            payment=dict(p["payment"]),
+                            status_transitions=dict(p["status_transitions"]),
+                        )
+                        for p in inv["payments"]
+                    ],
                     "has_more": False,
                     "total_count": len(inv["payments"]),
                     "url": f"/v1/invoices/{invoice_id}/payments",
@@ -1256,8 +1310,15 @@ class _Builder:
         self._emit(
             "payment_intent.created",
             self._payment_intent_obj(
-                pi_id, customer, amount, currency, t, "requires_payment_method", None,
-                description, secret,
+                pi_id,
+                customer,
+                amount,
+                currency,
+                t,
+                "requires_payment_method",
+                None,
+                description,
+                secret,
             ),
             t,
             scope,
@@ -1269,8 +1330,15 @@ class _Builder:
 
         def fail(attempt_at: int, retry_in: int | None) -> int:
             _, at = self._pay(
-                scope, customer, amount, attempt_at, description, api=False, fail_first=1,
-                pi_id=pi_id, secret=secret,
+                scope,
+                customer,
+                amount,
+                attempt_at,
+                description,
+                api=False,
+                fail_first=1,
+                pi_id=pi_id,
+                secret=secret,
             )
             inv["attempt_count"] += 1
             inv["next_payment_attempt"] = (
@@ -1283,7 +1351,13 @@ class _Builder:
 
         def pay(attempt_at: int) -> int:
             _, at = self._pay(
-                scope, customer, amount, attempt_at, description, api=False, pi_id=pi_id,
+                scope,
+                customer,
+                amount,
+                attempt_at,
+                description,
+                api=False,
+                pi_id=pi_id,
                 secret=secret,
             )
             inv["attempt_count"] += 1
@@ -1388,15 +1462,17 @@ class _Builder:
                 "type": "bank_account",
             }
 
-        self._emit(
-            "payout.created", payout(t), t, scope, effect=("payout", currency, -amount, t)
-        )
+        self._emit("payout.created", payout(t), t, scope, effect=("payout", currency, -amount, t))
         self.net[key] = available - amount
         if ending == "canceled":
             t += self.rng.randint(60, 3600)
             state["status"] = "canceled"
             self._emit(
-                "payout.canceled", payout(t), t, scope, api=True,
+                "payout.canceled",
+                payout(t),
+                t,
+                scope,
+                api=True,
                 effect=("payout_back", currency, amount, t),
             )
             self.net[key] += amount
@@ -1476,13 +1552,13 @@ class _Builder:
         return DemoHistory(seed=0, events=events, deliveries=deliveries)
 
     def _with_balances(self) -> list[Json]:
-        """The events by created, with a balance.available snapshot now and then, computed
-        from the story so far: charges are pending until available_on, the rest is immediate."""
+        """The events by created, with a balance.available snapshot now and then and one per
+        account at the end, computed from the story so far: a charge's net is pending until its
+        available_on, refunds, dispute transactions and payouts move available funds at once."""
         events: list[Json] = []
         available: dict[str | None, dict[str, int]] = {None: {}, self.connect.account: {}}
         pending: dict[str | None, list[tuple[int, str, int]]] = {None: [], self.connect.account: []}
         since = 0
-        scopes = {None: self.platform, self.connect.account: self.connect}
         for entry in self.entries:
             events.append(entry.event)
             account = entry.event["account"]
@@ -1496,59 +1572,78 @@ class _Builder:
             since += 1
             if since >= BALANCE_EVERY and self.rng.random() < 0.25:
                 since = 0
-                now = entry.created
-                funds = available[account]
-                still: list[tuple[int, str, int]] = []
-                for item in pending[account]:
-                    if item[0] <= now:
-                        funds[item[1]] = funds.get(item[1], 0) + item[2]
-                    else:
-                        still.append(item)
-                pending[account] = still
-                waiting: dict[str, int] = {}
-                for _, currency, amount in still:
-                    waiting[currency] = waiting.get(currency, 0) + amount
-                currencies = sorted(set(funds) | set(waiting))
-                balance: Json = {
-                    "object": "balance",
-                    "available": [
-                        {
-                            "amount": funds.get(c, 0),
-                            "currency": c,
-                            "source_types": {"card": funds.get(c, 0)},
-                        }
-                        for c in currencies
-                    ],
-                    "connect_reserved": [{"amount": 0, "currency": c} for c in currencies],
-                    "livemode": False,
-                    "pending": [
-                        {
-                            "amount": waiting.get(c, 0),
-                            "currency": c,
-                            "source_types": {"card": waiting.get(c, 0)},
-                        }
-                        for c in currencies
-                    ],
-                    "refund_and_dispute_prefunding": {
-                        "available": [{"amount": 0, "currency": c} for c in currencies],
-                        "pending": [{"amount": 0, "currency": c} for c in currencies],
-                    },
-                }
-                scope = scopes[account]
-                event = {
-                    "id": self._id("evt_", scope, now),
-                    "object": "event",
-                    "account": account,
-                    "api_version": API_VERSION,
-                    "created": now,
-                    "data": {"object": balance},
-                    "livemode": False,
-                    "pending_webhooks": 1,
-                    "request": {"id": None, "idempotency_key": None},
-                    "type": "balance.available",
-                }
-                events.append(event)
+                events.append(self._balance_event(account, entry.created, available, pending))
+        end = self.entries[-1].created + 60 if self.entries else BASE_TIMESTAMP
+        for account in (None, self.connect.account):
+            if available[account] or pending[account]:
+                events.append(self._balance_event(account, end, available, pending))
         return events
+
+    def _balance_event(
+        self,
+        account: str | None,
+        now: int,
+        available: dict[str | None, dict[str, int]],
+        pending: dict[str | None, list[tuple[int, str, int]]],
+    ) -> Json:
+        funds = available[account]
+        still: list[tuple[int, str, int]] = []
+        for item in pending[account]:
+            if item[0] <= now:
+                funds[item[1]] = funds.get(item[1], 0) + item[2]
+            else:
+                still.append(item)
+        pending[account] = still
+        waiting: dict[str, int] = {}
+        for _, currency, amount in still:
+            waiting[currency] = waiting.get(currency, 0) + amount
+        currencies = sorted(set(funds) | set(waiting))
+        shown_available: dict[str, int] = {}
+        shown_pending: dict[str, int] = {}
+        for currency in currencies:
+            # Payouts here may spend funds that are still pending: show the same total without
+            # a negative available amount (Stripe would not have paid them out).
+            total = funds.get(currency, 0) + waiting.get(currency, 0)
+            shown_available[currency] = max(min(funds.get(currency, 0), total), 0)
+            shown_pending[currency] = total - shown_available[currency]
+        balance: Json = {
+            "object": "balance",
+            "available": [
+                {
+                    "amount": shown_available[c],
+                    "currency": c,
+                    "source_types": {"card": shown_available[c]},
+                }
+                for c in currencies
+            ],
+            "connect_reserved": [{"amount": 0, "currency": c} for c in currencies],
+            "livemode": False,
+            "pending": [
+                {
+                    "amount": shown_pending[c],
+                    "currency": c,
+                    "source_types": {"card": shown_pending[c]},
+                }
+                for c in currencies
+            ],
+            "refund_and_dispute_prefunding": {
+                "available": [{"amount": 0, "currency": c} for c in currencies],
+                "pending": [{"amount": 0, "currency": c} for c in currencies],
+            },
+        }
+        scope = self.platform if account is None else self.connect
+        return {
+            "id": self._id("evt_", scope, now),
+            "object": "event",
+            "account": account,
+            "api_version": API_VERSION,
+            "created": now,
+            "data": {"object": balance},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": "balance.available",
+        }
 
     def _deliveries(self, events: list[Json]) -> list[Json]:
         """By created, then: neighbours swapped, some delayed, ~3% delivered again later, and

@@ -9,7 +9,7 @@ from pathlib import Path
 from cli.progress import Progress
 from ledger.consumer import Consumer
 from ledger.database import create_engine, migrate, require_migrated
-from ledger.importer import import_file, spool_stdin
+from ledger.importer import copy_store, import_file, spool_stdin
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore
@@ -76,6 +76,26 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_copy_store(args: argparse.Namespace, settings: Settings) -> int:
+    source_engine = create_engine(args.source)
+    require_migrated(source_engine)
+    target_engine = create_engine(settings.database_url)
+    if source_engine.url == target_engine.url:
+        print("stripe-ledger copy-store: source and target are the same database", file=sys.stderr)
+        return 2
+    migrate(target_engine)
+    progress = Progress("copy-store", 0, log)
+    try:
+        result = copy_store(EventStore(source_engine), EventStore(target_engine), progress.update)
+    finally:
+        progress.finish()
+    print(
+        f"copied {result.events} events: {result.appended} new, {result.duplicates} already "
+        f"there; now run `stripe-ledger project --until-idle 1` against the target"
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     migrate_parser = subparsers.add_parser(
         "migrate",
@@ -116,3 +136,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     importer.add_argument("file", metavar="FILE", help="path, or - for standard input")
     importer.set_defaults(handler=cmd_import)
+
+    copier = subparsers.add_parser(
+        "copy-store",
+        help="copy every event of another store (e.g. the SQLite file) into LEDGER_DATABASE_URL",
+        description="Move from the embedded SQLite store to PostgreSQL: migrate the target "
+        "(LEDGER_DATABASE_URL), then append every event of --from in order, keeping ids, "
+        "sources and receive times. Idempotent: run it again and nothing is doubled. The "
+        "projections are then built on the target by `stripe-ledger project`.",
+    )
+    copier.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URL",
+        help="the source store, e.g. sqlite:///stripe-ledger.db (no password on a command line: "
+        "the target comes from LEDGER_DATABASE_URL)",
+    )
+    copier.set_defaults(handler=cmd_copy_store)

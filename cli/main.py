@@ -6,7 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import event_types_cmd, ingest_cmd, ledger_cmds, project_cmd, reports_cmds, serve_cmd
+from cli import (
+    demo_cmd,
+    event_types_cmd,
+    ingest_cmd,
+    ledger_cmds,
+    project_cmd,
+    reports_cmds,
+    serve_cmd,
+)
 from ledger.database import DatabaseError
 from ledger.importer import ImportFileError
 from ledger.logs import configure
@@ -19,6 +27,7 @@ COMMAND_MODULES = [
     project_cmd,
     reports_cmds,
     serve_cmd,
+    demo_cmd,
     event_types_cmd,
 ]
 

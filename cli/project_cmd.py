@@ -10,6 +10,7 @@ from typing import Any
 
 from ledger.database import DatabaseError, create_engine, require_migrated
 from ledger.logs import configure, get_logger
+from ledger.retry import retrying
 from ledger.settings import Settings, SettingsError
 from ledger.store import EventStore
 from projections import registry, worker
@@ -81,6 +82,16 @@ def run_project(args: argparse.Namespace, settings: Settings | None = None) -> i
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    from cli.reports_cmds import prepare_read_side
+
+    # The report views read the projections' views: make sure both exist (idempotent).
+    def prepare() -> bool:
+        prepare_read_side(engine)
+        return True
+
+    ready = retrying("database", prepare, stop)
+    if ready is None:  # stopped while waiting for the database
+        return 0
     try:
         worker.run(
             EventStore(engine),

@@ -75,15 +75,19 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     except UnknownReport as error:
         print(f"stripe-ledger report: {error}", file=sys.stderr)
         return 2
-    except sa.exc.OperationalError as error:
-        raise SystemExit(f"stripe-ledger report: cannot read the report: {error.orig}") from None
-    except sa.exc.ProgrammingError:
-        print(
-            "stripe-ledger report: the report views do not exist yet: run "
-            "`stripe-ledger migrate` first",
-            file=sys.stderr,
-        )
-        return 2
+    except sa.exc.DBAPIError as error:
+        if not sa.inspect(engine).has_table(
+            f"report_{args.name}"
+        ) and f"report_{args.name}" not in (sa.inspect(engine).get_view_names()):
+            print(
+                "stripe-ledger report: the report views do not exist yet: run "
+                "`stripe-ledger migrate` first",
+                file=sys.stderr,
+            )
+            return 2
+        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        print(f"stripe-ledger report: cannot read the report: {detail}", file=sys.stderr)
+        return 1
     sys.stdout.write(render.render(columns, rows, args.format))
     return 0
 

@@ -19,7 +19,7 @@ from typing import IO
 
 from ledger.envelope import EnvelopeError, StripeEvent, decode_json, event_from_dict
 from ledger.settings import EVENT_BODY_BYTES_MAX
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import EventStore, Incoming, KafkaCoordinates, utc_now
 
 IMPORT_BATCH_EVENTS = 1000
 IMPORT_ARRAY_BYTES_MAX = 512 * 1024 * 1024  # a JSON array is parsed whole; past this use lines
@@ -153,3 +153,41 @@ def spool_stdin(stream: IO[bytes] | None = None) -> Path:
     with handle:
         shutil.copyfileobj(source, handle)
     return Path(handle.name)
+
+
+def copy_store(
+    source: EventStore,
+    target: EventStore,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
+    """Every event of ``source`` into ``target`` (e.g. SQLite -> PostgreSQL), in position order,
+    keeping each event's id, source, received time and Kafka coordinates. Idempotent: a second
+    copy appends nothing. Positions are the target's own."""
+    total = source.count()
+    appended = duplicates = done = 0
+    position = 0
+    while True:
+        page = source.read(position, IMPORT_BATCH_EVENTS)
+        if not page:
+            break
+        batch = [
+            Incoming(
+                event_from_dict(stored.payload),
+                stored.source,
+                stored.received_at,
+                KafkaCoordinates(stored.kafka_topic, stored.kafka_partition, stored.kafka_offset)
+                if stored.kafka_topic is not None
+                and stored.kafka_partition is not None
+                and stored.kafka_offset is not None
+                else None,
+            )
+            for stored in page
+        ]
+        result = target.append(batch)
+        appended += result.appended
+        duplicates += result.duplicates
+        done += len(page)
+        position = page[-1].position
+        if on_progress:
+            on_progress(done, max(total, done))
+    return ImportResult(events=done, appended=appended, duplicates=duplicates)

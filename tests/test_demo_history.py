@@ -393,3 +393,35 @@ def test_summary_counts_per_type(history: DemoHistory) -> None:
     assert summary["types"]["invoice.voided"] == sum(
         1 for event in history.events if event["type"] == "invoice.voided"
     )
+
+
+def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoHistory) -> None:
+    expected: Counter[tuple[str | None, str]] = Counter()
+    dispute_txns: set[str] = set()
+    for event in history.events:
+        obj, key = event["data"]["object"], event["account"]
+        if event["type"] == "charge.succeeded":
+            expected[key, obj["currency"]] += obj["balance_transaction"]["net"]
+        elif event["type"] == "refund.created":
+            expected[key, obj["currency"]] -= obj["amount"]
+        elif event["type"].startswith("charge.dispute."):
+            for bt in obj["balance_transactions"]:
+                if bt["id"] not in dispute_txns:
+                    dispute_txns.add(bt["id"])
+                    expected[key, bt["currency"]] += bt["net"]
+        elif event["type"] == "payout.created":
+            expected[key, obj["currency"]] -= obj["amount"]
+        elif event["type"] in ("payout.failed", "payout.canceled"):
+            expected[key, obj["currency"]] += obj["amount"]
+    last: dict[str | None, Json] = {}
+    for event in history.events:
+        if event["type"] == "balance.available":
+            last[event["account"]] = event["data"]["object"]
+    reported: Counter[tuple[str | None, str]] = Counter()
+    for account, balance in last.items():
+        for item in balance["available"] + balance["pending"]:
+            reported[account, item["currency"]] += item["amount"]
+            assert item["amount"] >= 0 or item in balance["pending"]
+    nonzero = {key: value for key, value in reported.items() if value}
+    assert nonzero == {key: value for key, value in expected.items() if value}
+    assert {currency for _, currency in nonzero} >= {"usd", "jpy", "eur"}

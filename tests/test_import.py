@@ -68,3 +68,35 @@ def test_every_command_has_help() -> None:
         done = run_cli([command, "--help"], cli_env("sqlite:///unused.db"))
         assert done.returncode == 0
         assert b"usage: stripe-ledger " + command.encode() in done.stdout
+
+
+def test_copy_store_moves_the_sqlite_store_into_postgres(
+    sqlite_url: str, postgres_url: str, tmp_path: Path
+) -> None:
+    from cli.demo_history import generate
+
+    source = EventStore(create_engine(sqlite_url))
+    migrate(source.engine)
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\n".join(encode(e) for e in generate(seed=3, events=200).deliveries))
+    assert run_cli(["import", str(path)], cli_env(sqlite_url)).returncode == 0
+    env = cli_env(postgres_url)
+    first = run_cli(["copy-store", "--from", sqlite_url], env)
+    assert first.returncode == 0, first.stderr.decode()
+    assert f"{source.count()} new".encode() in first.stdout
+    again = run_cli(["copy-store", "--from", sqlite_url], env)
+    assert b" 0 new" in again.stdout
+    target = EventStore(create_engine(postgres_url))
+    assert sorted(target.event_ids()) == sorted(source.event_ids())
+    by_id = {e.event_id: e for e in source.read(0, 10_000)}
+    for copied in target.read(0, 10_000):
+        original = by_id[copied.event_id]
+        assert (copied.payload, copied.source, copied.received_at) == (
+            original.payload, original.source, original.received_at,
+        )  # fmt: skip
+    reports = []
+    for url in (sqlite_url, postgres_url):
+        assert run_cli(["project", "--until-idle", "0"], cli_env(url)).returncode == 0
+        done = run_cli(["report", "balances", "--format", "json"], cli_env(url))
+        reports.append(json.loads(done.stdout))
+    assert reports[0] == reports[1] and reports[0]

@@ -1,0 +1,183 @@
+"""``stripe-ledger demo``: a realistic Stripe history, signed and POSTed, then the reports.
+
+By default it starts ``stripe-ledger serve`` itself on a temporary SQLite file with a fresh
+signing secret (handed over in the environment, never on a command line), so that a newcomer
+sees the whole pipeline with one command and no services. ``--url`` targets any running
+``ingest`` or ``serve`` instead (sign with its STRIPE_WEBHOOK_SECRET).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cli.demo_client import post_all
+from cli.demo_history import encode, generate
+from cli.progress import Progress
+from ledger.database import create_engine
+from ledger.logs import get_logger
+from ledger.settings import Settings, SettingsError
+from ledger.store import EventStore
+from projections import registry
+from reports import render
+from reports.query import run_report
+
+SERVE_READY_S_MAX = 60.0
+CATCH_UP_S_MAX = 120.0
+DEMO_REPORTS = ("balances", "invoices", "disputes")
+log = get_logger("demo")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="post a realistic, signed Stripe history and print the reports (no services needed)",
+        description="Generate a deterministic Stripe history (customers, charges and refunds, "
+        "subscription invoices through every path, disputes won and lost, payouts including a "
+        "failed one, balance snapshots, USD/EUR/JPY, a Connect account; some deliveries out of "
+        "order and some duplicated, as Stripe does), sign every event and POST it. Without "
+        "--url it starts `stripe-ledger serve` on a temporary SQLite file first. Then it prints "
+        "the balances, invoices and disputes reports.",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="the same seed, the same history (7)")
+    parser.add_argument("--events", type=int, default=400, help="about this many events (400)")
+    parser.add_argument(
+        "--url",
+        help="POST to this running endpoint (http://HOST:PORT/webhooks/stripe) instead; sign "
+        "with STRIPE_WEBHOOK_SECRET, read the reports from LEDGER_DATABASE_URL",
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="parallel senders (8)")
+    parser.set_defaults(handler=run)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def _serve(database_url: str, secret: str, log_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "STRIPE_WEBHOOK_SECRET": secret}
+    env.pop("STRIPE_WEBHOOK_SECRET_FILE", None)
+    env.setdefault("LEDGER_LOG_FORMAT", "json")
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + SERVE_READY_S_MAX
+            while not _ready(f"http://127.0.0.1:{port}/readyz"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"stripe-ledger demo: serve did not start; see {log_path}")
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/webhooks/stripe"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_for_projections(store: EventStore, event_ids: set[str]) -> bool:
+    """True once every demo event is stored and every projection has passed it (bounded)."""
+    deadline = time.monotonic() + CATCH_UP_S_MAX
+    while time.monotonic() < deadline:
+        if event_ids <= set(store.event_ids()):
+            head = store.head_position()
+            with store.engine.connect() as connection:
+                rows = [registry.state(connection, p.name) for p in registry.get()]
+            if all(row is not None and row.position >= head for row in rows):
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.events <= 10_000_000 or not 1 <= args.concurrency <= 256:
+        print("stripe-ledger demo: --events 1..10000000, --concurrency 1..256", file=sys.stderr)
+        return 2
+    history = generate(args.seed, args.events)
+    payloads = [encode(event) for event in history.deliveries]
+    summary = history.summary()
+    print(
+        f"demo history (seed {args.seed}): {summary['events']} events, "
+        f"{summary['deliveries']} deliveries ({summary['duplicate_deliveries']} duplicated, "
+        f"{summary['out_of_order_deliveries']} out of order)"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
+    if args.url:
+        try:
+            secret = settings.require_webhook_secrets()[0]
+        except SettingsError as error:
+            print(f"stripe-ledger demo: {error}", file=sys.stderr)
+            return 2
+        database_url = settings.database_url
+        return _post_and_report(args.url, payloads, secret, database_url, history, args)
+    secret = "whsec_" + secrets.token_hex(24)
+    database_url = f"sqlite:///{workdir / 'demo.db'}"
+    with _serve(database_url, secret, workdir / "serve.log") as url:
+        code = _post_and_report(url, payloads, secret, database_url, history, args)
+    print(
+        f"\nThe demo store is kept at {workdir / 'demo.db'}; explore it with\n"
+        f"  LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'} stripe-ledger report "
+        "invoice_aging\n"
+        f"  LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'} stripe-ledger verify"
+    )
+    return code
+
+
+def _post_and_report(
+    url: str, payloads: list[bytes], secret: str, database_url: str, history: Any, args: Any
+) -> int:
+    progress = Progress("posting", len(payloads), log)
+    started = time.monotonic()
+    try:
+        result = post_all(url, payloads, secret, args.concurrency, on_progress=progress.update)
+    finally:
+        progress.finish()
+    elapsed_s = time.monotonic() - started
+    print(
+        f"posted {result.sent} deliveries to {url} in {elapsed_s:.1f} s: {result.ok} accepted, "
+        f"{result.failed} failed {dict(sorted(result.statuses.items()))}"
+    )
+    if result.failed:
+        return 1
+    store = EventStore(create_engine(database_url))
+    if not _wait_for_projections(store, {event["id"] for event in history.events}):
+        print(
+            f"the events did not all reach the projections of {database_url} within "
+            f"{CATCH_UP_S_MAX:.0f} s (is `consume`/`project` running against it?)",
+            file=sys.stderr,
+        )
+        return 1
+    for name in DEMO_REPORTS:
+        columns, rows = run_report(store.engine, name)
+        print(f"\n== report {name} ==")
+        sys.stdout.write(render.render(columns, rows, "table"))
+    return 0
