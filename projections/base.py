@@ -220,3 +220,37 @@ def balance_transactions(values: Any, counts: Counts, event: StoredEvent) -> dic
 def currency_of(obj: dict[str, Any]) -> str | None:
     currency = obj.get("currency")
     return currency.lower() if isinstance(currency, str) else None
+
+
+def status_history_table(
+    metadata: sa.MetaData, name: str, id_column: str, generation: int
+) -> sa.Table:
+    """``<name>_g<generation>``: each status an object reached, once, with when it reached it."""
+    return sa.Table(
+        table_name(name, generation),
+        metadata,
+        sa.Column(id_column, sa.String(255), nullable=False),
+        *scope_columns(),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("reached_at", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint(id_column, "account_key", "livemode", "status"),
+    )
+
+
+def replace_history(
+    connection: sa.Connection,
+    history: sa.Table,
+    key: Mapping[str, Any],
+    account: str | None,
+    reached: Mapping[str, int],
+) -> None:
+    """Rewrite an object's history rows from its merged ``reached`` map (status -> first time):
+    a function of the merged state, so the same whatever the order events came in."""
+    condition = sa.and_(*(history.c[name] == value for name, value in key.items()))
+    connection.execute(sa.delete(history).where(condition))
+    rows = [
+        {**key, "account": account, "status": status, "reached_at": when}
+        for status, when in sorted(reached.items())
+    ]
+    if rows:
+        connection.execute(sa.insert(history), rows)

@@ -16,9 +16,11 @@ from projections.base import (
     data_object,
     load_state,
     money,
+    replace_history,
     save,
     scope,
     scope_columns,
+    status_history_table,
     string,
     table_name,
     timestamp,
@@ -149,15 +151,7 @@ class DisputesProjection(Projection):
             sa.Column("state", State, nullable=False),
             sa.PrimaryKeyConstraint("dispute_id", "account_key", "livemode"),
         )
-        history = sa.Table(
-            table_name("dispute_status_history", generation),
-            metadata,
-            sa.Column("dispute_id", sa.String(255), nullable=False),
-            *scope_columns(),
-            sa.Column("status", sa.String(32), nullable=False),
-            sa.Column("reached_at", sa.BigInteger, nullable=False),
-            sa.PrimaryKeyConstraint("dispute_id", "account_key", "livemode", "status"),
-        )
+        history = status_history_table(metadata, "dispute_status_history", "dispute_id", generation)
         return {"disputes": disputes, "dispute_status_history": history}
 
     def apply_event(
@@ -206,12 +200,5 @@ class DisputesProjection(Projection):
                 "state": state,
             },
         )
-        condition = sa.and_(*(history.c[name] == value for name, value in key.items()))
-        connection.execute(sa.delete(history).where(condition))
-        rows = [
-            {**key, "account": where["account"], "status": status, "reached_at": when}
-            for status, when in sorted(fields["reached"].items())
-        ]
-        if rows:
-            connection.execute(sa.insert(history), rows)
+        replace_history(connection, history, key, where["account"], fields["reached"])
         return True

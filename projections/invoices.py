@@ -14,9 +14,11 @@ from projections.base import (
     data_object,
     load_state,
     money,
+    replace_history,
     save,
     scope,
     scope_columns,
+    status_history_table,
     string,
     table_name,
     timestamp,
@@ -155,15 +157,7 @@ class InvoicesProjection(Projection):
             sa.Column("state", State, nullable=False),
             sa.PrimaryKeyConstraint("invoice_id", "account_key", "livemode"),
         )
-        history = sa.Table(
-            table_name("invoice_status_history", generation),
-            metadata,
-            sa.Column("invoice_id", sa.String(255), nullable=False),
-            *scope_columns(),
-            sa.Column("status", sa.String(32), nullable=False),
-            sa.Column("reached_at", sa.BigInteger, nullable=False),
-            sa.PrimaryKeyConstraint("invoice_id", "account_key", "livemode", "status"),
-        )
+        history = status_history_table(metadata, "invoice_status_history", "invoice_id", generation)
         return {"invoices": invoices, "invoice_status_history": history}
 
     def apply_event(
@@ -206,12 +200,5 @@ class InvoicesProjection(Projection):
                 "state": state,
             },
         )
-        condition = sa.and_(*(history.c[name] == value for name, value in key.items()))
-        connection.execute(sa.delete(history).where(condition))
-        rows = [
-            {**key, "account": where["account"], "status": status, "reached_at": when}
-            for status, when in sorted(fields["reached"].items())
-        ]
-        if rows:
-            connection.execute(sa.insert(history), rows)
+        replace_history(connection, history, key, where["account"], fields["reached"])
         return True
