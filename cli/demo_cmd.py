@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -143,11 +144,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     database_url = f"sqlite:///{workdir / 'demo.db'}"
     with _serve(database_url, secret, workdir / "serve.log") as url:
         code = _post_and_report(url, payloads, secret, database_url, history, args)
+    program = "stripe-ledger" if shutil.which("stripe-ledger") else sys.argv[0]
+    url = f"LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'}"
     print(
         f"\nThe demo store is kept at {workdir / 'demo.db'}; explore it with\n"
-        f"  LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'} stripe-ledger report "
-        "invoice_aging\n"
-        f"  LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'} stripe-ledger verify"
+        f"  {url} {program} report invoice_aging\n"
+        f"  {url} {program} verify\n"
+        f"  sqlite3 {workdir / 'demo.db'} 'SELECT * FROM report_balances'"
     )
     return code
 

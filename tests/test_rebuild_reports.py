@@ -284,3 +284,22 @@ def test_the_reporting_role_reads_reports_and_nothing_else(postgres_url: str) ->
         with engine.connect() as connection, connection.begin():
             connection.exec_driver_sql(f"DROP ROLE {analyst}")
         engine.dispose()
+
+
+def test_the_rebuild_and_verify_commands(store: EventStore) -> None:
+    from tests.kafka_util import cli_env, run_cli
+
+    env = cli_env(store.engine.url.render_as_string(hide_password=False))
+    done = run_cli(["rebuild"], env, timeout_s=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    out = done.stdout.decode()
+    for name in ("journal", "invoices", "disputes"):
+        assert f"{name}: rebuilt {store.count()} events into generation 2 (was 1)" in out, out
+    assert b"rebuild journal progress" in done.stderr  # periodic lines when not on a terminal
+    assert run_cli(["rebuild", "nope"], env).returncode == 2
+    assert run_cli(["verify"], env).returncode == 0
+    with store.engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        connection.exec_driver_sql("DELETE FROM invoice_status_history_g2")
+    failed = run_cli(["verify"], env)
+    assert failed.returncode == 1
+    assert b"[FAIL] invoices = fresh fold of the store" in failed.stdout
