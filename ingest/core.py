@@ -61,7 +61,7 @@ def verify_and_parse(
     except EnvelopeError as error:
         raise Rejection(400, "invalid_json", str(error)) from None
     try:
-        return event_from_dict(value)
+        return event_from_dict(value, raw)
     except EnvelopeError as error:
         thin = isinstance(value, dict) and value.get("object") == "v2.core.event"
         code = "thin_event_not_supported" if thin else "not_a_stripe_event"

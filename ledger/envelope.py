@@ -7,7 +7,8 @@ accept and refuse exactly the same inputs. It never raises anything but ``Envelo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.settings import EVENT_BODY_BYTES_MAX
@@ -16,6 +17,13 @@ EVENT_ID_CHARS_MAX = 255
 EVENT_TYPE_CHARS_MAX = 255
 JSON_NESTING_DEPTH_MAX = 64  # Stripe objects nest a handful of levels; 64 is generous.
 SOURCES = ("webhook", "import", "backfill")
+# What the store's columns can hold: a JSON value that fits one parses, but fails the INSERT, and
+# a record that cannot be stored would stop its Kafka partition for good (issue 8).
+CREATED_MAX = 2**63 - 1  # BIGINT
+INDEXED_STR_CHARS_MAX = {"account": 255, "api_version": 64, "object_type": 255, "object_id": 255}
+# \u0000 or a UTF-16 surrogate escape: the only ways valid UTF-8 JSON can hold a NUL character or
+# a lone surrogate, which PostgreSQL text and JSONB refuse. Only then is the payload walked.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class EnvelopeError(ValueError):
@@ -35,6 +43,9 @@ class StripeEvent:
     object_type: str | None  # data.object.object
     object_id: str | None  # data.object.id
     payload: dict[str, Any]
+    # The bytes the payload was parsed from, when there were any: the PostgreSQL store writes
+    # them as they came instead of encoding the payload again. Not part of the event's identity.
+    raw: bytes | None = field(default=None, repr=False, compare=False)
 
 
 def _depth_ok(raw_text: str) -> bool:
@@ -73,9 +84,33 @@ def decode_json(raw: bytes) -> Any:
     if text.count("[") + text.count("{") > JSON_NESTING_DEPTH_MAX and not _depth_ok(text):
         raise EnvelopeError(f"JSON nests deeper than {JSON_NESTING_DEPTH_MAX} levels")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, RecursionError):
         raise EnvelopeError("payload is not valid JSON") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise EnvelopeError(f"payload holds {name}, which is not JSON")
+
+
+def _storable_strings(value: Any) -> bool:
+    """No NUL character and no lone surrogate in any string or key of ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _optional_str(payload: dict[str, Any], key: str) -> str | None:
@@ -84,11 +119,15 @@ def _optional_str(payload: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise EnvelopeError(f"event field {key!r} must be a string or null")
+    if len(value) > INDEXED_STR_CHARS_MAX[key]:
+        raise EnvelopeError(f"event field {key!r} is longer than {INDEXED_STR_CHARS_MAX[key]}")
     return value
 
 
-def event_from_dict(payload: Any) -> StripeEvent:
-    """A decoded JSON value -> StripeEvent, or EnvelopeError naming the first problem."""
+def event_from_dict(payload: Any, raw: bytes | None = None) -> StripeEvent:
+    """A decoded JSON value -> StripeEvent, or EnvelopeError naming the first problem.
+
+    ``raw``: the UTF-8 JSON text ``payload`` was decoded from, if the caller has it."""
     if not isinstance(payload, dict):
         raise EnvelopeError("JSON is not an object")
     kind = payload.get("object")
@@ -106,7 +145,7 @@ def event_from_dict(payload: Any) -> StripeEvent:
     if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_CHARS_MAX:
         raise EnvelopeError("event has no valid 'type'")
     created = payload.get("created")
-    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= CREATED_MAX:
         raise EnvelopeError("event has no valid 'created' (unix seconds)")
     livemode = payload.get("livemode", False)
     if not isinstance(livemode, bool):
@@ -117,6 +156,11 @@ def event_from_dict(payload: Any) -> StripeEvent:
         raise EnvelopeError("event has no 'data.object'")
     object_type = obj.get("object")
     object_id = obj.get("id")
+    for key, value in (("object_type", object_type), ("object_id", object_id)):
+        if isinstance(value, str) and len(value) > INDEXED_STR_CHARS_MAX[key]:
+            raise EnvelopeError(f"data.object's {key[7:]!r} is longer than 255 characters")
+    if (raw is None or _SUSPECT_ESCAPE.search(raw)) and not _storable_strings(payload):
+        raise EnvelopeError("event holds a NUL character or a lone surrogate")
     return StripeEvent(
         event_id=event_id,
         type=event_type,
@@ -127,9 +171,10 @@ def event_from_dict(payload: Any) -> StripeEvent:
         object_type=object_type if isinstance(object_type, str) else None,
         object_id=object_id if isinstance(object_id, str) else None,
         payload=payload,
+        raw=raw,
     )
 
 
 def parse_event(raw: bytes) -> StripeEvent:
     """Raw bytes (a webhook body, a Kafka record value, an import line) -> StripeEvent."""
-    return event_from_dict(decode_json(raw))
+    return event_from_dict(decode_json(raw), raw)

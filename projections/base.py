@@ -3,6 +3,7 @@ apply loop (upcast once, skip and count unknown types)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -105,17 +106,38 @@ def save(
     connection: sa.Connection, table: sa.Table, key: Mapping[str, Any], values: Mapping[str, Any]
 ) -> None:
     """Upsert by primary key, portable across SQLite and PostgreSQL (the caller holds the lock)."""
-    condition = sa.and_(*(table.c[name] == value for name, value in key.items()))
-    if connection.execute(sa.update(table).where(condition).values(**values)).rowcount == 0:
-        connection.execute(sa.insert(table).values(**key, **values))
+    update, insert = _upsert_statements(table, tuple(key), tuple(values))
+    params = {f"k_{name}": value for name, value in key.items()}
+    params.update((f"v_{name}", value) for name, value in values.items())
+    if connection.execute(update, params).rowcount == 0:
+        connection.execute(insert, {**key, **values})
 
 
 def load_state(
     connection: sa.Connection, table: sa.Table, key: Mapping[str, Any]
 ) -> dict[str, Any] | None:
-    condition = sa.and_(*(table.c[name] == value for name, value in key.items()))
-    state = connection.execute(sa.select(table.c.state).where(condition)).scalar()
+    statement = _state_statement(table, tuple(key))
+    state = connection.execute(statement, {f"k_{n}": v for n, v in key.items()}).scalar()
     return dict(state) if state is not None else None
+
+
+# The statements of save() and load_state() are built once per (table, key columns, value
+# columns) with bound parameters: building and cache-keying a fresh expression for every event
+# cost more than executing it. (Tables are per generation; a dropped generation's few entries
+# stay here until the process ends.)
+@functools.lru_cache(maxsize=1024)
+def _upsert_statements(
+    table: sa.Table, key: tuple[str, ...], values: tuple[str, ...]
+) -> tuple[sa.Update, sa.Insert]:
+    condition = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key))
+    update = sa.update(table).where(condition).values({n: sa.bindparam(f"v_{n}") for n in values})
+    return update, sa.insert(table)
+
+
+@functools.lru_cache(maxsize=1024)
+def _state_statement(table: sa.Table, key: tuple[str, ...]) -> sa.Select[Any]:
+    condition = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key))
+    return sa.select(table.c.state).where(condition)
 
 
 class Projection:

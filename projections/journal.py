@@ -11,6 +11,8 @@ Signed amounts: debit positive, credit negative; every entry sums to zero in its
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -509,6 +511,20 @@ class JournalProjection(Projection):
             sa.delete(tables["journal_entries"]).where(_match(tables["journal_entries"], scope_key))
         )
 
+    def apply(
+        self, connection: sa.Connection, events: Sequence[StoredEvent], generation: int
+    ) -> Counts:
+        """The batch's balance deltas are summed in memory and written once per balance row at
+        the end (a balance is a sum, so the order of the deltas does not matter): one UPDATE per
+        touched row instead of two or three statements per posting."""
+        _batch.deltas = {}
+        try:
+            counts = super().apply(connection, events, generation)
+            self._flush_balances(connection, self.cached_tables(generation)["balances"])
+        finally:
+            _batch.deltas = None
+        return counts
+
     def _balance(
         self,
         connection: sa.Connection,
@@ -520,25 +536,46 @@ class JournalProjection(Projection):
     ) -> None:
         if delta == 0:
             return
-        key = {
-            "account_key": where["account_key"],
-            "livemode": where["livemode"],
-            "currency": currency,
-            "ledger_account": ledger_account,
-        }
+        key = (where["account_key"], where["livemode"], currency, ledger_account)
+        deltas: dict[tuple[Any, ...], list[Any]] | None = getattr(_batch, "deltas", None)
+        if deltas is not None:  # inside apply(): written by _flush_balances
+            pending = deltas.setdefault(key, [where["account"], 0])
+            pending[1] += delta
+            return
+        self._write_balance(connection, balances, key, where["account"], delta)
+
+    def _flush_balances(self, connection: sa.Connection, balances: sa.Table) -> None:
+        deltas: dict[tuple[Any, ...], list[Any]] = _batch.deltas or {}
+        for key, (account, delta) in sorted(deltas.items(), key=lambda item: repr(item[0])):
+            if delta != 0:
+                self._write_balance(connection, balances, key, account, delta)
+
+    def _write_balance(
+        self,
+        connection: sa.Connection,
+        balances: sa.Table,
+        key_values: tuple[Any, ...],
+        account: str | None,
+        delta: int,
+    ) -> None:
+        names = ("account_key", "livemode", "currency", "ledger_account")
+        key = dict(zip(names, key_values, strict=True))
         updated = connection.execute(
             sa.update(balances)
             .where(_match(balances, key))
             .values(amount=balances.c.amount + delta)
         )
         if updated.rowcount == 0:
-            connection.execute(
-                sa.insert(balances).values(**key, account=where["account"], amount=delta)
-            )
+            connection.execute(sa.insert(balances).values(**key, account=account, amount=delta))
         else:  # a balance row exists iff it is non-zero: the same rows whatever the order
             connection.execute(
                 sa.delete(balances).where(_match(balances, key), balances.c.amount == 0)
             )
+
+
+# Per thread (the embedded mode runs the worker in a thread; tests run rebuilds in threads):
+# the balance deltas of the batch being applied, None outside JournalProjection.apply.
+_batch = threading.local()
 
 
 def _match(table: sa.Table, key: dict[str, Any]) -> sa.ColumnElement[bool]:

@@ -1,0 +1,1 @@
+"""Benchmarks of stripe-ledger (issue 7): ``make bench`` runs ``python -m bench.run``."""

@@ -1,0 +1,190 @@
+"""1. append: the consumer, from Kafka into the PostgreSQL store, events/s.
+
+The topic is filled first (the demo generator's deliveries, as ingest writes them: raw body,
+account key, received_at_ms header), then ``stripe-ledger consume`` runs as a child process and
+the store is polled. The rate counts from the first committed batch to the last one (the group
+join before it is not append work). Baseline, same run, same database: ``COPY`` of the same
+payloads, with the columns precomputed, into a table of the events table's shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+from bench.common import (
+    Proc,
+    Scale,
+    ledger_env,
+    migrated,
+    payloads,
+    scratch_database,
+    stripe_ledger,
+)
+
+POLL_S = 0.02
+TIMEOUT_S = 1800.0
+
+
+def fill_topic(bootstrap: str, topic: str, rows: list[bytes]) -> None:
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from ingest.core import kafka_record
+    from ledger.envelope import parse_event
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks="all",
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=8 << 20,
+    )
+    now_ms = int(time.time() * 1000)
+    for raw in rows:
+        record = kafka_record(raw, parse_event(raw), now_ms)
+        producer.send(topic, value=record.value, key=record.key, headers=record.headers)
+    producer.flush(120)
+    producer.close()
+
+
+def _psycopg_url(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def copy_baseline(url: str, rows: list[bytes]) -> dict[str, Any]:
+    """COPY the same payloads (columns computed beforehand) into a table shaped like events."""
+    from ledger.envelope import parse_event
+
+    received = dt.datetime.now(dt.UTC)
+    prepared = []
+    seen: set[str] = set()
+    for offset, raw in enumerate(rows):
+        event = parse_event(raw)
+        if event.event_id in seen:  # the store keeps one row per id: so does the baseline
+            continue
+        seen.add(event.event_id)
+        prepared.append(
+            (
+                event.event_id,
+                event.type,
+                event.api_version,
+                event.created,
+                event.livemode,
+                event.account,
+                event.object_type,
+                event.object_id,
+                received,
+                "webhook",
+                raw.decode("utf-8"),
+                "bench",
+                0,
+                offset,
+            )
+        )
+    columns = (
+        "event_id, type, api_version, created, livemode, account, object_type, object_id, "
+        "received_at, source, payload, kafka_topic, kafka_partition, kafka_offset"
+    )
+    with psycopg.connect(_psycopg_url(url)) as connection:
+        connection.execute(
+            "CREATE TABLE copy_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+            "INCLUDING INDEXES)"
+        )
+        connection.commit()
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY copy_events ({columns}) FROM STDIN") as copy:
+                for row in prepared:
+                    copy.write_row(row)
+        connection.commit()
+        elapsed = time.perf_counter() - started
+        count = connection.execute("SELECT count(*) FROM copy_events").fetchone()
+    assert count is not None and count[0] == len(prepared)
+    return {
+        "events": len(prepared),
+        "seconds": round(elapsed, 3),
+        "events_s": len(prepared) / elapsed,
+    }
+
+
+def consume(url: str, bootstrap: str, rows: list[bytes], expected: int) -> dict[str, Any]:
+    topic = f"bench.append.{uuid.uuid4().hex[:8]}"
+    fill_topic(bootstrap, topic, rows)
+    engine = sa.create_engine(sa.make_url(url), poolclass=sa.NullPool)
+    env = ledger_env(
+        {
+            "LEDGER_DATABASE_URL": url,
+            "LEDGER_KAFKA_BOOTSTRAP": bootstrap,
+            "LEDGER_KAFKA_TOPIC": topic,
+            "LEDGER_KAFKA_GROUP": f"bench-{topic}",
+        }
+    )
+    proc_started = time.perf_counter()
+    proc = Proc("append-consume", stripe_ledger("consume"), env)
+    first_at = first_count = None
+    deadline = time.monotonic() + TIMEOUT_S
+    peak: dict[str, float] = {}
+    try:
+        with engine.connect() as connection:
+            while True:
+                proc.check()
+                count = connection.execute(sa.text("SELECT count(*) FROM events")).scalar() or 0
+                connection.rollback()
+                now = time.perf_counter()
+                if count and first_at is None:
+                    first_at, first_count = now, count
+                if count >= expected:
+                    done_at = now
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"consume stored {count} of {expected} events")
+                time.sleep(POLL_S)
+        peak = proc.memory()
+    finally:
+        proc.stop()
+        engine.dispose()
+    assert first_at is not None and first_count is not None
+    measured = expected - first_count
+    seconds = max(done_at - first_at, 1e-6)
+    if measured == 0:  # everything came in one batch (tiny sizes): count from the start
+        measured, seconds = expected, max(done_at - proc_started, 1e-6)
+    return {
+        "events": expected,
+        "measured_events": measured,
+        "seconds": round(seconds, 3),
+        "events_s": measured / seconds,
+        "consumer_rss": peak,
+    }
+
+
+def run(scale: Scale, services: dict[str, str]) -> dict[str, Any]:
+    rows = payloads(scale.append_events)
+    expected = len({parse_id(row) for row in rows})
+    with scratch_database(services["LEDGER_DATABASE_URL"], "append") as url:
+        migrated(url).dispose()
+        consumed = consume(url, services["LEDGER_KAFKA_BOOTSTRAP"], rows, expected)
+        baseline = copy_baseline(url, rows)
+    return {
+        "events_delivered": len(rows),
+        "events_distinct": expected,
+        "consume": consumed,
+        "copy": baseline,
+        "ratio": consumed["events_s"] / baseline["events_s"],
+    }
+
+
+def parse_id(raw: bytes) -> str:
+    import json
+
+    return str(json.loads(raw)["id"])
