@@ -13,9 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from cli.demo_client import sign
 from tests import test_ingest_support as web
+from tests.conftest import fresh_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "cli.main"]
@@ -285,20 +284,9 @@ class Db:
         self.engine.dispose()
 
 
-@contextmanager
-def extra_postgres(admin_url: str) -> Iterator[str]:
+def extra_postgres(admin_url: str) -> Any:
     """One more fresh PostgreSQL database (the clean run's), dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return fresh_postgres(admin_url)
 
 
 def run(args: Sequence[str], env: dict[str, str], timeout_s: float = WAIT_S_MAX) -> Any:
