@@ -398,19 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ledger.database import DatabaseError
-    from ledger.logs import configure
-    from ledger.settings import SettingsError
+    from cli.main import run_handler  # cli.main imports this module: import at call time
 
-    try:
-        settings = Settings.from_env()
-        configure(settings.log_format, settings.log_level)
-        return int(args.handler(args, settings))
-    except (SettingsError, DatabaseError) as error:
-        print(f"stripe-ledger {args.command}: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_handler(args)
 
 
 if __name__ == "__main__":

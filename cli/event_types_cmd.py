@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ledger.logs import configure
-from ledger.settings import Settings, SettingsError
+from ledger.settings import Settings
 from projections import catalogue
 
 
@@ -30,14 +29,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_event_types)
 
 
-def run_event_types(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """The handler: fn(args) -> exit code (``settings`` when the main CLI already read them)."""
-    try:
-        settings = settings or Settings.from_env()
-    except SettingsError as error:
-        print(f"stripe-ledger event-types: {error}", file=sys.stderr)
-        return 2
-    configure(settings.log_format, settings.log_level)
+def run_event_types(args: argparse.Namespace, settings: Settings) -> int:
+    """The handler (cli/main.py has read the settings and configured logging)."""
     text = catalogue.render_json() if args.format == "json" else catalogue.render_table()
     sys.stdout.write(text + "\n")
     return 0

@@ -61,14 +61,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """The handler: settings (from the environment unless given), logging, then uvicorn.
-
-    ``cli.main`` calls ``handler(args, settings)``; a plain ``handler(args)`` works too.
-    """
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """The handler (cli/main.py has read the settings and configured logging): uvicorn."""
     try:
-        if settings is None:
-            settings = Settings.from_env()
         settings.require_webhook_secrets()
         settings.require_kafka()
         from ingest.app import create_app
@@ -78,7 +73,6 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     except SettingsError as error:
         print(f"stripe-ledger ingest: {error}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_format, settings.log_level)
 
     import uvicorn
 

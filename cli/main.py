@@ -75,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    return run_handler(args)
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Settings from the environment, logging, the subcommand; configuration errors -> exit 2.
+
+    The one place that does this: handlers take ``(args, settings)`` and do neither again."""
     try:
         settings = Settings.from_env()
         configure(settings.log_format, settings.log_level)

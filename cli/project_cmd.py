@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from typing import Any
 
 from ledger.database import DatabaseError, create_engine, require_migrated
-from ledger.logs import configure, get_logger
+from ledger.logs import get_logger
 from ledger.retry import retrying
-from ledger.settings import Settings, SettingsError
+from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import registry, worker
 
@@ -54,14 +53,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_project)
 
 
-def run_project(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """The handler: fn(args) -> exit code (``settings`` when the main CLI already read them)."""
-    try:
-        settings = settings or Settings.from_env()
-    except SettingsError as error:
-        print(f"stripe-ledger project: {error}", file=sys.stderr)
-        return 2
-    configure(settings.log_format, settings.log_level)
+def run_project(args: argparse.Namespace, settings: Settings) -> int:
+    """The handler (cli/main.py has read the settings and configured logging)."""
     if args.until_idle is not None and args.until_idle < 0:
         log.error("--until-idle must be >= 0")
         return 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli import event_types_cmd
+from ledger.settings import Settings
 from projections import catalogue
 from projections.registry import PROJECTIONS
 
@@ -61,7 +62,7 @@ def test_event_types_command(output_format: str, capsys: pytest.CaptureFixture[s
     parser = argparse.ArgumentParser()
     event_types_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["event-types", "--format", output_format])
-    assert args.handler(args) == 0
+    assert args.handler(args, Settings.from_env()) == 0
     out = capsys.readouterr().out
     if output_format == "json":
         data = json.loads(out)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cli import project_cmd
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import EnvelopeError, event_from_dict
+from ledger.settings import Settings
 from ledger.store import EventStore, Incoming, utc_now
 from projections import registry, worker
 from projections.base import Counts, table_name
@@ -579,7 +580,7 @@ def test_project_command_until_idle(database_url: str, monkeypatch: pytest.Monke
     parser = argparse.ArgumentParser()
     project_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["project", "--until-idle", "0"])
-    assert args.handler(args) == 0
+    assert args.handler(args, Settings.from_env()) == 0
     assert _checkpoints(engine) == dict.fromkeys(registry.PROJECTIONS, store.head_position())
     with engine.connect() as connection:
         revenue = connection.execute(
