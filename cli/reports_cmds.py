@@ -41,24 +41,18 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    bars: list[Progress] = []
-
-    def progress_for(name: str) -> Any:
-        bar = Progress(f"rebuild {name}", 0, log)
-        bars.append(bar)
-        return bar.update
-
+    names = [projection.name for projection in registry.get(args.names or None)]
+    bar = Progress(f"rebuild {', '.join(names)}", 0, log)
     try:
         results = rebuild.rebuild(
             EventStore(engine),
-            args.names or None,
+            names,
             hooks=(views.drop_views, views.create_views),
-            on_progress=progress_for,
+            on_progress=bar.update,
             stop=stop,
         )
     finally:
-        for bar in bars:
-            bar.finish()
+        bar.finish()
     for result in results:
         print(
             f"{result.name}: rebuilt {result.events} events into generation "

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 from ledger.logs import get_logger
 from ledger.store import StoredEvent
+from projections.merge import Lifecycle, Rules, Snapshot, merge
 from projections.upcast import upcast
 
 log = get_logger("projections")
@@ -59,14 +60,6 @@ def scope_columns() -> list[sa.Column[Any]]:
     ]
 
 
-def scope(event: StoredEvent) -> dict[str, Any]:
-    return {
-        "account_key": event.account or PLATFORM,
-        "livemode": event.livemode,
-        "account": event.account,
-    }
-
-
 def data_object(payload: Mapping[str, Any]) -> dict[str, Any]:
     data = payload.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
@@ -102,56 +95,135 @@ def string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def save(
-    connection: sa.Connection, table: sa.Table, key: Mapping[str, Any], values: Mapping[str, Any]
+# A row key of a projection's state table: its primary key values, in column order.
+Key = tuple[Any, ...]
+KEYS_PER_QUERY_MAX = 500  # keys per bulk SELECT (x 3-4 bound values: far below any limit)
+
+
+@dataclass
+class Found:
+    """What one event says about one object: the state row it folds into and how to fold it."""
+
+    key: Key
+    snapshot: Snapshot
+    rules: Rules
+    lifecycle: Lifecycle | None
+
+
+@dataclass
+class Change:
+    """One object whose merged state a batch changed: ``before`` is None for a new object."""
+
+    key: Key
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+
+def account_of(account_key: str) -> str | None:
+    return account_key or None
+
+
+def load_states(
+    connection: sa.Connection, table: sa.Table, keys: Sequence[Key]
+) -> dict[Key, dict[str, Any]]:
+    """The stored states of ``keys`` (absent keys are left out), one SELECT per 500 keys."""
+    columns = [column for column in table.primary_key.columns]
+    statement = _states_statement(table)
+    found: dict[Key, dict[str, Any]] = {}
+    for start in range(0, len(keys), KEYS_PER_QUERY_MAX):
+        chunk = [tuple(key) for key in keys[start : start + KEYS_PER_QUERY_MAX]]
+        for row in connection.execute(statement, {"keys": chunk}):
+            found[tuple(row[: len(columns)])] = dict(row[-1])
+    return found
+
+
+def write_rows(
+    connection: sa.Connection,
+    table: sa.Table,
+    changes: Sequence[Change],
+    rows: Sequence[dict[str, Any]],
 ) -> None:
-    """Upsert by primary key, portable across SQLite and PostgreSQL (the caller holds the lock)."""
-    update, insert = _upsert_statements(table, tuple(key), tuple(values))
-    params = {f"k_{name}": value for name, value in key.items()}
-    params.update((f"v_{name}", value) for name, value in values.items())
-    if connection.execute(update, params).rowcount == 0:
-        connection.execute(insert, {**key, **values})
+    """Write each change's row (``rows[i]`` holds the non-key columns of ``changes[i]``): one
+    executemany UPDATE for the objects that existed, one executemany INSERT for the new ones.
+    The worker holds the projection's checkpoint row FOR UPDATE, so nobody else writes here."""
+    assert len(changes) == len(rows), (len(changes), len(rows))
+    key_names = tuple(column.name for column in table.primary_key.columns)
+    updates, inserts = [], []
+    for change, values in zip(changes, rows, strict=True):
+        key = dict(zip(key_names, change.key, strict=True))
+        if change.before is None:
+            inserts.append({**key, **values})
+        else:
+            params = {f"k_{name}": value for name, value in key.items()}
+            params.update((f"v_{name}", value) for name, value in values.items())
+            updates.append(params)
+    if updates:
+        value_names = tuple(name for name in rows[0] if name not in key_names)
+        connection.execute(update_statement(table, key_names, value_names), updates)
+    if inserts:
+        connection.execute(sa.insert(table), inserts)
 
 
-def load_state(
-    connection: sa.Connection, table: sa.Table, key: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    statement = _state_statement(table, tuple(key))
-    state = connection.execute(statement, {f"k_{n}": v for n, v in key.items()}).scalar()
-    return dict(state) if state is not None else None
-
-
-# The statements of save() and load_state() are built once per (table, key columns, value
-# columns) with bound parameters: building and cache-keying a fresh expression for every event
-# cost more than executing it. (Tables are per generation; a dropped generation's few entries
-# stay here until the process ends.)
+# Statements are built once per table (and column set) with bound parameters: building and
+# cache-keying a fresh expression per batch cost more than executing it. (Tables are per
+# generation; a dropped generation's few entries stay here until the process ends.)
 @functools.lru_cache(maxsize=1024)
-def _upsert_statements(
-    table: sa.Table, key: tuple[str, ...], values: tuple[str, ...]
-) -> tuple[sa.Update, sa.Insert]:
+def update_statement(table: sa.Table, key: tuple[str, ...], values: tuple[str, ...]) -> sa.Update:
     condition = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key))
-    update = sa.update(table).where(condition).values({n: sa.bindparam(f"v_{n}") for n in values})
-    return update, sa.insert(table)
+    return sa.update(table).where(condition).values({n: sa.bindparam(f"v_{n}") for n in values})
 
 
 @functools.lru_cache(maxsize=1024)
-def _state_statement(table: sa.Table, key: tuple[str, ...]) -> sa.Select[Any]:
+def _states_statement(table: sa.Table) -> sa.Select[Any]:
+    columns = list(table.primary_key.columns)
+    selector = sa.tuple_(*columns).in_(sa.bindparam("keys", expanding=True))
+    return sa.select(*columns, table.c.state).where(selector)
+
+
+@functools.lru_cache(maxsize=1024)
+def _delete_statement(table: sa.Table, key: tuple[str, ...]) -> sa.Delete:
     condition = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key))
-    return sa.select(table.c.state).where(condition)
+    return sa.delete(table).where(condition)
+
+
+def delete_rows(connection: sa.Connection, table: sa.Table, keys: Sequence[dict[str, Any]]) -> None:
+    """Delete the rows matching each of ``keys`` (dicts of the same columns), as one executemany."""
+    if keys:
+        statement = _delete_statement(table, tuple(keys[0]))
+        connection.execute(statement, [{f"k_{n}": v for n, v in key.items()} for key in keys])
 
 
 class Projection:
-    """A fold of the event store into tables suffixed by a generation (``invoices_g1``)."""
+    """A fold of the event store into tables suffixed by a generation (``invoices_g1``).
+
+    A batch is folded per object: each handled event becomes a snapshot of one object
+    (``snapshot``), the batch's snapshots are grouped by object, the stored states of those
+    objects are read in one query, each object's snapshots are merged into its state in memory
+    (the merge is order-free, see merge.py), and only the objects whose state changed are
+    written back (``write``), in bulk. A handful of statements per batch, not several per event.
+    """
 
     name: ClassVar[str]
     # event type -> what this projection does with it (the catalogue reads this table).
     handlers: ClassVar[Mapping[str, str]]
+    # logical name of the table holding each object's merged state (its primary key = Found.key)
+    state_table: ClassVar[str]
 
     def __init__(self) -> None:
         self._tables: dict[int, dict[str, sa.Table]] = {}
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         """The projection's tables for ``generation``, defined on ``metadata``."""
+        raise NotImplementedError
+
+    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
+        """What one (upcast) event says about its object; None when it carries no usable one."""
+        raise NotImplementedError
+
+    def write(
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+    ) -> None:
+        """Bring the tables in line with the changed merged states."""
         raise NotImplementedError
 
     def views(self) -> tuple[str, ...]:
@@ -173,32 +245,56 @@ class Projection:
         next(iter(tables.values())).metadata.drop_all(connection, tables=list(tables.values()))
 
     def apply(
-        self, connection: sa.Connection, events: Sequence[StoredEvent], generation: int
+        self,
+        connection: sa.Connection,
+        events: Sequence[StoredEvent],
+        generation: int,
+        payloads: Sequence[dict[str, Any]] | None = None,
     ) -> Counts:
-        """Fold ``events`` into the generation's tables inside the caller's transaction."""
+        """Fold ``events`` into the generation's tables inside the caller's transaction.
+
+        ``payloads`` (the upcast payloads of ``events``, see ``upcast_all``) saves the upcast
+        when several projections fold the same batch."""
+        assert payloads is None or len(payloads) == len(events), "one payload per event"
         tables = self.cached_tables(generation)
         counts = Counts()
-        for event in events:
+        grouped: dict[Key, list[Found]] = {}
+        for index, event in enumerate(events):
             if event.type not in self.handlers:
                 counts.skipped += 1
                 continue
-            payload = upcast(event.payload, event.api_version)
-            if self.apply_event(connection, tables, event, payload, counts):
-                counts.applied += 1
-            else:
+            payload = (
+                payloads[index]
+                if payloads is not None
+                else upcast(event.payload, event.api_version)
+            )
+            found = self.snapshot(event, payload, counts)
+            if found is None:
                 counts.ignored += 1
+                continue
+            counts.applied += 1
+            grouped.setdefault(found.key, []).append(found)
+        if grouped:
+            self.write(connection, tables, self._changes(connection, tables, grouped))
         return counts
 
-    def apply_event(
+    def _changes(
         self,
         connection: sa.Connection,
         tables: dict[str, sa.Table],
-        event: StoredEvent,
-        payload: dict[str, Any],
-        counts: Counts,
-    ) -> bool:
-        """Fold one (upcast) event; False when it carries no usable object."""
-        raise NotImplementedError
+        grouped: dict[Key, list[Found]],
+    ) -> list[Change]:
+        stored = load_states(connection, tables[self.state_table], list(grouped))
+        changes = []
+        for key, found in grouped.items():
+            before = stored.get(key)
+            after = before
+            for item in found:
+                after = merge(after, item.snapshot, item.rules, item.lifecycle)
+            assert after is not None, key
+            if after != before:  # an unchanged state implies unchanged rows: nothing to write
+                changes.append(Change(key, before, after))
+        return changes
 
     def dump(self, connection: sa.Connection, generation: int) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, in a canonical order (for comparisons and debugging)."""
@@ -209,6 +305,11 @@ class Projection:
                 rows, key=lambda row: json.dumps(row, sort_keys=True, default=str)
             )
         return result
+
+
+def upcast_all(events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
+    """Every event's payload in the newest shape, once for all projections of a batch."""
+    return [upcast(event.payload, event.api_version) for event in events]
 
 
 def balance_transaction(value: Any, counts: Counts, event: StoredEvent) -> dict[str, Any] | None:
@@ -259,20 +360,42 @@ def status_history_table(
     )
 
 
-def replace_history(
-    connection: sa.Connection,
-    history: sa.Table,
-    key: Mapping[str, Any],
-    account: str | None,
-    reached: Mapping[str, int],
+def write_history(
+    connection: sa.Connection, history: sa.Table, id_column: str, changes: Sequence[Change]
 ) -> None:
-    """Rewrite an object's history rows from its merged ``reached`` map (status -> first time):
-    a function of the merged state, so the same whatever the order events came in."""
-    condition = sa.and_(*(history.c[name] == value for name, value in key.items()))
-    connection.execute(sa.delete(history).where(condition))
-    rows = [
-        {**key, "account": account, "status": status, "reached_at": when}
-        for status, when in sorted(reached.items())
-    ]
-    if rows:
-        connection.execute(sa.insert(history), rows)
+    """Bring each changed object's history rows in line with its merged ``reached`` map
+    (status -> first time): a function of the merged state, so the same whatever the order
+    events came in. Only the differences are written (new statuses, earlier times)."""
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    deletes: list[dict[str, Any]] = []
+    for change in changes:
+        object_id, account_key, livemode = change.key
+        key = {id_column: object_id, "account_key": account_key, "livemode": livemode}
+        before: dict[str, int] = change.before["fields"]["reached"] if change.before else {}
+        after: dict[str, int] = change.after["fields"]["reached"]
+        for status, when in sorted(after.items()):
+            if status not in before:
+                inserts.append(
+                    {
+                        **key,
+                        "account": account_of(account_key),
+                        "status": status,
+                        "reached_at": when,
+                    }
+                )
+            elif before[status] != when:
+                updates.append(
+                    {
+                        **{f"k_{n}": v for n, v in key.items()},
+                        "k_status": status,
+                        "v_reached_at": when,
+                    }
+                )
+        deletes.extend({**key, "status": status} for status in before if status not in after)
+    delete_rows(connection, history, deletes)
+    if updates:
+        columns = (id_column, "account_key", "livemode", "status")
+        connection.execute(update_statement(history, columns, ("reached_at",)), updates)
+    if inserts:
+        connection.execute(sa.insert(history), inserts)

@@ -8,22 +8,24 @@ import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections.base import (
+    PLATFORM,
+    Change,
     Counts,
+    Found,
     Projection,
     State,
+    account_of,
     balance_transactions,
     currency_of,
     data_object,
-    load_state,
     money,
-    replace_history,
-    save,
-    scope,
     scope_columns,
     status_history_table,
     string,
     table_name,
     timestamp,
+    write_history,
+    write_rows,
 )
 from projections.merge import (
     LATEST,
@@ -34,7 +36,6 @@ from projections.merge import (
     UNION_MIN,
     Lifecycle,
     Snapshot,
-    merge,
     tie_key,
 )
 
@@ -127,6 +128,7 @@ def dispute_money(fields: dict[str, Any]) -> dict[str, int]:
 class DisputesProjection(Projection):
     name = "disputes"
     handlers = HANDLERS
+    state_table = "disputes"
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         disputes = sa.Table(
@@ -154,51 +156,35 @@ class DisputesProjection(Projection):
         history = status_history_table(metadata, "dispute_status_history", "dispute_id", generation)
         return {"disputes": disputes, "dispute_status_history": history}
 
-    def apply_event(
-        self,
-        connection: sa.Connection,
-        tables: dict[str, sa.Table],
-        event: StoredEvent,
-        payload: dict[str, Any],
-        counts: Counts,
-    ) -> bool:
+    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
         obj = data_object(payload)
         dispute_id = obj.get("id")
         if obj.get("object") != "dispute" or not isinstance(dispute_id, str):
-            return False
-        where = scope(event)
-        key = {
-            "dispute_id": dispute_id,
-            "account_key": where["account_key"],
-            "livemode": where["livemode"],
-        }
-        disputes, history = tables["disputes"], tables["dispute_status_history"]
-        state = merge(
-            load_state(connection, disputes, key),
-            dispute_snapshot(event, obj, counts),
-            DISPUTE_RULES,
-            DISPUTE_LIFECYCLE,
-        )
-        fields = state["fields"]
-        terminal_times = [
-            when
-            for status, when in fields["reached"].items()
-            if status in DISPUTE_LIFECYCLE.terminal()
-        ]
-        created, _rank, event_id = state["key"]
-        save(
-            connection,
-            disputes,
-            key,
-            {
-                **{name: fields[name] for name, _rule in DISPUTE_RULES if name in disputes.c},
-                **dispute_money(fields),
-                "closed_at": min(terminal_times) if terminal_times else None,
-                "account": where["account"],
-                "last_event_id": event_id,
-                "last_event_created": created,
-                "state": state,
-            },
-        )
-        replace_history(connection, history, key, where["account"], fields["reached"])
-        return True
+            return None
+        key = (dispute_id, event.account or PLATFORM, event.livemode)
+        snapshot = dispute_snapshot(event, obj, counts)
+        return Found(key, snapshot, DISPUTE_RULES, DISPUTE_LIFECYCLE)
+
+    def write(
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+    ) -> None:
+        disputes = tables["disputes"]
+        terminal = DISPUTE_LIFECYCLE.terminal()
+        rows = []
+        for change in changes:
+            fields = change.after["fields"]
+            closed = [when for status, when in fields["reached"].items() if status in terminal]
+            created, _rank, event_id = change.after["key"]
+            rows.append(
+                {
+                    **{name: fields[name] for name, _rule in DISPUTE_RULES if name in disputes.c},
+                    **dispute_money(fields),
+                    "closed_at": min(closed) if closed else None,
+                    "account": account_of(change.key[1]),
+                    "last_event_id": event_id,
+                    "last_event_created": created,
+                    "state": change.after,
+                }
+            )
+        write_rows(connection, disputes, changes, rows)
+        write_history(connection, tables["dispute_status_history"], "dispute_id", changes)

@@ -8,22 +8,24 @@ import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections.base import (
+    PLATFORM,
+    Change,
     Counts,
+    Found,
     Projection,
     State,
+    account_of,
     data_object,
-    load_state,
     money,
-    replace_history,
-    save,
-    scope,
     scope_columns,
     status_history_table,
     string,
     table_name,
     timestamp,
+    write_history,
+    write_rows,
 )
-from projections.merge import LATEST, MAX, MIN, RANK, UNION_MIN, Lifecycle, Snapshot, merge, tie_key
+from projections.merge import LATEST, MAX, MIN, RANK, UNION_MIN, Lifecycle, Snapshot, tie_key
 
 # draft < open < uncollectible < paid | void: paid and void are terminal (equal top rank; a tie
 # between them goes to the greater (created, rank, event id)), so an invoice never leaves one.
@@ -132,6 +134,7 @@ def invoice_snapshot(event: StoredEvent, obj: dict[str, Any], counts: Counts) ->
 class InvoicesProjection(Projection):
     name = "invoices"
     handlers = HANDLERS
+    state_table = "invoices"
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         invoices = sa.Table(
@@ -160,45 +163,31 @@ class InvoicesProjection(Projection):
         history = status_history_table(metadata, "invoice_status_history", "invoice_id", generation)
         return {"invoices": invoices, "invoice_status_history": history}
 
-    def apply_event(
-        self,
-        connection: sa.Connection,
-        tables: dict[str, sa.Table],
-        event: StoredEvent,
-        payload: dict[str, Any],
-        counts: Counts,
-    ) -> bool:
+    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
         obj = data_object(payload)
         invoice_id = obj.get("id")
         if obj.get("object") != "invoice" or not isinstance(invoice_id, str):
-            return False  # e.g. invoice.upcoming: no id yet
-        where = scope(event)
-        key = {
-            "invoice_id": invoice_id,
-            "account_key": where["account_key"],
-            "livemode": where["livemode"],
-        }
-        invoices, history = tables["invoices"], tables["invoice_status_history"]
-        state = merge(
-            load_state(connection, invoices, key),
-            invoice_snapshot(event, obj, counts),
-            INVOICE_RULES,
-            INVOICE_LIFECYCLE,
-        )
-        fields = state["fields"]
-        columns = {name: fields[name] for name, _rule in INVOICE_RULES if name in invoices.c}
-        created, _rank, event_id = state["key"]
-        save(
-            connection,
-            invoices,
-            key,
-            {
-                **columns,
-                "account": where["account"],
-                "last_event_id": event_id,
-                "last_event_created": created,
-                "state": state,
-            },
-        )
-        replace_history(connection, history, key, where["account"], fields["reached"])
-        return True
+            return None  # e.g. invoice.upcoming: no id yet
+        key = (invoice_id, event.account or PLATFORM, event.livemode)
+        snapshot = invoice_snapshot(event, obj, counts)
+        return Found(key, snapshot, INVOICE_RULES, INVOICE_LIFECYCLE)
+
+    def write(
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+    ) -> None:
+        invoices = tables["invoices"]
+        rows = []
+        for change in changes:
+            fields = change.after["fields"]
+            created, _rank, event_id = change.after["key"]
+            rows.append(
+                {
+                    **{name: fields[name] for name, _rule in INVOICE_RULES if name in invoices.c},
+                    "account": account_of(change.key[1]),
+                    "last_event_id": event_id,
+                    "last_event_created": created,
+                    "state": change.after,
+                }
+            )
+        write_rows(connection, invoices, changes, rows)
+        write_history(connection, tables["invoice_status_history"], "invoice_id", changes)

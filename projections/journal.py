@@ -11,27 +11,33 @@ Signed amounts: debit positive, credit negative; every entry sums to zero in its
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections.base import (
+    KEYS_PER_QUERY_MAX,
+    PLATFORM,
+    Change,
     Counts,
+    Found,
+    Key,
     Projection,
     State,
+    account_of,
     balance_transactions,
     currency_of,
     data_object,
-    load_state,
+    delete_rows,
     money,
-    save,
-    scope,
     scope_columns,
     table_name,
     timestamp,
+    update_statement,
+    write_rows,
 )
 from projections.disputes import DISPUTE_LIFECYCLE
 from projections.merge import (
@@ -44,7 +50,6 @@ from projections.merge import (
     Lifecycle,
     Rules,
     Snapshot,
-    merge,
     tie_key,
 )
 
@@ -276,6 +281,7 @@ def implied_entries(object_type: str, object_id: str, fields: dict[str, Any]) ->
 class JournalProjection(Projection):
     name = "journal"
     handlers = HANDLERS
+    state_table = "journal_objects"
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         objects = sa.Table(
@@ -341,50 +347,49 @@ class JournalProjection(Projection):
             "stripe_balances": stripe_balances,
         }
 
-    def apply_event(
-        self,
-        connection: sa.Connection,
-        tables: dict[str, sa.Table],
-        event: StoredEvent,
-        payload: dict[str, Any],
-        counts: Counts,
-    ) -> bool:
+    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
         obj = data_object(payload)
         found = _snapshot(event, obj, counts)
         if found is None:
-            return False
+            return None
         object_type, snapshot, rules, lifecycle = found
         object_id = "balance" if object_type == "balance" else obj.get("id")
         if not isinstance(object_id, str):
-            return False
-        where = scope(event)
-        scope_key = {"account_key": where["account_key"], "livemode": where["livemode"]}
-        key = {"object_type": object_type, "object_id": object_id, **scope_key}
-        objects = tables["journal_objects"]
-        state = merge(load_state(connection, objects, key), snapshot, rules, lifecycle)
-        save(connection, objects, key, {"account": where["account"], "state": state})
-        if object_type == "balance":
-            self._stripe_balance(connection, tables["stripe_balances"], where, state)
-        else:
-            self._post(connection, tables, where, object_type, object_id, state["fields"])
-        return True
+            return None
+        key = (object_type, object_id, event.account or PLATFORM, event.livemode)
+        return Found(key, snapshot, rules, lifecycle)
 
-    def _stripe_balance(
-        self,
-        connection: sa.Connection,
-        table: sa.Table,
-        where: dict[str, Any],
-        state: dict[str, Any],
+    def write(
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
     ) -> None:
-        condition = sa.and_(
-            table.c.account_key == where["account_key"], table.c.livemode == where["livemode"]
-        )
-        connection.execute(sa.delete(table).where(condition))
-        created, _rank, event_id = state["key"]
-        available, pending = state["fields"]["available"] or {}, state["fields"]["pending"] or {}
-        rows = [
+        rows = [{"account": account_of(c.key[2]), "state": c.after} for c in changes]
+        write_rows(connection, tables["journal_objects"], changes, rows)
+        stripe_balances = [change for change in changes if change.key[0] == "balance"]
+        if stripe_balances:
+            _write_stripe_balances(connection, tables["stripe_balances"], stripe_balances)
+        moved = [change for change in changes if change.key[0] != "balance"]
+        if moved:
+            plan = _plan_postings(connection, tables, moved)
+            plan.execute(connection, tables)
+
+
+def _write_stripe_balances(
+    connection: sa.Connection, table: sa.Table, changes: list[Change]
+) -> None:
+    """Replace each scope's rows by its latest Stripe-reported balance, per currency."""
+    rows: list[dict[str, Any]] = []
+    scopes: list[dict[str, Any]] = []
+    for change in changes:
+        _type, _id, account_key, livemode = change.key
+        scopes.append({"account_key": account_key, "livemode": livemode})
+        created, _rank, event_id = change.after["key"]
+        fields = change.after["fields"]
+        available, pending = fields["available"] or {}, fields["pending"] or {}
+        rows.extend(
             {
-                **where,
+                "account_key": account_key,
+                "livemode": livemode,
+                "account": account_of(account_key),
                 "currency": currency,
                 "available": available.get(currency, 0),
                 "pending": pending.get(currency, 0),
@@ -392,191 +397,221 @@ class JournalProjection(Projection):
                 "event_id": event_id,
             }
             for currency in sorted(set(available) | set(pending))
-        ]
-        if rows:
-            connection.execute(sa.insert(table), rows)
+        )
+    delete_rows(connection, table, scopes)
+    if rows:
+        connection.execute(sa.insert(table), rows)
 
-    def _post(
-        self,
-        connection: sa.Connection,
-        tables: dict[str, sa.Table],
-        where: dict[str, Any],
-        object_type: str,
-        object_id: str,
-        fields: dict[str, Any],
-    ) -> None:
-        """Move the object's entries to what its merged state implies, posting the deltas."""
-        entries, postings, balances = (
-            tables["journal_entries"],
-            tables["journal_postings"],
-            tables["balances"],
-        )
-        in_scope = sa.and_(
-            entries.c.object_type == object_type,
-            entries.c.object_id == object_id,
-            entries.c.account_key == where["account_key"],
-            entries.c.livemode == where["livemode"],
-        )
-        existing = {
-            row.entry_id: row for row in connection.execute(sa.select(entries).where(in_scope))
-        }
-        posted: dict[tuple[str, str], int] = {}
-        if existing:
-            rows = connection.execute(
-                sa.select(postings).where(
-                    postings.c.entry_id.in_(list(existing)),
-                    postings.c.account_key == where["account_key"],
-                    postings.c.livemode == where["livemode"],
-                )
-            )
-            posted = {(row.entry_id, row.ledger_account): row.amount for row in rows}
+
+# (entry_id, account_key, livemode): the primary key of an entry
+EntryKey = tuple[str, str, bool]
+# (account_key, livemode, currency, ledger_account): the primary key of a balance
+BalanceKey = tuple[str, bool, str, str]
+
+
+@dataclass
+class _PostingPlan:
+    """The writes that move a batch's objects' entries to what their merged states imply.
+    Collected first, then executed as a few executemany statements, deletes first (an entry
+    whose currency or kind changed is deleted and inserted again under the same id)."""
+
+    entry_deletes: list[dict[str, Any]] = field(default_factory=list)
+    entry_inserts: list[dict[str, Any]] = field(default_factory=list)
+    entry_updates: list[dict[str, Any]] = field(default_factory=list)
+    posting_deletes: list[dict[str, Any]] = field(default_factory=list)
+    posting_updates: list[dict[str, Any]] = field(default_factory=list)
+    posting_inserts: list[dict[str, Any]] = field(default_factory=list)
+    balance_deltas: dict[BalanceKey, int] = field(default_factory=dict)
+
+    def move_balance(self, key: BalanceKey, delta: int) -> None:
+        self.balance_deltas[key] = self.balance_deltas.get(key, 0) + delta
+
+    def remove_entry(self, key: EntryKey, currency: str, posted: dict[str, int]) -> None:
+        entry_id, account_key, livemode = key
+        for ledger_account, amount in posted.items():
+            self.move_balance((account_key, livemode, currency, ledger_account), -amount)
+        where = {"entry_id": entry_id, "account_key": account_key, "livemode": livemode}
+        self.entry_deletes.append(where)
+
+    def execute(self, connection: sa.Connection, tables: dict[str, sa.Table]) -> None:
+        entries, postings = tables["journal_entries"], tables["journal_postings"]
+        delete_rows(connection, postings, self.entry_deletes)  # an entry's postings go with it
+        delete_rows(connection, entries, self.entry_deletes)
+        if self.entry_inserts:
+            connection.execute(sa.insert(entries), self.entry_inserts)
+        if self.entry_updates:
+            statement = update_statement(entries, _ENTRY_KEY, ("created",))
+            connection.execute(statement, self.entry_updates)
+        delete_rows(connection, postings, self.posting_deletes)
+        if self.posting_updates:
+            statement = update_statement(postings, _POSTING_KEY, ("amount",))
+            connection.execute(statement, self.posting_updates)
+        if self.posting_inserts:
+            connection.execute(sa.insert(postings), self.posting_inserts)
+        _write_balances(connection, tables["balances"], self.balance_deltas)
+
+
+_ENTRY_KEY = ("entry_id", "account_key", "livemode")
+_POSTING_KEY = ("entry_id", "account_key", "livemode", "ledger_account")
+_BALANCE_KEY = ("account_key", "livemode", "currency", "ledger_account")
+
+
+def _plan_postings(
+    connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+) -> _PostingPlan:
+    """Diff each object's implied entries against the entries and postings stored for it (read
+    in bulk), posting the differences: postings and balances always follow the merged states."""
+    existing, posted = _stored_entries(connection, tables, [change.key for change in changes])
+    plan = _PostingPlan()
+    for change in changes:
+        object_type, object_id, account_key, livemode = change.key
+        fields = change.after["fields"]
         implied = implied_entries(object_type, object_id, fields)
-        scope_key = {"account_key": where["account_key"], "livemode": where["livemode"]}
+        stored = existing.get(change.key, {})
         for entry_id, (kind, currency, amounts) in implied.items():
             assert sum(amounts.values()) == 0, (entry_id, amounts)
-            old = existing.get(entry_id)
-            if old is not None and (old.currency, old.kind) != (currency, kind):
-                self._remove_entry(connection, tables, where, entry_id, old.currency, posted)
-                old = None
+            entry_key = (entry_id, account_key, livemode)
+            old = stored.get(entry_id)
+            old_postings = posted.get(entry_key, {})
+            if old is not None and (old["currency"], old["kind"]) != (currency, kind):
+                plan.remove_entry(entry_key, old["currency"], old_postings)
+                old, old_postings = None, {}
             if old is None:
-                connection.execute(
-                    sa.insert(entries).values(
-                        entry_id=entry_id,
-                        **where,
-                        currency=currency,
-                        kind=kind,
-                        object_type=object_type,
-                        object_id=object_id,
-                        created=fields.get("created"),
-                    )
+                plan.entry_inserts.append(
+                    {
+                        "entry_id": entry_id,
+                        "account_key": account_key,
+                        "livemode": livemode,
+                        "account": account_of(account_key),
+                        "currency": currency,
+                        "kind": kind,
+                        "object_type": object_type,
+                        "object_id": object_id,
+                        "created": fields.get("created"),
+                    }
                 )
-            elif old.created != fields.get("created"):
-                connection.execute(
-                    sa.update(entries)
-                    .where(_match(entries, {"entry_id": entry_id, **scope_key}))
-                    .values(created=fields.get("created"))
+            elif old["created"] != fields.get("created"):
+                plan.entry_updates.append(
+                    {**_params(_ENTRY_KEY, entry_key), "v_created": fields.get("created")}
                 )
-            for ledger_account in sorted(set(amounts) | {a for (e, a) in posted if e == entry_id}):
+            for ledger_account in sorted(set(amounts) | set(old_postings)):
                 new_amount = amounts.get(ledger_account, 0)
-                old_amount = posted.get((entry_id, ledger_account), 0) if old is not None else 0
+                old_amount = old_postings.get(ledger_account, 0)
                 if new_amount == old_amount:
                     continue
-                posting_key = {"entry_id": entry_id, **scope_key, "ledger_account": ledger_account}
+                posting_key = (*entry_key, ledger_account)
                 if new_amount == 0:
-                    connection.execute(sa.delete(postings).where(_match(postings, posting_key)))
+                    plan.posting_deletes.append(dict(zip(_POSTING_KEY, posting_key, strict=True)))
+                elif ledger_account in old_postings:
+                    plan.posting_updates.append(
+                        {**_params(_POSTING_KEY, posting_key), "v_amount": new_amount}
+                    )
                 else:
-                    save(
-                        connection,
-                        postings,
-                        posting_key,
+                    plan.posting_inserts.append(
                         {
-                            "account": where["account"],
+                            **dict(zip(_POSTING_KEY, posting_key, strict=True)),
+                            "account": account_of(account_key),
                             "currency": currency,
                             "kind": kind,
                             "amount": new_amount,
-                        },
+                        }
                     )
-                self._balance(
-                    connection, balances, where, currency, ledger_account, new_amount - old_amount
-                )
-        for entry_id, old in existing.items():
+                balance_key = (account_key, livemode, currency, ledger_account)
+                plan.move_balance(balance_key, new_amount - old_amount)
+        for entry_id, old in stored.items():
             if entry_id not in implied:
-                self._remove_entry(connection, tables, where, entry_id, old.currency, posted)
+                entry_key = (entry_id, account_key, livemode)
+                plan.remove_entry(entry_key, old["currency"], posted.get(entry_key, {}))
+    return plan
 
-    def _remove_entry(
-        self,
-        connection: sa.Connection,
-        tables: dict[str, sa.Table],
-        where: dict[str, Any],
-        entry_id: str,
-        currency: str,
-        posted: dict[tuple[str, str], int],
-    ) -> None:
-        scope_key = {
-            "entry_id": entry_id,
-            "account_key": where["account_key"],
-            "livemode": where["livemode"],
-        }
-        for (posted_entry, ledger_account), amount in posted.items():
-            if posted_entry == entry_id:
-                self._balance(
-                    connection, tables["balances"], where, currency, ledger_account, -amount
-                )
-        connection.execute(
-            sa.delete(tables["journal_postings"]).where(
-                _match(tables["journal_postings"], scope_key)
+
+def _params(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    return {f"k_{name}": value for name, value in zip(names, values, strict=True)}
+
+
+def _stored_entries(
+    connection: sa.Connection, tables: dict[str, sa.Table], keys: list[Key]
+) -> tuple[dict[Key, dict[str, dict[str, Any]]], dict[EntryKey, dict[str, int]]]:
+    """The stored entries of the objects ``keys`` (object key -> entry id -> row) and their
+    postings (entry key -> ledger account -> amount): two SELECTs per 500 objects."""
+    entries, postings = tables["journal_entries"], tables["journal_postings"]
+    existing: dict[Key, dict[str, dict[str, Any]]] = {}
+    entry_keys: list[EntryKey] = []
+    for start in range(0, len(keys), KEYS_PER_QUERY_MAX):
+        chunk = keys[start : start + KEYS_PER_QUERY_MAX]
+        for row in connection.execute(_entries_statement(entries), {"keys": chunk}):
+            object_key = (row.object_type, row.object_id, row.account_key, row.livemode)
+            existing.setdefault(object_key, {})[row.entry_id] = dict(row._mapping)
+            entry_keys.append((row.entry_id, row.account_key, row.livemode))
+    posted: dict[EntryKey, dict[str, int]] = {}
+    for start in range(0, len(entry_keys), KEYS_PER_QUERY_MAX):
+        chunk = entry_keys[start : start + KEYS_PER_QUERY_MAX]
+        for row in connection.execute(_postings_statement(postings), {"keys": chunk}):
+            entry_key = (row.entry_id, row.account_key, row.livemode)
+            posted.setdefault(entry_key, {})[row.ledger_account] = row.amount
+    return existing, posted
+
+
+def _write_balances(
+    connection: sa.Connection, balances: sa.Table, deltas: dict[BalanceKey, int]
+) -> None:
+    """Add the batch's summed deltas to the balances (a balance is a sum: the order of the
+    deltas does not matter). A balance row exists iff it is non-zero: the same rows whatever
+    the order events came in."""
+    moved = sorted(key for key, delta in deltas.items() if delta != 0)
+    if not moved:
+        return
+    current = {
+        tuple(row[:4]): row.amount
+        for row in connection.execute(_balances_statement(balances), {"keys": moved})
+    }
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    deletes: list[dict[str, Any]] = []
+    for key in moved:
+        amount = current.get(key, 0) + deltas[key]
+        if key not in current:
+            inserts.append(
+                {
+                    **dict(zip(_BALANCE_KEY, key, strict=True)),
+                    "account": account_of(key[0]),
+                    "amount": amount,
+                }
             )
-        )
-        connection.execute(
-            sa.delete(tables["journal_entries"]).where(_match(tables["journal_entries"], scope_key))
-        )
-
-    def apply(
-        self, connection: sa.Connection, events: Sequence[StoredEvent], generation: int
-    ) -> Counts:
-        """The batch's balance deltas are summed in memory and written once per balance row at
-        the end (a balance is a sum, so the order of the deltas does not matter): one UPDATE per
-        touched row instead of two or three statements per posting."""
-        _batch.deltas = {}
-        try:
-            counts = super().apply(connection, events, generation)
-            self._flush_balances(connection, self.cached_tables(generation)["balances"])
-        finally:
-            _batch.deltas = None
-        return counts
-
-    def _balance(
-        self,
-        connection: sa.Connection,
-        balances: sa.Table,
-        where: dict[str, Any],
-        currency: str,
-        ledger_account: str,
-        delta: int,
-    ) -> None:
-        if delta == 0:
-            return
-        key = (where["account_key"], where["livemode"], currency, ledger_account)
-        deltas: dict[tuple[Any, ...], list[Any]] | None = getattr(_batch, "deltas", None)
-        if deltas is not None:  # inside apply(): written by _flush_balances
-            pending = deltas.setdefault(key, [where["account"], 0])
-            pending[1] += delta
-            return
-        self._write_balance(connection, balances, key, where["account"], delta)
-
-    def _flush_balances(self, connection: sa.Connection, balances: sa.Table) -> None:
-        deltas: dict[tuple[Any, ...], list[Any]] = _batch.deltas or {}
-        for key, (account, delta) in sorted(deltas.items(), key=lambda item: repr(item[0])):
-            if delta != 0:
-                self._write_balance(connection, balances, key, account, delta)
-
-    def _write_balance(
-        self,
-        connection: sa.Connection,
-        balances: sa.Table,
-        key_values: tuple[Any, ...],
-        account: str | None,
-        delta: int,
-    ) -> None:
-        names = ("account_key", "livemode", "currency", "ledger_account")
-        key = dict(zip(names, key_values, strict=True))
-        updated = connection.execute(
-            sa.update(balances)
-            .where(_match(balances, key))
-            .values(amount=balances.c.amount + delta)
-        )
-        if updated.rowcount == 0:
-            connection.execute(sa.insert(balances).values(**key, account=account, amount=delta))
-        else:  # a balance row exists iff it is non-zero: the same rows whatever the order
-            connection.execute(
-                sa.delete(balances).where(_match(balances, key), balances.c.amount == 0)
-            )
+        elif amount == 0:
+            deletes.append(dict(zip(_BALANCE_KEY, key, strict=True)))
+        else:
+            updates.append({**_params(_BALANCE_KEY, key), "v_amount": amount})
+    delete_rows(connection, balances, deletes)
+    if updates:
+        connection.execute(update_statement(balances, _BALANCE_KEY, ("amount",)), updates)
+    if inserts:
+        connection.execute(sa.insert(balances), inserts)
 
 
-# Per thread (the embedded mode runs the worker in a thread; tests run rebuilds in threads):
-# the balance deltas of the batch being applied, None outside JournalProjection.apply.
-_batch = threading.local()
+@functools.lru_cache(maxsize=256)
+def _entries_statement(entries: sa.Table) -> sa.Select[Any]:
+    object_key = sa.tuple_(
+        entries.c.object_type, entries.c.object_id, entries.c.account_key, entries.c.livemode
+    )
+    return sa.select(entries).where(object_key.in_(sa.bindparam("keys", expanding=True)))
 
 
-def _match(table: sa.Table, key: dict[str, Any]) -> sa.ColumnElement[bool]:
-    return sa.and_(*(table.c[name] == value for name, value in key.items()))
+@functools.lru_cache(maxsize=256)
+def _postings_statement(postings: sa.Table) -> sa.Select[Any]:
+    entry_key = sa.tuple_(postings.c.entry_id, postings.c.account_key, postings.c.livemode)
+    return sa.select(
+        postings.c.entry_id,
+        postings.c.account_key,
+        postings.c.livemode,
+        postings.c.ledger_account,
+        postings.c.amount,
+    ).where(entry_key.in_(sa.bindparam("keys", expanding=True)))
+
+
+@functools.lru_cache(maxsize=256)
+def _balances_statement(balances: sa.Table) -> sa.Select[Any]:
+    key = sa.tuple_(*(balances.c[name] for name in _BALANCE_KEY))
+    return sa.select(*(balances.c[name] for name in _BALANCE_KEY), balances.c.amount).where(
+        key.in_(sa.bindparam("keys", expanding=True))
+    )

@@ -1,8 +1,10 @@
-"""Rebuild: fold the whole store into a NEW generation of a projection's tables, then swap.
+"""Rebuild: fold the whole store into a NEW generation of each projection's tables, then swap.
 
-While the new generation fills, the live one keeps serving (and the live worker keeps updating
-it). Once the new generation has caught up with the store, one transaction repoints the views at
-it and moves ``projection_state`` to (new generation, its position); then the old tables are
+The projections being rebuilt are folded in ONE pass over the store: each batch is read, decoded
+and upcast once and applied to every new generation in one transaction. While the new
+generations fill, the live ones keep serving (and the live worker keeps updating them). Once the
+new generations have caught up with the store, one transaction repoints the views at them and
+moves each ``projection_state`` row to (new generation, position); then the old tables are
 dropped. A report query sees the old state or the new one, never a half-built one.
 
 Interplay with a running ``project`` worker: the worker's batches compare-and-set
@@ -20,15 +22,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from ledger.database import WRITE
 from ledger.logs import get_logger
-from ledger.store import EventStore
+from ledger.store import EventStore, StoredEvent
 from projections import registry
-from projections.base import Counts, Projection
+from projections.base import Counts, Projection, upcast_all
 
 REBUILD_BATCH_EVENTS = 1000
 SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, at most
@@ -45,6 +49,7 @@ leases = sa.Table(
 
 ViewHook = Callable[[sa.Connection], None]
 Progress = Callable[[int, int], None]  # (events done, events total)
+Batch = tuple[list[StoredEvent], list[dict[str, Any]]]  # events and their upcast payloads
 
 
 class RebuildBusy(RuntimeError):
@@ -104,53 +109,161 @@ def release_lease(engine: sa.Engine, name: str, holder: str) -> None:
         )
 
 
+class _Prefetch:
+    """Reads, decodes and upcasts the NEXT batch on a helper thread while the current one is
+    applied: decoding is client CPU, applying mostly waits on the database, so the two overlap.
+    At most one batch is read ahead (bounded memory)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="rebuild-read")
+        self.ahead: tuple[int, Future[Batch]] | None = None  # (after position, its read)
+
+    def _read(self, after: int) -> Batch:
+        events = self.store.read(after, REBUILD_BATCH_EVENTS)
+        return events, upcast_all(events)
+
+    def read(self, after: int) -> Batch:
+        """The batch after ``after``; starts reading the one after it when this one is full."""
+        ahead, self.ahead = self.ahead, None
+        future = ahead[1] if ahead and ahead[0] == after else self.pool.submit(self._read, after)
+        events, payloads = future.result()
+        if len(events) == REBUILD_BATCH_EVENTS:
+            last = events[-1].position
+            self.ahead = (last, self.pool.submit(self._read, last))
+        return events, payloads
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _apply_chunk(
     engine: sa.Engine,
-    projection: Projection,
-    store: EventStore,
-    generation: int,
-    after: int,
+    projections: list[Projection],
+    batch: Batch,
+    generations: dict[str, int],
     holder: str,
-) -> tuple[int, int, Counts]:
-    """Apply one batch to ``generation``; (new position, events read, counts)."""
-    events = store.read(after, REBUILD_BATCH_EVENTS)
+) -> dict[str, Counts]:
+    """Apply one batch to every projection's new generation, in one transaction (the batch was
+    read, decoded and upcast once for all of them)."""
+    events, payloads = batch
     if not events:
-        return after, 0, Counts()
+        return {}
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        counts = projection.apply(connection, events, generation)
-        renew_lease(connection, projection.name, holder)
-    return events[-1].position, len(events), counts
+        counts = {
+            p.name: p.apply(connection, events, generations[p.name], payloads) for p in projections
+        }
+        for projection in projections:
+            renew_lease(connection, projection.name, holder)
+    return counts
 
 
 def _swap(
     engine: sa.Engine,
-    projection: Projection,
+    projections: list[Projection],
     store: EventStore,
-    new_generation: int,
+    generations: dict[str, int],
     position: int,
     hooks: tuple[ViewHook, ViewHook] | None,
-) -> tuple[int, int, Counts] | None:
-    """Catch up and swap in ONE transaction; None if too far behind to do it in one go."""
+) -> tuple[dict[str, int], int, dict[str, Counts]] | None:
+    """Catch up and swap every projection in ONE transaction; None if too far behind to do it in
+    one go. (old generations, position, counts of the tail)."""
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        row = registry.state(connection, projection.name, lock=True)
-        assert row is not None, projection.name
+        rows = {p.name: registry.state(connection, p.name, lock=True) for p in projections}
         tail = store.read(position, SWAP_CATCH_UP_EVENTS_MAX)
         if len(tail) == SWAP_CATCH_UP_EVENTS_MAX:
             return None  # still far behind: roll back, catch up outside the lock first
-        counts = projection.apply(connection, tail, new_generation)
+        payloads = upcast_all(tail)
+        counts = {
+            p.name: p.apply(connection, tail, generations[p.name], payloads) for p in projections
+        }
         position = tail[-1].position if tail else position
         if hooks:
-            hooks[0](connection)  # drop the views that read the projection's views
-        registry.point_views(connection, projection, new_generation)
-        connection.execute(
-            sa.update(registry.projection_state)
-            .where(registry.projection_state.c.name == projection.name)
-            .values(live_generation=new_generation, position=position)
-        )
+            hooks[0](connection)  # drop the views that read the projections' views
+        for projection in projections:
+            registry.point_views(connection, projection, generations[projection.name])
+            connection.execute(
+                sa.update(registry.projection_state)
+                .where(registry.projection_state.c.name == projection.name)
+                .values(live_generation=generations[projection.name], position=position)
+            )
         if hooks:
             hooks[1](connection)
-        old_generation = int(row.live_generation)
-    return old_generation, position, counts
+        old = {name: int(row.live_generation) for name, row in rows.items() if row is not None}
+        assert len(old) == len(projections), "every projection was registered by ensure()"
+    return old, position, counts
+
+
+def rebuild_many(
+    store: EventStore,
+    projections: list[Projection],
+    *,
+    hooks: tuple[ViewHook, ViewHook] | None = None,
+    on_progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> list[RebuildResult] | None:
+    """Rebuild ``projections`` in ONE pass over the store (each batch is read and decoded once
+    and folded into every projection's new generation) and swap them together; None when
+    stopped (the live generations are untouched)."""
+    assert projections, "nothing to rebuild"
+    engine = store.engine
+    stop = stop or threading.Event()
+    holder = _holder()
+    leased: list[str] = []
+    reader = _Prefetch(store)
+    try:
+        for projection in sorted(projections, key=lambda p: p.name):  # one order: no deadlock
+            acquire_lease(engine, projection.name, holder)
+            leased.append(projection.name)
+        generations = _new_generations(engine, projections)
+        total = store.count()
+        position = done = 0
+        counts = {projection.name: Counts() for projection in projections}
+        log.info("rebuild started", generations=generations)
+        while not stop.is_set():
+            batch = reader.read(position)
+            chunk_counts = _apply_chunk(engine, projections, batch, generations, holder)
+            read = len(batch[0])
+            position = batch[0][-1].position if read else position
+            done += read
+            for name, chunk in chunk_counts.items():
+                counts[name].add(chunk)
+            if on_progress:
+                on_progress(done, max(total, done))
+            if read < REBUILD_BATCH_EVENTS:
+                swapped = _swap(engine, projections, store, generations, position, hooks)
+                if swapped is not None:
+                    old, position, tail_counts = swapped
+                    for name, chunk in tail_counts.items():
+                        counts[name].add(chunk)
+                    break
+        else:
+            log.warning("rebuild stopped; the live projections are untouched")
+            return None
+        with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+            for projection in projections:
+                projection.drop_tables(connection, old[projection.name])
+        log.info("rebuild swapped", old=old, new=generations, position=position, events=done)
+        return [
+            RebuildResult(p.name, old[p.name], generations[p.name], position, done, counts[p.name])
+            for p in projections
+        ]
+    finally:
+        reader.close()
+        for name in leased:
+            release_lease(engine, name, holder)
+
+
+def _new_generations(engine: sa.Engine, projections: list[Projection]) -> dict[str, int]:
+    """Create generation live+1 of each projection (dropping a killed rebuild's leftovers)."""
+    generations = {}
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        for projection in projections:
+            live_generation, _ = registry.ensure(connection, projection)
+            generations[projection.name] = live_generation + 1
+            projection.drop_tables(connection, live_generation + 1)
+            projection.create_tables(connection, live_generation + 1)
+    return generations
 
 
 def rebuild_one(
@@ -162,54 +275,8 @@ def rebuild_one(
     stop: threading.Event | None = None,
 ) -> RebuildResult | None:
     """Rebuild one projection; None when stopped (the live generation is untouched)."""
-    engine = store.engine
-    stop = stop or threading.Event()
-    holder = _holder()
-    acquire_lease(engine, projection.name, holder)
-    try:
-        with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-            live_generation, _ = registry.ensure(connection, projection)
-            new_generation = live_generation + 1
-            projection.drop_tables(connection, new_generation)  # a killed rebuild's leftovers
-            projection.create_tables(connection, new_generation)
-        total = store.count()
-        position = done = 0
-        counts = Counts()
-        log.info("rebuild started", projection=projection.name, generation=new_generation)
-        while not stop.is_set():
-            position, read, chunk_counts = _apply_chunk(
-                engine, projection, store, new_generation, position, holder
-            )
-            done += read
-            counts.add(chunk_counts)
-            if on_progress:
-                on_progress(done, max(total, done))
-            if read < REBUILD_BATCH_EVENTS:
-                swapped = _swap(engine, projection, store, new_generation, position, hooks)
-                if swapped is not None:
-                    old_generation, position, tail_counts = swapped
-                    counts.add(tail_counts)
-                    break
-        else:
-            log.warning(
-                "rebuild stopped; the live projection is untouched", projection=projection.name
-            )
-            return None
-        with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-            projection.drop_tables(connection, old_generation)
-        log.info(
-            "rebuild swapped",
-            projection=projection.name,
-            old_generation=old_generation,
-            new_generation=new_generation,
-            position=position,
-            events=done,
-        )
-        return RebuildResult(
-            projection.name, old_generation, new_generation, position, done, counts
-        )
-    finally:
-        release_lease(engine, projection.name, holder)
+    results = rebuild_many(store, [projection], hooks=hooks, on_progress=on_progress, stop=stop)
+    return results[0] if results else None
 
 
 def rebuild(
@@ -217,15 +284,10 @@ def rebuild(
     names: Iterable[str] | None = None,
     *,
     hooks: tuple[ViewHook, ViewHook] | None = None,
-    on_progress: Callable[[str], Progress] | None = None,
+    on_progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> list[RebuildResult]:
-    """Rebuild the named projections (all by default), one after the other."""
-    results = []
-    for projection in registry.get(names):
-        progress = on_progress(projection.name) if on_progress else None
-        result = rebuild_one(store, projection, hooks=hooks, on_progress=progress, stop=stop)
-        if result is None:
-            break
-        results.append(result)
-    return results
+    """Rebuild the named projections (all by default) in one pass; [] when stopped."""
+    projections = registry.get(names)
+    results = rebuild_many(store, projections, hooks=hooks, on_progress=on_progress, stop=stop)
+    return results or []

@@ -100,8 +100,13 @@ def applicable(api_version: str | None) -> list[Upcaster]:
 
 
 def upcast(payload: Payload, api_version: str | None) -> Payload:
-    """A copy of ``payload`` in the newest shape (the stored payload is never modified)."""
+    """``payload`` in the newest shape. The stored payload is never modified: when an upcaster
+    applies, it rewrites a deep copy; when none does (an event of the newest shape, the common
+    case), the payload itself is returned, so projections only ever READ what they are given."""
+    upcasters = applicable(api_version)
+    if not upcasters:
+        return payload
     event = copy.deepcopy(payload)
-    for fn in applicable(api_version):
+    for fn in upcasters:
         fn(event)
     return event

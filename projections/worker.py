@@ -26,7 +26,7 @@ from ledger.logs import get_logger
 from ledger.retry import retrying
 from ledger.store import EventStore, StoredEvent
 from projections import registry
-from projections.base import Counts, Projection
+from projections.base import Counts, Projection, upcast_all
 
 BATCH_EVENTS_MAX = 500
 POLL_INTERVAL_S = 0.2
@@ -90,12 +90,14 @@ def apply_batch(
     engine: sa.Engine,
     projection: Projection,
     events: list[StoredEvent],
+    payloads: list[dict[str, Any]],
     generation: int,
     checkpoint: int,
 ) -> tuple[Counts, int] | None:
     """Apply the events after ``checkpoint`` and move the checkpoint to the batch's last position,
     in one transaction. None when the checkpoint moved under us (nothing was written)."""
-    pending = [event for event in events if event.position > checkpoint]
+    assert len(payloads) == len(events), "one upcast payload per event"
+    pending = [i for i, event in enumerate(events) if event.position > checkpoint]
     new_checkpoint = events[-1].position
     with engine.connect().execution_options(**WRITE) as connection:
         with connection.begin() as transaction:
@@ -103,7 +105,9 @@ def apply_batch(
             if row is None or (row.live_generation, row.position) != (generation, checkpoint):
                 transaction.rollback()
                 return None
-            counts = projection.apply(connection, pending, generation)
+            counts = projection.apply(
+                connection, [events[i] for i in pending], generation, [payloads[i] for i in pending]
+            )
             if not registry.advance(
                 connection, projection.name, generation, checkpoint, new_checkpoint
             ):
@@ -149,6 +153,7 @@ def run(
                 waiter.wait(stop)
                 continue
             idle_since = time.monotonic()
+            payloads = upcast_all(events)  # once for all projections
             stats.batches += 1
             stats.events += len(events)
             batch_counts: dict[str, dict[str, int]] = {}
@@ -163,6 +168,7 @@ def run(
                         store.engine,
                         projection,
                         events,
+                        payloads,
                         generations[name],
                         positions[name],
                     ),
