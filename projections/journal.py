@@ -11,7 +11,6 @@ Signed amounts: debit positive, credit negative; every entry sums to zero in its
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,6 @@ import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections.base import (
-    KEYS_PER_QUERY_MAX,
     PLATFORM,
     Change,
     Counts,
@@ -33,6 +31,7 @@ from projections.base import (
     data_object,
     delete_rows,
     money,
+    rows_by_keys,
     scope_columns,
     table_name,
     timestamp,
@@ -537,18 +536,18 @@ def _stored_entries(
     entries, postings = tables["journal_entries"], tables["journal_postings"]
     existing: dict[Key, dict[str, dict[str, Any]]] = {}
     entry_keys: list[EntryKey] = []
-    for start in range(0, len(keys), KEYS_PER_QUERY_MAX):
-        chunk = keys[start : start + KEYS_PER_QUERY_MAX]
-        for row in connection.execute(_entries_statement(entries), {"keys": chunk}):
-            object_key = (row.object_type, row.object_id, row.account_key, row.livemode)
-            existing.setdefault(object_key, {})[row.entry_id] = dict(row._mapping)
-            entry_keys.append((row.entry_id, row.account_key, row.livemode))
+    object_key = ("object_type", "object_id", "account_key", "livemode")
+    columns = tuple(column.name for column in entries.c)
+    for row in rows_by_keys(connection, entries, object_key, keys, columns):
+        found = row._mapping
+        object_ref = tuple(found[name] for name in object_key)
+        existing.setdefault(object_ref, {})[found["entry_id"]] = dict(found)
+        entry_keys.append((found["entry_id"], found["account_key"], found["livemode"]))
     posted: dict[EntryKey, dict[str, int]] = {}
-    for start in range(0, len(entry_keys), KEYS_PER_QUERY_MAX):
-        chunk = entry_keys[start : start + KEYS_PER_QUERY_MAX]
-        for row in connection.execute(_postings_statement(postings), {"keys": chunk}):
-            entry_key = (row.entry_id, row.account_key, row.livemode)
-            posted.setdefault(entry_key, {})[row.ledger_account] = row.amount
+    selected = (*_ENTRY_KEY, "ledger_account", "amount")
+    for row in rows_by_keys(connection, postings, _ENTRY_KEY, entry_keys, selected):
+        entry_id, account_key, livemode, ledger_account, amount = row
+        posted.setdefault((entry_id, account_key, livemode), {})[ledger_account] = amount
     return existing, posted
 
 
@@ -561,9 +560,10 @@ def _write_balances(
     moved = sorted(key for key, delta in deltas.items() if delta != 0)
     if not moved:
         return
+    selected = (*_BALANCE_KEY, "amount")
     current = {
-        tuple(row[:4]): row.amount
-        for row in connection.execute(_balances_statement(balances), {"keys": moved})
+        tuple(row[:4]): row[4]
+        for row in rows_by_keys(connection, balances, _BALANCE_KEY, moved, selected)
     }
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
@@ -587,31 +587,3 @@ def _write_balances(
         connection.execute(update_statement(balances, _BALANCE_KEY, ("amount",)), updates)
     if inserts:
         connection.execute(sa.insert(balances), inserts)
-
-
-@functools.lru_cache(maxsize=256)
-def _entries_statement(entries: sa.Table) -> sa.Select[Any]:
-    object_key = sa.tuple_(
-        entries.c.object_type, entries.c.object_id, entries.c.account_key, entries.c.livemode
-    )
-    return sa.select(entries).where(object_key.in_(sa.bindparam("keys", expanding=True)))
-
-
-@functools.lru_cache(maxsize=256)
-def _postings_statement(postings: sa.Table) -> sa.Select[Any]:
-    entry_key = sa.tuple_(postings.c.entry_id, postings.c.account_key, postings.c.livemode)
-    return sa.select(
-        postings.c.entry_id,
-        postings.c.account_key,
-        postings.c.livemode,
-        postings.c.ledger_account,
-        postings.c.amount,
-    ).where(entry_key.in_(sa.bindparam("keys", expanding=True)))
-
-
-@functools.lru_cache(maxsize=256)
-def _balances_statement(balances: sa.Table) -> sa.Select[Any]:
-    key = sa.tuple_(*(balances.c[name] for name in _BALANCE_KEY))
-    return sa.select(*(balances.c[name] for name in _BALANCE_KEY), balances.c.amount).where(
-        key.in_(sa.bindparam("keys", expanding=True))
-    )
