@@ -60,7 +60,8 @@ def main() -> None:
         host="127.0.0.1",
         port=port,
         workers=1,
-        loop="asyncio",
+        loop="uvloop",  # ~10% more requests/s than asyncio's loop (docs/PERFORMANCE.md)
+        http="h11",  # bounds the header section (16 KiB); httptools does not
         lifespan="on",
         access_log=False,
         log_config=None,
