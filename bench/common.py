@@ -121,9 +121,23 @@ def scratch_database(admin_url: str, label: str) -> Iterator[str]:
         yield url
     finally:
         if not os.environ.get("BENCH_KEEP"):
+            drop_database(admin, name)
+        admin.dispose()
+
+
+def drop_database(admin: sa.Engine, name: str, attempts: int = 10) -> None:
+    """DROP ... WITH (FORCE) refuses to end an autovacuum worker that happens to be on the
+    freshly filled database (it runs as the superuser): wait a moment and try again (bounded).
+    (The tests' throw-away databases use this too.)"""
+    for attempt in range(attempts):
+        try:
             with admin.connect() as connection:
                 connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+            return
+        except sa.exc.ProgrammingError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def migrated(url: str) -> sa.Engine:

@@ -258,15 +258,20 @@ class EventStore:
             appended = _append_postgres(connection, fresh)
         else:
             # One cached statement executed for many rows ("insertmanyvalues"): a
-            # .values(rows) statement would be compiled afresh for every batch.
+            # .values(rows) statement would be compiled afresh for every batch. The payload
+            # is bound as text: the bytes as received (as on PostgreSQL), not encoded again.
             statement = (
                 self._insert(events)
+                .values(payload=sa.bindparam("payload", type_=sa.Text()))
                 .on_conflict_do_nothing(index_elements=["event_id"])
                 .returning(events.c.position)
             )
             appended = len(
                 connection.execution_options(insertmanyvalues_page_size=APPEND_STATEMENT_EVENTS_MAX)
-                .execute(statement, [_event_row(item) for item in fresh])
+                .execute(
+                    statement,
+                    [{**_event_row(item), "payload": _payload_text(item.event)} for item in fresh],
+                )
                 .all()
             )
         assert appended <= len(fresh)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from bench.common import drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -71,22 +72,8 @@ def fresh_postgres(admin_url: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        _drop_database(admin, name)
+        drop_database(admin, name)
         admin.dispose()
-
-
-def _drop_database(admin: sa.Engine, name: str, attempts: int = 10) -> None:
-    """DROP ... WITH (FORCE) refuses to end an autovacuum worker that happens to be on the
-    freshly filled database (it runs as the superuser): wait a moment and try again (bounded)."""
-    for attempt in range(attempts):
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            return
-        except sa.exc.ProgrammingError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture
