@@ -332,6 +332,57 @@ class Projection:
         return result
 
 
+class ObjectProjection(Projection):
+    """One row per Stripe object of one type, plus each status it reached (invoices, disputes).
+
+    A subclass names the object, its merge rules and lifecycle, and says how a payload becomes a
+    snapshot (``object_snapshot``) and which columns derive from the merged fields
+    (``derived``); the row is the merged fields that are columns, the derived ones, the tie-break
+    key of the latest snapshot and the whole state."""
+
+    object_name: ClassVar[str]  # data.object.object, e.g. "invoice"
+    rules: ClassVar[Rules]
+    lifecycle: ClassVar[Lifecycle]
+    history_table: ClassVar[str]  # logical name of the status history table
+    id_column: ClassVar[str]  # e.g. "invoice_id"
+
+    def object_snapshot(self, event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+        raise NotImplementedError
+
+    def derived(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Columns computed from the merged fields (none by default)."""
+        return {}
+
+    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
+        obj = data_object(payload)
+        object_id = obj.get("id")
+        if obj.get("object") != self.object_name or not isinstance(object_id, str):
+            return None  # e.g. invoice.upcoming: no id yet
+        key = (object_id, event.account or PLATFORM, event.livemode)
+        return Found(key, self.object_snapshot(event, obj, counts), self.rules, self.lifecycle)
+
+    def write(
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+    ) -> None:
+        table = tables[self.state_table]
+        rows = []
+        for change in changes:
+            fields = change.after["fields"]
+            created, _rank, event_id = change.after["key"]
+            rows.append(
+                {
+                    **{name: fields[name] for name, _rule in self.rules if name in table.c},
+                    **self.derived(fields),
+                    "account": account_of(change.key[1]),
+                    "last_event_id": event_id,
+                    "last_event_created": created,
+                    "state": change.after,
+                }
+            )
+        write_rows(connection, table, changes, rows)
+        write_history(connection, tables[self.history_table], self.id_column, changes)
+
+
 def upcast_all(events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
     """Every event's payload in the newest shape, once for all projections of a batch."""
     return [upcast(event.payload, event.api_version) for event in events]

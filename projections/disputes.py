@@ -8,24 +8,17 @@ import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections.base import (
-    PLATFORM,
-    Change,
     Counts,
-    Found,
-    Projection,
+    ObjectProjection,
     State,
-    account_of,
     balance_transactions,
     currency_of,
-    data_object,
     money,
     scope_columns,
     status_history_table,
     string,
     table_name,
     timestamp,
-    write_history,
-    write_rows,
 )
 from projections.merge import (
     LATEST,
@@ -125,10 +118,15 @@ def dispute_money(fields: dict[str, Any]) -> dict[str, int]:
     }
 
 
-class DisputesProjection(Projection):
+class DisputesProjection(ObjectProjection):
     name = "disputes"
     handlers = HANDLERS
     state_table = "disputes"
+    object_name = "dispute"
+    rules = DISPUTE_RULES
+    lifecycle = DISPUTE_LIFECYCLE
+    history_table = "dispute_status_history"
+    id_column = "dispute_id"
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         disputes = sa.Table(
@@ -156,35 +154,10 @@ class DisputesProjection(Projection):
         history = status_history_table(metadata, "dispute_status_history", "dispute_id", generation)
         return {"disputes": disputes, "dispute_status_history": history}
 
-    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
-        obj = data_object(payload)
-        dispute_id = obj.get("id")
-        if obj.get("object") != "dispute" or not isinstance(dispute_id, str):
-            return None
-        key = (dispute_id, event.account or PLATFORM, event.livemode)
-        snapshot = dispute_snapshot(event, obj, counts)
-        return Found(key, snapshot, DISPUTE_RULES, DISPUTE_LIFECYCLE)
+    def object_snapshot(self, event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+        return dispute_snapshot(event, obj, counts)
 
-    def write(
-        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
-    ) -> None:
-        disputes = tables["disputes"]
+    def derived(self, fields: dict[str, Any]) -> dict[str, Any]:
         terminal = DISPUTE_LIFECYCLE.terminal()
-        rows = []
-        for change in changes:
-            fields = change.after["fields"]
-            closed = [when for status, when in fields["reached"].items() if status in terminal]
-            created, _rank, event_id = change.after["key"]
-            rows.append(
-                {
-                    **{name: fields[name] for name, _rule in DISPUTE_RULES if name in disputes.c},
-                    **dispute_money(fields),
-                    "closed_at": min(closed) if closed else None,
-                    "account": account_of(change.key[1]),
-                    "last_event_id": event_id,
-                    "last_event_created": created,
-                    "state": change.after,
-                }
-            )
-        write_rows(connection, disputes, changes, rows)
-        write_history(connection, tables["dispute_status_history"], "dispute_id", changes)
+        closed = [when for status, when in fields["reached"].items() if status in terminal]
+        return {**dispute_money(fields), "closed_at": min(closed) if closed else None}

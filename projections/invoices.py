@@ -8,22 +8,15 @@ import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections.base import (
-    PLATFORM,
-    Change,
     Counts,
-    Found,
-    Projection,
+    ObjectProjection,
     State,
-    account_of,
-    data_object,
     money,
     scope_columns,
     status_history_table,
     string,
     table_name,
     timestamp,
-    write_history,
-    write_rows,
 )
 from projections.merge import LATEST, MAX, MIN, RANK, UNION_MIN, Lifecycle, Snapshot, tie_key
 
@@ -131,10 +124,15 @@ def invoice_snapshot(event: StoredEvent, obj: dict[str, Any], counts: Counts) ->
     return Snapshot(tie_key(event.created, INVOICE_LIFECYCLE.rank(status), event.event_id), fields)
 
 
-class InvoicesProjection(Projection):
+class InvoicesProjection(ObjectProjection):
     name = "invoices"
     handlers = HANDLERS
     state_table = "invoices"
+    object_name = "invoice"
+    rules = INVOICE_RULES
+    lifecycle = INVOICE_LIFECYCLE
+    history_table = "invoice_status_history"
+    id_column = "invoice_id"
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         invoices = sa.Table(
@@ -163,31 +161,5 @@ class InvoicesProjection(Projection):
         history = status_history_table(metadata, "invoice_status_history", "invoice_id", generation)
         return {"invoices": invoices, "invoice_status_history": history}
 
-    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
-        obj = data_object(payload)
-        invoice_id = obj.get("id")
-        if obj.get("object") != "invoice" or not isinstance(invoice_id, str):
-            return None  # e.g. invoice.upcoming: no id yet
-        key = (invoice_id, event.account or PLATFORM, event.livemode)
-        snapshot = invoice_snapshot(event, obj, counts)
-        return Found(key, snapshot, INVOICE_RULES, INVOICE_LIFECYCLE)
-
-    def write(
-        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
-    ) -> None:
-        invoices = tables["invoices"]
-        rows = []
-        for change in changes:
-            fields = change.after["fields"]
-            created, _rank, event_id = change.after["key"]
-            rows.append(
-                {
-                    **{name: fields[name] for name, _rule in INVOICE_RULES if name in invoices.c},
-                    "account": account_of(change.key[1]),
-                    "last_event_id": event_id,
-                    "last_event_created": created,
-                    "state": change.after,
-                }
-            )
-        write_rows(connection, invoices, changes, rows)
-        write_history(connection, tables["invoice_status_history"], "invoice_id", changes)
+    def object_snapshot(self, event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+        return invoice_snapshot(event, obj, counts)
