@@ -103,9 +103,14 @@ def fixture(admin_url: str, events: int) -> str:
 
 def child(url: str, mode: str, budget_s: float) -> dict[str, Any]:
     """In the child process: 'rebuild' (all projections) or 'read' (the baseline)."""
+    from cli.main import tune_gc
+    from cli.reports_cmds import prepare_read_side
     from ledger.database import create_engine
     from ledger.store import EventStore
+    from projections import rebuild
+    from reports import views
 
+    tune_gc()  # as `stripe-ledger` does at start-up, for both the rebuild and the baseline
     engine = create_engine(url)
     store = EventStore(engine)
     total = store.count()
@@ -123,10 +128,6 @@ def child(url: str, mode: str, budget_s: float) -> dict[str, Any]:
             "events_s": read / seconds,
             "complete": read == total,
         }
-    from cli.reports_cmds import prepare_read_side
-    from projections import rebuild
-    from reports import views
-
     prepare_read_side(engine)
     stop = threading.Event()
     timer = threading.Timer(budget_s, stop.set)
