@@ -124,35 +124,32 @@ def _payload_text(event: StripeEvent) -> str:
 
 def _append_postgres(connection: sa.Connection, items: Sequence[Incoming]) -> int:
     appended = 0
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        for start in range(0, len(items), APPEND_STATEMENT_EVENTS_MAX):
-            chunk = items[start : start + APPEND_STATEMENT_EVENTS_MAX]
-            for item in chunk:
-                assert item.source in SOURCES, item.source
-                assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
-            evs = [item.event for item in chunk]
-            kafka = [item.kafka for item in chunk]
-            arrays = [
-                [e.event_id for e in evs],
-                [e.type for e in evs],
-                [e.api_version for e in evs],
-                [e.created for e in evs],
-                [e.livemode for e in evs],
-                [e.account for e in evs],
-                [e.object_type for e in evs],
-                [e.object_id for e in evs],
-                [item.received_at for item in chunk],
-                [item.source for item in chunk],
-                [_payload_text(e) for e in evs],
-                [k.topic if k else None for k in kafka],
-                [k.partition if k else None for k in kafka],
-                [k.offset if k else None for k in kafka],
-            ]
-            cursor.execute(_POSTGRES_APPEND, arrays)
-            appended += len(cursor.fetchall())
-    finally:
-        cursor.close()
+    for start in range(0, len(items), APPEND_STATEMENT_EVENTS_MAX):
+        chunk = items[start : start + APPEND_STATEMENT_EVENTS_MAX]
+        for item in chunk:
+            assert item.source in SOURCES, item.source
+            assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
+        evs = [item.event for item in chunk]
+        kafka = [item.kafka for item in chunk]
+        arrays = [
+            [e.event_id for e in evs],
+            [e.type for e in evs],
+            [e.api_version for e in evs],
+            [e.created for e in evs],
+            [e.livemode for e in evs],
+            [e.account for e in evs],
+            [e.object_type for e in evs],
+            [e.object_id for e in evs],
+            [item.received_at for item in chunk],
+            [item.source for item in chunk],
+            [_payload_text(e) for e in evs],
+            [k.topic if k else None for k in kafka],
+            [k.partition if k else None for k in kafka],
+            [k.offset if k else None for k in kafka],
+        ]
+        # exec_driver_sql: the text goes to psycopg as it is (``%b`` binary parameters),
+        # and a lost connection surfaces as sqlalchemy's OperationalError (retried).
+        appended += len(connection.exec_driver_sql(_POSTGRES_APPEND, tuple(arrays)).all())
     return appended
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 from ledger.logs import get_logger
 from ledger.store import StoredEvent
+from projections import bulk
 from projections.merge import Lifecycle, Rules, Snapshot, merge
 from projections.upcast import upcast
 
@@ -162,33 +163,19 @@ def write_rows(
     rows: Sequence[dict[str, Any]],
 ) -> None:
     """Write each change's row (``rows[i]`` holds the non-key columns of ``changes[i]``): one
-    executemany UPDATE for the objects that existed, one executemany INSERT for the new ones.
-    The worker holds the projection's checkpoint row FOR UPDATE, so nobody else writes here."""
+    bulk UPDATE for the objects that existed, one bulk INSERT for the new ones. The worker
+    holds the projection's checkpoint row FOR UPDATE, so nobody else writes here."""
     assert len(changes) == len(rows), (len(changes), len(rows))
     key_names = tuple(column.name for column in table.primary_key.columns)
-    updates, inserts = [], []
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
     for change, values in zip(changes, rows, strict=True):
-        key = dict(zip(key_names, change.key, strict=True))
-        if change.before is None:
-            inserts.append({**key, **values})
-        else:
-            params = {f"k_{name}": value for name, value in key.items()}
-            params.update((f"v_{name}", value) for name, value in values.items())
-            updates.append(params)
+        row = {**dict(zip(key_names, change.key, strict=True)), **values}
+        (inserts if change.before is None else updates).append(row)
     if updates:
         value_names = tuple(name for name in rows[0] if name not in key_names)
-        connection.execute(update_statement(table, key_names, value_names), updates)
-    if inserts:
-        connection.execute(sa.insert(table), inserts)
-
-
-# Statements are built once per table (and column set) with bound parameters: building and
-# cache-keying a fresh expression per batch cost more than executing it. (Tables are per
-# generation; a dropped generation's few entries stay here until the process ends.)
-@functools.lru_cache(maxsize=1024)
-def update_statement(table: sa.Table, key: tuple[str, ...], values: tuple[str, ...]) -> sa.Update:
-    condition = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key))
-    return sa.update(table).where(condition).values({n: sa.bindparam(f"v_{n}") for n in values})
+        bulk.update(connection, table, key_names, value_names, updates)
+    bulk.insert(connection, table, inserts)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -203,19 +190,6 @@ def _rows_by_keys_statement(
 
     condition = sa.and_(*(any_of(table.c[name]) for name in key_names))
     return sa.select(*(table.c[name] for name in selected)).where(condition)
-
-
-@functools.lru_cache(maxsize=1024)
-def _delete_statement(table: sa.Table, key: tuple[str, ...]) -> sa.Delete:
-    condition = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key))
-    return sa.delete(table).where(condition)
-
-
-def delete_rows(connection: sa.Connection, table: sa.Table, keys: Sequence[dict[str, Any]]) -> None:
-    """Delete the rows matching each of ``keys`` (dicts of the same columns), as one executemany."""
-    if keys:
-        statement = _delete_statement(table, tuple(keys[0]))
-        connection.execute(statement, [{f"k_{n}": v for n, v in key.items()} for key in keys])
 
 
 class Projection:
@@ -461,17 +435,9 @@ def write_history(
                     }
                 )
             elif before[status] != when:
-                updates.append(
-                    {
-                        **{f"k_{n}": v for n, v in key.items()},
-                        "k_status": status,
-                        "v_reached_at": when,
-                    }
-                )
+                updates.append({**key, "status": status, "reached_at": when})
         deletes.extend({**key, "status": status} for status in before if status not in after)
-    delete_rows(connection, history, deletes)
-    if updates:
-        columns = (id_column, "account_key", "livemode", "status")
-        connection.execute(update_statement(history, columns, ("reached_at",)), updates)
-    if inserts:
-        connection.execute(sa.insert(history), inserts)
+    history_key = (id_column, "account_key", "livemode", "status")
+    bulk.delete(connection, history, history_key, deletes)
+    bulk.update(connection, history, history_key, ("reached_at",), updates)
+    bulk.insert(connection, history, inserts)

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.store import StoredEvent
+from projections import bulk
 from projections.base import (
     PLATFORM,
     Change,
@@ -29,13 +30,11 @@ from projections.base import (
     balance_transactions,
     currency_of,
     data_object,
-    delete_rows,
     money,
     rows_by_keys,
     scope_columns,
     table_name,
     timestamp,
-    update_statement,
     write_rows,
 )
 from projections.disputes import DISPUTE_LIFECYCLE
@@ -397,9 +396,8 @@ def _write_stripe_balances(
             }
             for currency in sorted(set(available) | set(pending))
         )
-    delete_rows(connection, table, scopes)
-    if rows:
-        connection.execute(sa.insert(table), rows)
+    bulk.delete(connection, table, ("account_key", "livemode"), scopes)
+    bulk.insert(connection, table, rows)
 
 
 # (entry_id, account_key, livemode): the primary key of an entry
@@ -434,19 +432,14 @@ class _PostingPlan:
 
     def execute(self, connection: sa.Connection, tables: dict[str, sa.Table]) -> None:
         entries, postings = tables["journal_entries"], tables["journal_postings"]
-        delete_rows(connection, postings, self.entry_deletes)  # an entry's postings go with it
-        delete_rows(connection, entries, self.entry_deletes)
-        if self.entry_inserts:
-            connection.execute(sa.insert(entries), self.entry_inserts)
-        if self.entry_updates:
-            statement = update_statement(entries, _ENTRY_KEY, ("created",))
-            connection.execute(statement, self.entry_updates)
-        delete_rows(connection, postings, self.posting_deletes)
-        if self.posting_updates:
-            statement = update_statement(postings, _POSTING_KEY, ("amount",))
-            connection.execute(statement, self.posting_updates)
-        if self.posting_inserts:
-            connection.execute(sa.insert(postings), self.posting_inserts)
+        # an entry's postings go with it
+        bulk.delete(connection, postings, _ENTRY_KEY, self.entry_deletes)
+        bulk.delete(connection, entries, _ENTRY_KEY, self.entry_deletes)
+        bulk.insert(connection, entries, self.entry_inserts)
+        bulk.update(connection, entries, _ENTRY_KEY, ("created",), self.entry_updates)
+        bulk.delete(connection, postings, _POSTING_KEY, self.posting_deletes)
+        bulk.update(connection, postings, _POSTING_KEY, ("amount",), self.posting_updates)
+        bulk.insert(connection, postings, self.posting_inserts)
         _write_balances(connection, tables["balances"], self.balance_deltas)
 
 
@@ -491,7 +484,7 @@ def _plan_postings(
                 )
             elif old["created"] != fields.get("created"):
                 plan.entry_updates.append(
-                    {**_params(_ENTRY_KEY, entry_key), "v_created": fields.get("created")}
+                    {**_named(_ENTRY_KEY, entry_key), "created": fields.get("created")}
                 )
             for ledger_account in sorted(set(amounts) | set(old_postings)):
                 new_amount = amounts.get(ledger_account, 0)
@@ -500,15 +493,15 @@ def _plan_postings(
                     continue
                 posting_key = (*entry_key, ledger_account)
                 if new_amount == 0:
-                    plan.posting_deletes.append(dict(zip(_POSTING_KEY, posting_key, strict=True)))
+                    plan.posting_deletes.append(_named(_POSTING_KEY, posting_key))
                 elif ledger_account in old_postings:
                     plan.posting_updates.append(
-                        {**_params(_POSTING_KEY, posting_key), "v_amount": new_amount}
+                        {**_named(_POSTING_KEY, posting_key), "amount": new_amount}
                     )
                 else:
                     plan.posting_inserts.append(
                         {
-                            **dict(zip(_POSTING_KEY, posting_key, strict=True)),
+                            **_named(_POSTING_KEY, posting_key),
                             "account": account_of(account_key),
                             "currency": currency,
                             "kind": kind,
@@ -524,8 +517,8 @@ def _plan_postings(
     return plan
 
 
-def _params(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
-    return {f"k_{name}": value for name, value in zip(names, values, strict=True)}
+def _named(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(names, values, strict=True))
 
 
 def _stored_entries(
@@ -573,17 +566,15 @@ def _write_balances(
         if key not in current:
             inserts.append(
                 {
-                    **dict(zip(_BALANCE_KEY, key, strict=True)),
+                    **_named(_BALANCE_KEY, key),
                     "account": account_of(key[0]),
                     "amount": amount,
                 }
             )
         elif amount == 0:
-            deletes.append(dict(zip(_BALANCE_KEY, key, strict=True)))
+            deletes.append(_named(_BALANCE_KEY, key))
         else:
-            updates.append({**_params(_BALANCE_KEY, key), "v_amount": amount})
-    delete_rows(connection, balances, deletes)
-    if updates:
-        connection.execute(update_statement(balances, _BALANCE_KEY, ("amount",)), updates)
-    if inserts:
-        connection.execute(sa.insert(balances), inserts)
+            updates.append({**_named(_BALANCE_KEY, key), "amount": amount})
+    bulk.delete(connection, balances, _BALANCE_KEY, deletes)
+    bulk.update(connection, balances, _BALANCE_KEY, ("amount",), updates)
+    bulk.insert(connection, balances, inserts)
