@@ -45,7 +45,7 @@ test: install  ## everything: tools, audit, services, lint, the whole pytest sui
 test-fast: install  ## the suite without the slow crash tests
 	eval "$$(bash scripts/services.sh up)" && $(PY) -m pytest -q -m "not slow"
 
-bench: install  ## benchmarks beside their baselines, BENCH_SCALE=smoke|small|full (~20 min): bench/results/
+bench: install  ## benchmarks beside their baselines, BENCH_SCALE=smoke|small|full (~10 min at full): bench/results/
 	eval "$$(bash scripts/services.sh up)" && BENCH_SCALE=$(BENCH_SCALE) $(PY) -m bench.run
 
 clean:  ## remove the virtual environment and caches (not the services' data)
