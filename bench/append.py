@@ -18,11 +18,14 @@ import psycopg
 import sqlalchemy as sa
 
 from bench.common import (
+    EVENT_COPY_COLUMNS,
     Proc,
     Scale,
+    copy_row,
     ledger_env,
     migrated,
     payloads,
+    psycopg_url,
     scratch_database,
     stripe_ledger,
 )
@@ -58,10 +61,6 @@ def fill_topic(bootstrap: str, topic: str, rows: list[bytes]) -> None:
     producer.close()
 
 
-def _psycopg_url(url: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def copy_baseline(url: str, rows: list[bytes]) -> dict[str, Any]:
     """COPY the same payloads (columns computed beforehand) into a table shaped like events."""
     from ledger.envelope import parse_event
@@ -75,28 +74,9 @@ def copy_baseline(url: str, rows: list[bytes]) -> dict[str, Any]:
             continue
         seen.add(event.event_id)
         prepared.append(
-            (
-                event.event_id,
-                event.type,
-                event.api_version,
-                event.created,
-                event.livemode,
-                event.account,
-                event.object_type,
-                event.object_id,
-                received,
-                "webhook",
-                raw.decode("utf-8"),
-                "bench",
-                0,
-                offset,
-            )
+            copy_row(event, received, "webhook", raw.decode("utf-8"), ("bench", 0, offset))
         )
-    columns = (
-        "event_id, type, api_version, created, livemode, account, object_type, object_id, "
-        "received_at, source, payload, kafka_topic, kafka_partition, kafka_offset"
-    )
-    with psycopg.connect(_psycopg_url(url)) as connection:
+    with psycopg.connect(psycopg_url(url)) as connection:
         connection.execute(
             "CREATE TABLE copy_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
             "INCLUDING INDEXES)"
@@ -104,7 +84,7 @@ def copy_baseline(url: str, rows: list[bytes]) -> dict[str, Any]:
         connection.commit()
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            with cursor.copy(f"COPY copy_events ({columns}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY copy_events ({EVENT_COPY_COLUMNS}) FROM STDIN") as copy:
                 for row in prepared:
                     copy.write_row(row)
         connection.commit()

@@ -83,8 +83,9 @@ def scale(name: str | None = None) -> Scale:
 # -- services -------------------------------------------------------------------------------
 
 
-def services_env() -> dict[str, str]:
-    """LEDGER_DATABASE_URL and LEDGER_KAFKA_BOOTSTRAP: from the environment or services.sh up."""
+def services_env(export: bool = True) -> dict[str, str]:
+    """LEDGER_DATABASE_URL and LEDGER_KAFKA_BOOTSTRAP: from the environment, or from
+    ``scripts/services.sh up`` (then also set in this process's environment when ``export``)."""
     url = os.environ.get("LEDGER_DATABASE_URL", "")
     bootstrap = os.environ.get("LEDGER_KAFKA_BOOTSTRAP", "")
     if url.startswith("postgresql") and bootstrap:
@@ -101,7 +102,8 @@ def services_env() -> dict[str, str]:
         if line.startswith("export ") and "=" in line:
             key, _, value = line[len("export ") :].partition("=")
             env[key] = value.strip().strip("'\"")
-    os.environ.update(env)
+    if export:
+        os.environ.update(env)
     return env
 
 
@@ -138,6 +140,42 @@ def drop_database(admin: sa.Engine, name: str, attempts: int = 10) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5)
+
+
+def psycopg_url(url: str) -> str:
+    """``url`` as plain psycopg takes it (no SQLAlchemy driver suffix)."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# The columns EventStore.append writes, in the order of copy_row(); the baselines and the kept
+# rebuild store COPY rows of this shape.
+EVENT_COPY_COLUMNS = (
+    "event_id, type, api_version, created, livemode, account, object_type, object_id, "
+    "received_at, source, payload, kafka_topic, kafka_partition, kafka_offset"
+)
+
+
+def copy_row(
+    event: Any, received: Any, source: str, payload: str, kafka: tuple[str, int, int] | None
+) -> tuple[Any, ...]:
+    """One COPY row of ``EVENT_COPY_COLUMNS`` for a parsed ``StripeEvent``."""
+    topic, partition, offset = kafka if kafka else (None, None, None)
+    return (
+        event.event_id,
+        event.type,
+        event.api_version,
+        event.created,
+        event.livemode,
+        event.account,
+        event.object_type,
+        event.object_id,
+        received,
+        source,
+        payload,
+        topic,
+        partition,
+        offset,
+    )
 
 
 def migrated(url: str) -> sa.Engine:

@@ -48,6 +48,23 @@ def _latency(result: load.LoadResult) -> dict[str, Any]:
     }
 
 
+def _post_at_rate(pipeline: Pipeline, rows: list[bytes], scale: Scale) -> load.LoadResult:
+    """The fixed-rate phase's load: open loop at ``e2e_rate_rps``."""
+    concurrency = max(16, scale.e2e_concurrency)
+    return load.post(
+        pipeline.port, rows, secret=SECRET, concurrency=concurrency, rate_rps=scale.e2e_rate_rps
+    )
+
+
+def _rate_figures(result: load.LoadResult, scale: Scale) -> dict[str, Any]:
+    return {
+        "rate_rps": scale.e2e_rate_rps,
+        "seconds": round(result.elapsed_s, 3),
+        "achieved_rps": round(result.ok / result.elapsed_s, 1),
+        "ingest_latency": _latency(result),
+    }
+
+
 def run_ledger(scale: Scale, services: dict[str, str]) -> dict[str, Any]:
     warm = payloads(WARMUP_EVENTS, seed=99)
     main = payloads(scale.e2e_events, seed=7)
@@ -82,20 +99,11 @@ def run_ledger(scale: Scale, services: dict[str, str]) -> dict[str, Any]:
                 before = pipeline.head(connection)
             expected += distinct_ids(rated)
             with LagSampler(pipeline) as sampler:
-                steady = load.post(
-                    pipeline.port,
-                    rated,
-                    secret=SECRET,
-                    concurrency=max(16, scale.e2e_concurrency),
-                    rate_rps=scale.e2e_rate_rps,
-                )
+                steady = _post_at_rate(pipeline, rated, scale)
                 pipeline.wait_projected(expected)
             lags = sampler.lags_s(before)
             fixed_rate = {
-                "rate_rps": scale.e2e_rate_rps,
-                "seconds": round(steady.elapsed_s, 3),
-                "achieved_rps": round(steady.ok / steady.elapsed_s, 1),
-                "ingest_latency": _latency(steady),
+                **_rate_figures(steady, scale),
                 "lag_p50_ms": _ms(lags, 0.50),
                 "lag_p99_ms": _ms(lags, 0.99),
             }
@@ -105,23 +113,12 @@ def run_ledger(scale: Scale, services: dict[str, str]) -> dict[str, Any]:
             alone_rows = payloads(int(scale.e2e_rate_rps * scale.e2e_rate_s), seed=9)
             pipeline.pause("consume", "project")
             try:
-                alone = load.post(
-                    pipeline.port,
-                    alone_rows,
-                    secret=SECRET,
-                    concurrency=max(16, scale.e2e_concurrency),
-                    rate_rps=scale.e2e_rate_rps,
-                )
+                alone = _post_at_rate(pipeline, alone_rows, scale)
             finally:
                 pipeline.resume("consume", "project")
             expected += distinct_ids(alone_rows)
             pipeline.wait_projected(expected)
-            fixed_rate_alone = {
-                "rate_rps": scale.e2e_rate_rps,
-                "seconds": round(alone.elapsed_s, 3),
-                "achieved_rps": round(alone.ok / alone.elapsed_s, 1),
-                "ingest_latency": _latency(alone),
-            }
+            fixed_rate_alone = _rate_figures(alone, scale)
             memory = pipeline.memory()
         finally:
             pipeline.stop()

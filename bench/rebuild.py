@@ -27,7 +27,16 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from bench.common import ROOT, Scale, admin_engine, migrated, rss_mib
+from bench.common import (
+    EVENT_COPY_COLUMNS,
+    ROOT,
+    Scale,
+    admin_engine,
+    copy_row,
+    migrated,
+    psycopg_url,
+    rss_mib,
+)
 
 SEED_EVENTS = 100_000
 
@@ -63,35 +72,17 @@ def fixture(admin_url: str, events: int) -> str:
     if count:
         raise RuntimeError(f"{name} holds {count} events, not {events}: rerun with BENCH_FRESH=1")
     received = dt.datetime.now(dt.UTC)
-    columns = (
-        "event_id, type, api_version, created, livemode, account, object_type, object_id, "
-        "received_at, source, payload"
-    )
-    plain = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     left, seed = events, 1
-    with psycopg.connect(plain) as connection:
+    with psycopg.connect(psycopg_url(url)) as connection:
         while left > 0:
             history = generate(seed, min(SEED_EVENTS, left))
             chunk = sorted(history.events, key=lambda event: event["created"])[:left]
             with connection.cursor() as cursor:
-                with cursor.copy(f"COPY events ({columns}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY events ({EVENT_COPY_COLUMNS}) FROM STDIN") as copy:
                     for payload in chunk:
                         event = event_from_dict(payload)
-                        copy.write_row(
-                            (
-                                event.event_id,
-                                event.type,
-                                event.api_version,
-                                event.created,
-                                event.livemode,
-                                event.account,
-                                event.object_type,
-                                event.object_id,
-                                received,
-                                "import",
-                                encode(payload).decode("utf-8"),
-                            )
-                        )
+                        text = encode(payload).decode("utf-8")
+                        copy.write_row(copy_row(event, received, "import", text, None))
             connection.commit()
             left -= len(chunk)
             seed += 1

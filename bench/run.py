@@ -43,10 +43,10 @@ def _row(
     what: str,
     value: float | None,
     unit: str,
-    baseline: str,
-    ratio: float | None,
-    target: str,
-    holds: bool | None,
+    baseline: str = "-",
+    ratio: float | None = None,
+    target: str = "-",
+    holds: bool | None = None,
 ) -> dict[str, Any]:
     return {
         "number": number,
@@ -109,10 +109,6 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"e2e: ingest latency p50 at {fixed['rate_rps']} req/s",
                 fixed["ingest_latency"]["p50_ms"],
                 "ms",
-                "-",
-                None,
-                "-",
-                None,
             )
         )
         rows.append(
@@ -149,10 +145,6 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"e2e: event-to-projection lag p99 at {fixed['rate_rps']} req/s",
                 fixed["lag_p99_ms"],
                 "ms",
-                "-",
-                None,
-                "-",
-                None,
             )
         )
         rows.append(
@@ -161,10 +153,6 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "e2e: event-to-projection lag p99, throughput phase",
                 ledger["throughput"]["lag_p99_ms"],
                 "ms",
-                "-",
-                None,
-                "-",
-                None,
             )
         )
     rebuild = results.get("rebuild", {})
@@ -225,10 +213,6 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{name}: FAILED {results[name]['error'][:120]}",
                     None,
                     "",
-                    "-",
-                    None,
-                    "-",
-                    None,
                 )
             )
     return rows

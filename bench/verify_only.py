@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from bench.common import SECRET
+from ingest.app import UVICORN_OPTIONS
 from ingest.signature import SignatureError, verify
 
 SECRETS = (SECRET,)
@@ -55,19 +56,7 @@ def main() -> None:
     import uvicorn
 
     port = int(sys.argv[1])
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        workers=1,
-        loop="uvloop",  # ~10% more requests/s than asyncio's loop (docs/PERFORMANCE.md)
-        http="h11",  # bounds the header section (16 KiB); httptools does not
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        date_header=False,
-    )
+    uvicorn.run(app, host="127.0.0.1", port=port, **UVICORN_OPTIONS)
 
 
 if __name__ == "__main__":

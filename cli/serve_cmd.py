@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.app import create_app
+    from ingest.app import UVICORN_OPTIONS, create_app
     from ingest.store_sink import StoreSink
     from projections import worker
 
@@ -65,17 +65,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(settings, StoreSink(store)),
-        host=args.host,
-        port=args.port,
-        workers=1,
-        loop="uvloop",  # ~10% more requests/s than asyncio's loop (docs/PERFORMANCE.md)
-        http="h11",  # bounds the header section (16 KiB); httptools does not
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        date_header=False,
+        create_app(settings, StoreSink(store)), host=args.host, port=args.port, **UVICORN_OPTIONS
     )
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler

@@ -3,9 +3,8 @@ apply loop (upcast once, skip and count unknown types)."""
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -97,8 +96,7 @@ def string(value: Any) -> str | None:
 
 
 # A row key of a projection's state table: its primary key values, in column order.
-Key = tuple[Any, ...]
-KEYS_PER_QUERY_MAX = 500  # keys per bulk SELECT (x 3-4 bound values: far below any limit)
+Key = bulk.Key
 
 
 @dataclass
@@ -129,31 +127,8 @@ def load_states(
 ) -> dict[Key, dict[str, Any]]:
     """The stored states of ``keys`` (absent keys are left out)."""
     names = tuple(column.name for column in table.primary_key.columns)
-    rows = rows_by_keys(connection, table, names, keys, (*names, "state"))
+    rows = bulk.select(connection, table, names, keys, (*names, "state"))
     return {tuple(row[: len(names)]): dict(row[-1]) for row in rows}
-
-
-def rows_by_keys(
-    connection: sa.Connection,
-    table: sa.Table,
-    key_names: tuple[str, ...],
-    keys: Sequence[Key],
-    selected: tuple[str, ...],
-) -> Iterator[Any]:  # sa.Row
-    """The rows (``selected`` columns) whose ``key_names`` columns equal one of ``keys``.
-
-    One query per 500 keys that matches each key column against the SET of its values in the
-    chunk (``= ANY(array)`` on PostgreSQL, ``IN (...)`` on SQLite; both use the index), then keeps
-    the rows whose whole key was asked for. A row-value ``(a, b, c) IN (...)`` list of 500 tuples
-    is planned by PostgreSQL as 500 OR-ed conditions: it cost ~40 ms per query here."""
-    statement = _rows_by_keys_statement(table, key_names, selected, connection.dialect.name)
-    positions = [selected.index(name) for name in key_names]
-    for start in range(0, len(keys), KEYS_PER_QUERY_MAX):
-        chunk = {tuple(key) for key in keys[start : start + KEYS_PER_QUERY_MAX]}
-        params = {f"in_{name}": list({key[i] for key in chunk}) for i, name in enumerate(key_names)}
-        for row in connection.execute(statement, params):
-            if tuple(row[i] for i in positions) in chunk:
-                yield row
 
 
 def write_rows(
@@ -176,20 +151,6 @@ def write_rows(
         value_names = tuple(name for name in rows[0] if name not in key_names)
         bulk.update(connection, table, key_names, value_names, updates)
     bulk.insert(connection, table, inserts)
-
-
-@functools.lru_cache(maxsize=1024)
-def _rows_by_keys_statement(
-    table: sa.Table, key_names: tuple[str, ...], selected: tuple[str, ...], dialect: str
-) -> sa.Select[Any]:
-    def any_of(column: sa.Column[Any]) -> sa.ColumnElement[bool]:
-        values = f"in_{column.name}"
-        if dialect == "postgresql":  # one array parameter: a short, cacheable statement
-            return column == sa.any_(sa.bindparam(values, type_=postgresql.ARRAY(column.type)))
-        return column.in_(sa.bindparam(values, expanding=True))
-
-    condition = sa.and_(*(any_of(table.c[name]) for name in key_names))
-    return sa.select(*(table.c[name] for name in selected)).where(condition)
 
 
 class Projection:

@@ -1,4 +1,5 @@
-"""Bulk writes of a batch's rows: one statement per table and kind, whatever the row count.
+"""Bulk reads and writes of a batch's rows: one statement per table and kind, whatever the row
+count (reads: one per 500 keys).
 
 On PostgreSQL each write is ONE statement over arrays, one array per column, sent in binary
 (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``, ``DELETE ... USING
@@ -6,7 +7,10 @@ unnest(...)``), the way ``EventStore.append`` writes events: an executemany woul
 statement once per row on the server, which was most of a rebuild's database time. On SQLite an
 executemany of one cached statement is already a C loop in-process.
 
-Rows are plain dicts of column values; every row of one call has the same columns.
+Rows are plain dicts of column values; every row of one call has the same columns. Statements
+are built once per table and column set (cached): building and cache-keying a fresh expression
+per batch cost more than executing it. (Tables are per generation; a dropped generation's few
+entries stay cached until the process ends.)
 """
 
 from __future__ import annotations
@@ -14,14 +18,40 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 Row = dict[str, Any]
+Key = tuple[Any, ...]  # values of some key columns, in the order of their names
+KEYS_PER_QUERY_MAX = 500  # keys per bulk SELECT (x 3-4 bound values: far below any limit)
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")  # generated table names, fixed column names
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def select(
+    connection: sa.Connection,
+    table: sa.Table,
+    key_names: tuple[str, ...],
+    keys: Sequence[Key],
+    selected: tuple[str, ...],
+) -> Iterator[Any]:  # sa.Row
+    """The rows (``selected`` columns) whose ``key_names`` columns equal one of ``keys``.
+
+    One query per 500 keys that matches each key column against the SET of its values in the
+    chunk (``= ANY(array)`` on PostgreSQL, ``IN (...)`` on SQLite; both use the index), then keeps
+    the rows whose whole key was asked for. A row-value ``(a, b, c) IN (...)`` list of 500 tuples
+    is planned by PostgreSQL as 500 OR-ed conditions: it cost ~40 ms per query here."""
+    statement = _select_statement(table, key_names, selected, connection.dialect.name)
+    positions = [selected.index(name) for name in key_names]
+    for start in range(0, len(keys), KEYS_PER_QUERY_MAX):
+        chunk = {tuple(key) for key in keys[start : start + KEYS_PER_QUERY_MAX]}
+        params = {f"in_{name}": list({key[i] for key in chunk}) for i, name in enumerate(key_names)}
+        for row in connection.execute(statement, params):
+            if tuple(row[i] for i in positions) in chunk:
+                yield row
 
 
 def insert(connection: sa.Connection, table: sa.Table, rows: Sequence[Row]) -> None:
@@ -140,3 +170,17 @@ def _sqlite_update(table: sa.Table, key: tuple[str, ...], values: tuple[str, ...
 def _sqlite_delete(table: sa.Table, key: tuple[str, ...]) -> sa.Delete:
     condition = sa.and_(*(table.c[name] == sa.bindparam(f"p_{name}") for name in key))
     return sa.delete(table).where(condition)
+
+
+@functools.lru_cache(maxsize=512)
+def _select_statement(
+    table: sa.Table, key_names: tuple[str, ...], selected: tuple[str, ...], dialect: str
+) -> sa.Select[Any]:
+    def any_of(column: sa.Column[Any]) -> sa.ColumnElement[bool]:
+        values = f"in_{column.name}"
+        if dialect == "postgresql":  # one array parameter: a short, cacheable statement
+            return column == sa.any_(sa.bindparam(values, type_=postgresql.ARRAY(column.type)))
+        return column.in_(sa.bindparam(values, expanding=True))
+
+    condition = sa.and_(*(any_of(table.c[name]) for name in key_names))
+    return sa.select(*(table.c[name] for name in selected)).where(condition)

@@ -31,7 +31,6 @@ from projections.base import (
     currency_of,
     data_object,
     money,
-    rows_by_keys,
     scope_columns,
     table_name,
     timestamp,
@@ -531,14 +530,14 @@ def _stored_entries(
     entry_keys: list[EntryKey] = []
     object_key = ("object_type", "object_id", "account_key", "livemode")
     columns = tuple(column.name for column in entries.c)
-    for row in rows_by_keys(connection, entries, object_key, keys, columns):
+    for row in bulk.select(connection, entries, object_key, keys, columns):
         found = row._mapping
         object_ref = tuple(found[name] for name in object_key)
         existing.setdefault(object_ref, {})[found["entry_id"]] = dict(found)
         entry_keys.append((found["entry_id"], found["account_key"], found["livemode"]))
     posted: dict[EntryKey, dict[str, int]] = {}
     selected = (*_ENTRY_KEY, "ledger_account", "amount")
-    for row in rows_by_keys(connection, postings, _ENTRY_KEY, entry_keys, selected):
+    for row in bulk.select(connection, postings, _ENTRY_KEY, entry_keys, selected):
         entry_id, account_key, livemode, ledger_account, amount = row
         posted.setdefault((entry_id, account_key, livemode), {})[ledger_account] = amount
     return existing, posted
@@ -556,7 +555,7 @@ def _write_balances(
     selected = (*_BALANCE_KEY, "amount")
     current = {
         tuple(row[:4]): row[4]
-        for row in rows_by_keys(connection, balances, _BALANCE_KEY, moved, selected)
+        for row in bulk.select(connection, balances, _BALANCE_KEY, moved, selected)
     }
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []

@@ -6,8 +6,6 @@ starts the real services itself with ``scripts/services.sh up``.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,39 +14,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bench.common import drop_database
+from bench.common import drop_database, services_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
-def _services_env() -> dict[str, str]:
-    """The env of the running services, starting them when the caller did not provide any."""
-    if os.environ.get("LEDGER_DATABASE_URL", "").startswith("postgresql") and os.environ.get(
-        "LEDGER_KAFKA_BOOTSTRAP"
-    ):
-        return {
-            "LEDGER_DATABASE_URL": os.environ["LEDGER_DATABASE_URL"],
-            "LEDGER_KAFKA_BOOTSTRAP": os.environ["LEDGER_KAFKA_BOOTSTRAP"],
-        }
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "services.sh"), "up"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    ).stdout
-    env = {}
-    for line in out.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export ") :].partition("=")
-            env[key] = value.strip().strip("'\"")
-    return env
-
-
 @pytest.fixture(scope="session")
 def services() -> dict[str, str]:
-    return _services_env()
+    return services_env(export=False)
 
 
 @pytest.fixture(scope="session")
