@@ -32,6 +32,7 @@ from tests.test_ingest_support import (
     serve_cli,
     stripe_signature,
     v1_of,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.kafka
@@ -310,7 +311,9 @@ def test_other_paths_and_methods(port: int) -> None:
 
 def test_health_ready_and_metrics(port: int) -> None:
     assert request(port, "GET", "/healthz")[0] == 200
-    # Readiness is a real metadata round trip to the broker.
+    # Readiness is a real metadata round trip to the broker; the producer connects in the
+    # background after start-up, so the first probes may still answer 503.
+    assert wait_ready(port)
     assert request(port, "GET", "/readyz")[0] == 200
     body = event_body()
     assert post_webhook(port, body, stripe_signature(body))[0] == 200

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,22 @@ def run_cli(*args: str, env: dict[str, str], timeout_s: float = WAIT_S_MAX) -> A
     )
 
 
+def wait_ready(port: int, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Poll /readyz until it answers 200 (True) or WAIT_S_MAX passes or ``alive()`` fails.
+
+    The sink connects in the background after start-up, so readiness is eventual by design.
+    """
+    deadline = time.monotonic() + WAIT_S_MAX
+    while alive() and time.monotonic() < deadline:
+        try:
+            if request(port, "GET", "/readyz")[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 @contextmanager
 def serve_cli(env: dict[str, str], log_path: Any) -> Iterator[int]:
     """``stripe-ledger ingest --port N`` in a subprocess (its own GIL); yield N once ready."""
@@ -210,18 +226,8 @@ def serve_cli(env: dict[str, str], log_path: Any) -> Iterator[int]:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + WAIT_S_MAX
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"ingest exited with {process.returncode}")
-                try:
-                    if request(port, "GET", "/readyz")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("ingest did not become ready")
-                time.sleep(0.1)
+            if not wait_ready(port, alive=lambda: process.poll() is None):
+                raise RuntimeError(f"ingest did not become ready (exit code {process.poll()})")
             yield port
         finally:
             process.terminate()

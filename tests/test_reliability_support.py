@@ -102,19 +102,12 @@ def start_http_worker(
     """``stripe-ledger ingest|serve --port N``; returns once /readyz answers 200."""
     port = free_port()
     worker = Worker([command, "--port", str(port), *extra], env, log_path)
-    deadline = time.monotonic() + 60
-    while True:
-        if not worker.alive():
-            raise RuntimeError(f"{command} exited: {log_path.read_text()[-2000:]}")
-        try:
-            if web.request(port, "GET", "/readyz")[0] == 200:
-                return worker, port
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            worker.kill()
-            raise RuntimeError(f"{command} did not become ready")
-        time.sleep(0.1)
+    if web.wait_ready(port, alive=worker.alive):
+        return worker, port
+    if not worker.alive():
+        raise RuntimeError(f"{command} exited: {log_path.read_text()[-2000:]}")
+    worker.kill()
+    raise RuntimeError(f"{command} did not become ready")
 
 
 @dataclass

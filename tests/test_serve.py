@@ -34,16 +34,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[int, str]]:
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if web.request(port, "GET", "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.1)
+        ready = web.wait_ready(port, alive=lambda: process.poll() is None)
+        assert ready, (tmp_path / "serve.log").read_text()
         yield port, database_url
     finally:
         process.terminate()
