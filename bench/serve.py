@@ -1,10 +1,10 @@
 """4. embedded ``stripe-ledger serve`` on SQLite, end to end, events/s.
 
-``serve`` (webhook endpoint + group-committed SQLite store + projection worker, one process)
-gets ``serve_events`` deliveries from ``serve_concurrency`` clients; events/s = deliveries /
-(first request -> every projection's checkpoint at the store's head). Baseline, same run, same
-client: the same POSTs against ``bench.verify_only`` (read the body, verify the signature,
-answer 200) under uvicorn with serve's options.
+``serve`` (webhook endpoint + group-committed SQLite store, with ``project`` as its child
+process) gets ``serve_events`` deliveries from ``serve_concurrency`` clients; events/s =
+deliveries / (first request -> every projection's checkpoint at the store's head). Baseline,
+same run, same client: the same POSTs against ``bench.verify_only`` (read the body, verify the
+signature, answer 200) under uvicorn with serve's options.
 """
 
 from __future__ import annotations

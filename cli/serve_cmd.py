@@ -1,17 +1,27 @@
-"""``stripe-ledger serve``: the embedded mode. One process, no Kafka.
+"""``stripe-ledger serve``: the embedded mode. One command, no Kafka.
 
 The same webhook endpoint as ``ingest`` (same verification, same responses), but each verified
-event is appended straight to the event store, answered 200 after the commit; the projection
-worker runs in the same process. SQLite by default (LEDGER_DATABASE_URL to change it).
+event is appended straight to the event store, answered 200 after the commit. The projection
+worker is ``stripe-ledger project`` started as a child process: in a thread of this process it
+shared one interpreter lock with the event loop and slowed every answer (measured in
+docs/PERFORMANCE.md). serve lives exactly as long as its projector: it stops the child on its
+way out, exits when the child exits (non-zero when the child failed), and on Linux the child
+gets SIGTERM if serve itself is killed. SQLite by default (LEDGER_DATABASE_URL to change it).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import os
 import signal
+import subprocess
 import sys
 import threading
 from typing import Any
+
+import sqlalchemy as sa
 
 from cli.reports_cmds import prepare_read_side
 from ledger import logs
@@ -20,21 +30,23 @@ from ledger.settings import Settings, SettingsError
 from ledger.store import EventStore
 
 WORKER_STOP_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="embedded mode: webhook endpoint + event store + projections in one process",
+        help="embedded mode: webhook endpoint + event store + projections in one command",
         description="Serve POST /webhooks/stripe like `ingest` (same signature checks and "
         "responses), but append each verified event straight to the event store (200 only "
-        "after the commit) and run the projection worker in the same process. No Kafka needed. "
-        "Migrates the database first. Also GET /healthz, /readyz, /metrics.",
+        "after the commit) and run `stripe-ledger project` as a child process. No Kafka needed. "
+        "Migrates the database first. Exits when the projector exits (1 if it failed). "
+        "Also GET /healthz, /readyz, /metrics.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
     parser.add_argument(
-        "--no-project", action="store_true", help="do not run the projection worker here"
+        "--no-project", action="store_true", help="do not start the projection worker"
     )
     parser.set_defaults(handler=run)
 
@@ -42,7 +54,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.app import UVICORN_OPTIONS, create_app
     from ingest.store_sink import StoreSink
-    from projections import worker
 
     try:
         settings.require_webhook_secrets()
@@ -53,35 +64,87 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
-    stop = threading.Event()
-    projector = None
-    if not args.no_project:
-        projector = threading.Thread(
-            target=worker.run, kwargs={"store": store, "stop": stop}, name="projector"
-        )
-        projector.start()
+    # Before any thread exists: the child is forked with a pre-exec hook (see _die_with_parent).
+    projector = None if args.no_project else _Projector(engine.url)
 
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(settings, StoreSink(store)), host=args.host, port=args.port, **UVICORN_OPTIONS
+        create_app(settings, StoreSink(EventStore(engine))),
+        host=args.host,
+        port=args.port,
+        **UVICORN_OPTIONS,
     )
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
-    # that was installed before it: make that one stop the worker, so the exit status is 0.
+    # that was installed before it: a no-op, so that the exit status is ours.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
+        signal.signal(signum, lambda _signum, _frame: None)
+    if projector is not None:
+        threading.Thread(target=projector.watch, args=(server,), daemon=True).start()
     log.info(
         "serve_listening",
         host=args.host,
         port=args.port,
         database=engine.url.render_as_string(hide_password=True),
+        projector_pid=projector.popen.pid if projector is not None else None,
     )
+    projected = True
     try:
         server.run()
     finally:
-        stop.set()
         if projector is not None:
-            projector.join(WORKER_STOP_TIMEOUT_S)
-    return 0 if server.started else 1
+            projected = projector.stop()
+    return 0 if server.started and projected else 1
+
+
+class _Projector:
+    """``stripe-ledger project`` on the same database, as a child; the URL goes by environment."""
+
+    def __init__(self, url: sa.URL) -> None:
+        env = dict(os.environ, LEDGER_DATABASE_URL=url.render_as_string(hide_password=False))
+        self.stopping = False
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "project"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no thread exists yet (see run)
+        )
+
+    def watch(self, server: Any) -> None:
+        """serve lives as long as its projector: when the child exits, serve shuts down too."""
+        code = self.popen.wait()
+        if self.stopping:
+            return
+        if code != 0:
+            logs.get_logger("serve").error("projector_exited", exit_code=code)
+        server.should_exit = True
+
+    def stop(self) -> bool:
+        """SIGTERM (the projector finishes its batch), bounded wait, then SIGKILL; True if clean.
+
+        A child still starting up has no handler yet and dies of the SIGTERM: also clean."""
+        self.stopping = True
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(WORKER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                logs.get_logger("serve").error("projector_stop_timeout", pid=self.popen.pid)
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode in (0, -signal.SIGTERM)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when serve dies, however it dies (Linux only).
+
+    Elsewhere a SIGKILLed serve leaves the projector running; it is harmless (a second
+    projector's compare-and-set fails) and stops on SIGTERM like any ``project``."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent_pid = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != parent_pid:  # serve died before the line above took effect
+        os._exit(1)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,25 +26,58 @@ from tests.kafka_util import ROOT, cli_env, run_cli
 SECRET = web.SECRET
 
 
-@pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[tuple[int, str]]:
+@dataclass
+class Serve:
+    port: int
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def projector_pid(self) -> int:
+        for line in self.log_path.read_text().splitlines():
+            if '"serve_listening"' in line:
+                return int(json.loads(line)["projector_pid"])
+        raise AssertionError(f"no serve_listening line: {self.log_path.read_text()}")
+
+
+@contextmanager
+def serve(database_url: str, tmp_path: Path) -> Iterator[Serve]:
+    """A real ``stripe-ledger serve``; on the way out SIGTERM, which must give exit status 0."""
     env = cli_env(database_url, STRIPE_WEBHOOK_SECRET=SECRET)
     sock = web.free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    log = (tmp_path / "serve.log").open("wb")
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         ready = web.wait_ready(port, alive=lambda: process.poll() is None)
-        assert ready, (tmp_path / "serve.log").read_text()
-        yield port, database_url
+        assert ready, log_path.read_text()
+        yield Serve(port, database_url, process, log_path)
     finally:
-        process.terminate()
-        assert process.wait(timeout=60) == 0
+        if process.poll() is None:
+            process.terminate()
+            code = process.wait(timeout=60)
+            assert code == 0, log_path.read_text()
         log.close()
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[int, str]]:
+    with serve(database_url, tmp_path) as running:
+        yield running.port, running.url
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def _caught_up(store: EventStore) -> bool:
@@ -87,3 +124,27 @@ def test_200_only_after_the_commit_and_bad_input_stores_nothing(served: tuple[in
     not_event = b'{"object": "charge", "id": "ch_1"}'
     assert web.post_webhook(port, not_event, web.stripe_signature(not_event))[0] == 400
     assert store.count() == before == 5
+
+
+# -- serve lives exactly as long as its projector child ----------------------------------------
+
+
+def test_serve_exits_1_when_its_projector_dies(database_url: str, tmp_path: Path) -> None:
+    with serve(database_url, tmp_path) as running:
+        os.kill(running.projector_pid(), signal.SIGKILL)
+        assert running.process.wait(timeout=60) == 1
+        log = running.log_path.read_text()
+        assert '"projector_exited"' in log and '"exit_code": -9' in log, log
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_projector_stops_when_serve_is_killed(database_url: str, tmp_path: Path) -> None:
+    with serve(database_url, tmp_path) as running:
+        child = running.projector_pid()
+        assert not _gone(child)
+        running.process.kill()
+        running.process.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while not _gone(child):
+            assert time.monotonic() < deadline, "the projector outlived a SIGKILLed serve"
+            time.sleep(0.1)
