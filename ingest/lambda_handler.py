@@ -96,9 +96,7 @@ class LambdaIngest:
     def __init__(self, settings: Settings, *, produce_timeout_s: float = PRODUCE_TIMEOUT_S):
         settings.require_webhook_secrets()
         self._settings = settings
-        self._config = producer_config(
-            settings, linger_ms=0, max_block_ms=int(produce_timeout_s * 1000)
-        )
+        self._config = producer_config(settings, max_block_ms=int(produce_timeout_s * 1000))
         self._timeout_s = produce_timeout_s
         self._producer: KafkaProducer | None = None
 

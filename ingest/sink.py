@@ -5,7 +5,7 @@ with another implementation. ``put`` returns only once the event is durable in t
 raises ``SinkUnavailable`` (answered 503, so Stripe retries) when it cannot be within a bounded
 time.
 
-``KafkaSink`` shares one idempotent kafka-python producer (acks=all, linger 5 ms) between all
+``KafkaSink`` shares one idempotent kafka-python producer (acks=all, linger 0) between all
 requests. The asyncio event loop never calls into the Kafka client: ``send`` runs on one
 dedicated thread (it can block on metadata or a full buffer), and the record's completion is
 bridged back to the loop with ``call_soon_threadsafe``.
