@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
+import functools
 import os
 import signal
 import subprocess
@@ -108,7 +108,8 @@ class _Projector:
             [sys.executable, "-m", "cli.main", "project"],
             env=env,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no thread exists yet (see run)
+            # No thread exists yet (see run), so a pre-exec hook is safe here.
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509
         )
 
     def watch(self, server: Any) -> None:
@@ -136,15 +137,14 @@ class _Projector:
         return self.popen.returncode in (0, -signal.SIGTERM)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(serve_pid: int) -> None:
     """In the child before exec: SIGTERM when serve dies, however it dies (Linux only).
 
     Elsewhere a SIGKILLed serve leaves the projector running; it is harmless (a second
     projector's compare-and-set fails) and stops on SIGTERM like any ``project``."""
     if not sys.platform.startswith("linux"):
         return
-    parent_pid = os.getppid()
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    if os.getppid() != parent_pid:  # serve died before the line above took effect
+    # dlopen(NULL): the symbols already loaded, libc's among them (find_library would fork).
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != serve_pid:  # serve died before the line above took effect
         os._exit(1)
