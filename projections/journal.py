@@ -408,8 +408,9 @@ BalanceKey = tuple[str, bool, str, str]
 @dataclass
 class _PostingPlan:
     """The writes that move a batch's objects' entries to what their merged states imply.
-    Collected first, then executed as a few executemany statements, deletes first (an entry
-    whose currency or kind changed is deleted and inserted again under the same id)."""
+    Collected first, then executed as one bulk statement per table and kind (projections/bulk.py),
+    deletes first (an entry whose currency or kind changed is deleted and inserted again under
+    the same id)."""
 
     entry_deletes: list[dict[str, Any]] = field(default_factory=list)
     entry_inserts: list[dict[str, Any]] = field(default_factory=list)

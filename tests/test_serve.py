@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,54 +19,35 @@ from ledger.database import create_engine
 from ledger.store import EventStore
 from projections import registry
 from tests import test_ingest_support as web
-from tests.kafka_util import ROOT, cli_env, run_cli
+from tests.kafka_util import cli_env, run_cli
+from tests.test_reliability_support import Worker, start_http_worker
 
 SECRET = web.SECRET
 
 
-@dataclass
-class Serve:
-    port: int
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def projector_pid(self) -> int:
-        for line in self.log_path.read_text().splitlines():
-            if '"serve_listening"' in line:
-                return int(json.loads(line)["projector_pid"])
-        raise AssertionError(f"no serve_listening line: {self.log_path.read_text()}")
-
-
 @contextmanager
-def serve(database_url: str, tmp_path: Path) -> Iterator[Serve]:
+def _serve(database_url: str, tmp_path: Path) -> Iterator[tuple[Worker, int]]:
     """A real ``stripe-ledger serve``; on the way out SIGTERM, which must give exit status 0."""
     env = cli_env(database_url, STRIPE_WEBHOOK_SECRET=SECRET)
-    sock = web.free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    log_path = tmp_path / "serve.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    worker, port = start_http_worker("serve", env, tmp_path / "serve.log")
     try:
-        ready = web.wait_ready(port, alive=lambda: process.poll() is None)
-        assert ready, log_path.read_text()
-        yield Serve(port, database_url, process, log_path)
+        yield worker, port
     finally:
-        if process.poll() is None:
-            process.terminate()
-            code = process.wait(timeout=60)
-            assert code == 0, log_path.read_text()
-        log.close()
+        if worker.alive():
+            worker.signal(signal.SIGTERM)
+            assert worker.wait(60) == 0, worker.log_path.read_text()
 
 
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[tuple[int, str]]:
-    with serve(database_url, tmp_path) as running:
-        yield running.port, running.url
+    with _serve(database_url, tmp_path) as (_worker, port):
+        yield port, database_url
+
+
+def _projector_pid(worker: Worker) -> int:
+    listening = [line for line in worker.log_lines() if line.get("event") == "serve_listening"]
+    assert listening, worker.log_path.read_text()
+    return int(listening[0]["projector_pid"])
 
 
 def _gone(pid: int) -> bool:
@@ -130,20 +109,19 @@ def test_200_only_after_the_commit_and_bad_input_stores_nothing(served: tuple[in
 
 
 def test_serve_exits_1_when_its_projector_dies(database_url: str, tmp_path: Path) -> None:
-    with serve(database_url, tmp_path) as running:
-        os.kill(running.projector_pid(), signal.SIGKILL)
-        assert running.process.wait(timeout=60) == 1
-        log = running.log_path.read_text()
-        assert '"projector_exited"' in log and '"exit_code": -9' in log, log
+    with _serve(database_url, tmp_path) as (worker, _port):
+        os.kill(_projector_pid(worker), signal.SIGKILL)
+        assert worker.wait(60) == 1
+        exits = [line for line in worker.log_lines() if line.get("event") == "projector_exited"]
+        assert [line["exit_code"] for line in exits] == [-9], worker.log_path.read_text()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 def test_the_projector_stops_when_serve_is_killed(database_url: str, tmp_path: Path) -> None:
-    with serve(database_url, tmp_path) as running:
-        child = running.projector_pid()
+    with _serve(database_url, tmp_path) as (worker, _port):
+        child = _projector_pid(worker)
         assert not _gone(child)
-        running.process.kill()
-        running.process.wait(timeout=60)
+        worker.kill()
         deadline = time.monotonic() + 60
         while not _gone(child):
             assert time.monotonic() < deadline, "the projector outlived a SIGKILLed serve"
