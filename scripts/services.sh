@@ -384,7 +384,12 @@ kafka_start() {
     pid="$(kafka_pid)"
     if [ "$started" -eq 0 ] && [ -f "$server_log" ]; then
       if [ "$(stat -c %s "$server_log")" -lt "$offset" ]; then offset=0; fi   # rolled over
-      if tail -c +"$((offset + 1))" "$server_log" | grep -q "Kafka Server started"; then started=1; fi
+      # grep -c reads all of its input: `grep -q` would exit at the match, tail would die of
+      # SIGPIPE when more than a pipe's worth of log follows it, and pipefail would make the
+      # start look missed (it did, once the broker's start-up logged a long partition list).
+      if [ "$(tail -c +"$((offset + 1))" "$server_log" | grep -c "Kafka Server started" || true)" -gt 0 ]; then
+        started=1
+      fi
     fi
     if [ "$started" -eq 1 ] && port_open "$KAFKA_PORT"; then break; fi
     if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
@@ -400,7 +405,9 @@ kafka_start() {
     sleep 0.5
   done
   echo "$KAFKA_VERSION_USED" > "$KAFKA_BASE/running.version"
-  log "Kafka ready (pid $pid): $(tail -c +"$((offset + 1))" "$server_log" | grep -m1 -o '\[KafkaRaftServer[^]]*\] Kafka Server started' || echo started)"
+  local banner
+  banner="$(tail -c +"$((offset + 1))" "$server_log" | grep -o '\[KafkaRaftServer[^]]*\] Kafka Server started' || true)"
+  log "Kafka ready (pid $pid): ${banner%%$'\n'*}"
 }
 
 kafka_stop() {
