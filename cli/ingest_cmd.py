@@ -26,20 +26,26 @@ environment:
   LEDGER_KAFKA_TOPIC           topic to write to                      [stripe.events]
   LEDGER_KAFKA_SECURITY_PROTOCOL  PLAINTEXT or SSL                    [PLAINTEXT]
   STRIPE_WEBHOOK_TOLERANCE_S   signature timestamp tolerance, past and future, in s  [300]
-  LEDGER_BODY_BYTES_MAX        largest accepted body in bytes         [1048576]
+  LEDGER_BODY_BYTES_MAX        largest accepted body in bytes, 1024..1048576  [1048576]
+  LEDGER_HTTP_CONNECTIONS_MAX  open connections; past it 503 and close         [1024]
+  LEDGER_HTTP_HEADER_TIMEOUT_S the request head must arrive within, else 408  [10]
+  LEDGER_HTTP_BODY_TIMEOUT_S   the body must arrive within, else 408          [10]
+  LEDGER_HTTP_BODIES_BYTES_MAX memory for bodies in flight (past 64 KiB each)  [67108864]
+  LEDGER_TRUSTED_PROXIES       proxies whose X-Forwarded-For is believed      [none]
   LEDGER_LOG_FORMAT            auto | json | console                  [auto]
   LEDGER_LOG_LEVEL             debug | info | warning | error         [info]
 
 See docs/INGEST.md for the responses, the Kafka record format and the metrics."""
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """--port of ingest and serve: 1..65535 (0 would listen on a port nobody is told about)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {value}")
     return value
 
 
@@ -56,7 +62,10 @@ def register(subparsers: Any) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=_port, default=8000, help="TCP port to listen on (default: %(default)s)"
+        "--port",
+        type=port_number,
+        default=8000,
+        help="TCP port to listen on (default: %(default)s)",
     )
     parser.set_defaults(handler=run)
 
@@ -66,7 +75,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         settings.require_webhook_secrets()
         settings.require_kafka()
-        from ingest.app import UVICORN_OPTIONS, create_app
+        from ingest.app import create_app
+        from ingest.http_server import make_server
         from ingest.sink import KafkaSink
 
         sink = KafkaSink(settings)
@@ -74,16 +84,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stripe-ledger ingest: {error}", file=sys.stderr)
         return 2
 
-    import uvicorn
-
-    config = uvicorn.Config(
-        create_app(settings, sink), host=args.host, port=args.port, **UVICORN_OPTIONS
+    server = make_server(
+        create_app(settings, sink),
+        settings,
+        args.host,
+        args.port,
+        logs.get_logger("ingest"),
+        "ingest_listening",
     )
-    server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
     # handler installed before it; a no-op one makes a graceful stop exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: None)
-    logs.get_logger("ingest").info("ingest_listening", host=args.host, port=args.port)
-    server.run()
-    return 0 if server.started else 1
+    return 0 if server.serve_until_stopped() else 1

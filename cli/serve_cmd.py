@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cli.ingest_cmd import port_number
 from cli.reports_cmds import prepare_read_side
 from ledger import logs
 from ledger.database import create_engine, migrate
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
         "Also GET /healthz, /readyz, /metrics.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="TCP port (8000)")
     parser.add_argument(
         "--no-project", action="store_true", help="do not start the projection worker"
     )
@@ -52,7 +53,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.app import UVICORN_OPTIONS, create_app
+    from ingest.app import create_app
+    from ingest.http_server import make_server
     from ingest.store_sink import StoreSink
 
     try:
@@ -67,35 +69,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Before any thread exists: the child is forked with a pre-exec hook (see _die_with_parent).
     projector = None if args.no_project else _Projector(engine.url)
 
-    import uvicorn
-
-    config = uvicorn.Config(
+    # serve_listening is logged once the socket is bound (a taken port never logs it).
+    server = make_server(
         create_app(settings, StoreSink(EventStore(engine))),
-        host=args.host,
-        port=args.port,
-        **UVICORN_OPTIONS,
+        settings,
+        args.host,
+        args.port,
+        log,
+        "serve_listening",
+        database=engine.url.render_as_string(hide_password=True),
+        projector_pid=projector.popen.pid if projector is not None else None,
     )
-    server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # that was installed before it: a no-op, so that the exit status is ours.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: None)
     if projector is not None:
         threading.Thread(target=projector.watch, args=(server,), daemon=True).start()
-    log.info(
-        "serve_listening",
-        host=args.host,
-        port=args.port,
-        database=engine.url.render_as_string(hide_password=True),
-        projector_pid=projector.popen.pid if projector is not None else None,
-    )
     projected = True
     try:
-        server.run()
+        listened = server.serve_until_stopped()
     finally:
         if projector is not None:
             projected = projector.stop()
-    return 0 if server.started and projected else 1
+    return 0 if listened and projected else 1
 
 
 class _Projector:

@@ -48,6 +48,10 @@ Send = Callable[[Message], Awaitable[None]]
 WEBHOOK_PATH = "/webhooks/stripe"
 STATS_INTERVAL_S = 60.0
 CONTENT_LENGTH_DIGITS_MAX = 12
+# Each request's first 64 KiB of body are not counted against Settings.http_bodies_bytes_max
+# (they are bounded by the connection limit): a real event of a few KiB is never refused for
+# memory that slow clients hold.
+BODY_FREE_BYTES = 64 * 1024
 # How uvicorn serves the app, for `ingest` and `serve` alike (and the benchmark's verify-only
 # baseline, so that it measures the same server).
 UVICORN_OPTIONS: dict[str, Any] = {
@@ -93,6 +97,8 @@ class IngestApp:
         self._secrets = settings.webhook_secrets
         self._in_flight_max = requests_in_flight_max
         self._in_flight = 0
+        self._bodies_bytes_max = settings.http_bodies_bytes_max
+        self._bodies_bytes = 0  # bytes past BODY_FREE_BYTES held by bodies being read
         self._stats_interval_s = stats_interval_s
         self._stats_task: asyncio.Task[None] | None = None
         self._clock = clock
@@ -198,20 +204,25 @@ class IngestApp:
             return
         self._in_flight += 1
         self._in_flight_gauge.inc()
+        held = [0]  # body bytes this request counts against http_bodies_bytes_max
         try:
-            status, outcome, body, headers = await self._handle(scope, receive, received_at_ms)
+            status, outcome, body, headers = await self._handle(
+                scope, receive, received_at_ms, held
+            )
         except _ClientGone:
             self._count("client_disconnected")
             return
         finally:
             self._in_flight -= 1
             self._in_flight_gauge.dec()
+            self._bodies_bytes -= held[0]  # held until the request is done with its body
+            assert self._bodies_bytes >= 0
         self._count(outcome)
         self._request_seconds.observe(time.perf_counter() - started)
         await _respond(send, status, body, headers)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, received_at_ms: int
+        self, scope: Scope, receive: Receive, received_at_ms: int, held: list[int]
     ) -> tuple[int, str, bytes, list[tuple[bytes, bytes]]]:
         """-> (status, outcome for the metrics, body, extra headers)."""
         limit = self.settings.body_bytes_max
@@ -235,7 +246,7 @@ class IngestApp:
                 parse_header(header)
             except SignatureError as error:
                 raise Rejection(400, error.code, error.message) from None
-            raw = await _read_body(receive, limit)
+            raw = await self._read_body(receive, limit, held)
             body_bytes = len(raw)
             self._body_bytes.observe(body_bytes)
             event = verify_and_parse(
@@ -253,7 +264,7 @@ class IngestApp:
                 body_bytes=body_bytes,
                 client=_client(scope),
             )
-            extra = [(b"connection", b"close")] if rejection.status == 413 else []
+            extra = [(b"connection", b"close")] if rejection.status in (413, 503) else []
             return (
                 rejection.status,
                 rejection.code,
@@ -283,6 +294,34 @@ class IngestApp:
         self._produce_seconds.observe(time.perf_counter() - produce_started)
         log.debug("webhook_accepted", event_id=event.event_id, type=event.type)
         return 200, "accepted", accepted_body(event), []
+
+    async def _read_body(self, receive: Receive, limit: int, held: list[int]) -> bytes:
+        """The whole body, counting while streaming: stops reading as soon as it passes
+        ``limit``, or when the bodies of all requests together would hold more memory than
+        allowed (503 ``overloaded``: Stripe retries). ``held[0]``: what this request counts
+        against that budget; the caller gives it back when the request is done."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise body_too_large(limit)
+            extra = max(0, total - BODY_FREE_BYTES) - held[0]
+            if extra > 0:
+                if self._bodies_bytes + extra > self._bodies_bytes_max:
+                    raise Rejection(
+                        503, "overloaded", "too many request bodies in memory; retry later"
+                    )
+                self._bodies_bytes += extra
+                held[0] += extra
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     def _count(self, outcome: str) -> None:
         self._requests.labels(outcome=outcome).inc()
@@ -326,24 +365,6 @@ class IngestApp:
 def create_app(settings: Settings, sink: Sink, **options: Any) -> IngestApp:
     """The ingest ASGI app. ``sink`` receives each verified event (``KafkaSink`` in production)."""
     return IngestApp(settings, sink, **options)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The whole body, counting while streaming: stops reading as soon as it passes ``limit``."""
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise body_too_large(limit)
-        if chunk:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _client(scope: Scope) -> str | None:

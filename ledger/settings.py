@@ -7,6 +7,7 @@ place (TIGER_STYLE). Secrets are read from the environment or from a file and ar
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,14 @@ CONSUMER_POLL_RECORDS_MAX = 1000
 CONSUMER_POLL_TIMEOUT_MS = 500
 RETRY_BACKOFF_MS_MIN = 200
 RETRY_BACKOFF_MS_MAX = 30_000
+# The HTTP endpoints (ingest, serve): see ingest/http_server.py for what each bounds.
+HTTP_CONNECTIONS_MAX = 1024
+HTTP_HEADER_TIMEOUT_S = 10
+HTTP_BODY_TIMEOUT_S = 10
+# Body bytes held in memory by all requests together past their first BODY_FREE_BYTES each; a
+# real Stripe event (a few KiB) never counts against it, so a flood of slow 1 MiB bodies cannot
+# crowd out real deliveries. Worst case: connections x 64 KiB + this.
+HTTP_BODIES_BYTES_MAX = 64 * 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -57,6 +66,20 @@ def _int_env(name: str, default: int, *, minimum: int, maximum: int) -> int:
     return value
 
 
+def _trusted_proxies() -> tuple[str, ...]:
+    """LEDGER_TRUSTED_PROXIES: addresses or networks whose X-Forwarded-For/-Proto are believed."""
+    raw = os.environ.get("LEDGER_TRUSTED_PROXIES", "")
+    proxies = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"LEDGER_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+            ) from None
+    return proxies
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -68,6 +91,11 @@ class Settings:
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     webhook_tolerance_s: int = 300
     body_bytes_max: int = EVENT_BODY_BYTES_MAX
+    http_connections_max: int = HTTP_CONNECTIONS_MAX
+    http_header_timeout_s: int = HTTP_HEADER_TIMEOUT_S
+    http_body_timeout_s: int = HTTP_BODY_TIMEOUT_S
+    http_bodies_bytes_max: int = HTTP_BODIES_BYTES_MAX
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,12 +115,30 @@ class Settings:
             webhook_tolerance_s=_int_env(
                 "STRIPE_WEBHOOK_TOLERANCE_S", 300, minimum=1, maximum=24 * 3600
             ),
+            # Not above the envelope's own bound: a larger body would pass this check and then
+            # be refused as invalid JSON (issue 20).
             body_bytes_max=_int_env(
                 "LEDGER_BODY_BYTES_MAX",
                 EVENT_BODY_BYTES_MAX,
                 minimum=1024,
-                maximum=16 * 1024 * 1024,
+                maximum=EVENT_BODY_BYTES_MAX,
             ),
+            http_connections_max=_int_env(
+                "LEDGER_HTTP_CONNECTIONS_MAX", HTTP_CONNECTIONS_MAX, minimum=1, maximum=65_536
+            ),
+            http_header_timeout_s=_int_env(
+                "LEDGER_HTTP_HEADER_TIMEOUT_S", HTTP_HEADER_TIMEOUT_S, minimum=1, maximum=300
+            ),
+            http_body_timeout_s=_int_env(
+                "LEDGER_HTTP_BODY_TIMEOUT_S", HTTP_BODY_TIMEOUT_S, minimum=1, maximum=300
+            ),
+            http_bodies_bytes_max=_int_env(
+                "LEDGER_HTTP_BODIES_BYTES_MAX",
+                HTTP_BODIES_BYTES_MAX,
+                minimum=EVENT_BODY_BYTES_MAX,
+                maximum=1024 * 1024 * 1024,
+            ),
+            trusted_proxies=_trusted_proxies(),
         )
 
     def require_kafka(self) -> str:
