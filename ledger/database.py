@@ -7,6 +7,8 @@ lock instead of failing on a read-to-write upgrade.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from typing import Any
 
@@ -22,6 +24,25 @@ from migrations import MIGRATIONS_DIR
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_CONNECTIONS_MAX = 8
 WRITE = {"ledger_write": True}  # execution option: this transaction writes
+SQLITE_FILE_MODE = 0o600  # customer data: owner only (SQLite gives -wal/-shm the same mode)
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^@]*@")
+
+
+def masked_url(text: str) -> str:
+    """A database URL, parseable or not, with its password replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def _sqlite_create_private(path: str | None) -> None:
+    """Create a missing SQLite file as 0600 before SQLite does (it would use 0644 & ~umask)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a missing directory and the like: sqlite3.connect says it in its own words
 
 
 class DatabaseError(RuntimeError):
@@ -49,9 +70,17 @@ def create_engine(url: str) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise DatabaseError(f"LEDGER_DATABASE_URL is not a database URL: {url!r}") from None
+        raise DatabaseError(
+            f"LEDGER_DATABASE_URL is not a database URL: {masked_url(url)!r}"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         engine = sa.create_engine(parsed)
+        database = parsed.database
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _private_file(*_args: Any) -> None:
+            _sqlite_create_private(database)
+
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine

@@ -1,12 +1,17 @@
 """The event envelope: what makes a byte string a Stripe event, and the fields the store indexes.
 
-One parser for every door (webhook, Kafka record, import file, backfill) so that all of them
-accept and refuse exactly the same inputs. It never raises anything but ``EnvelopeError``.
+One parser for every door (webhook, Lambda, Kafka record, import lines and arrays, backfill) so
+that all of them accept and refuse exactly the same inputs. It never raises anything but
+``EnvelopeError``. It is total over what the store and the projections can hold: no NaN or
+Infinity (``1e999`` overflows to Infinity), no integer outside int64 (SQLite INTEGER, PostgreSQL
+BIGINT; a signed amount of 2^64 used to stop the projector for good), no integer of thousands
+of digits (Python refuses to convert more than 4,300 with a ValueError).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +25,12 @@ SOURCES = ("webhook", "import", "backfill")
 # What the store's columns can hold: a JSON value that fits one parses, but fails the INSERT, and
 # a record that cannot be stored would stop its Kafka partition for good (issue 8).
 CREATED_MAX = 2**63 - 1  # BIGINT
+INT_MIN = -(2**63)  # every JSON integer must fit a signed 64-bit column
+INT_MAX = 2**63 - 1
+INT_DIGITS_MAX = 19  # len(str(INT_MAX)); longer digit strings are refused before int()
+# An integer that might not fit int64 has 19 digits or more: only then are integers checked one
+# by one (a Python call per integer), so that real events keep json's fast path.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 INDEXED_STR_CHARS_MAX = {"account": 255, "api_version": 64, "object_type": 255, "object_id": 255}
 # \u0000 or a UTF-16 surrogate escape: the only ways valid UTF-8 JSON can hold a NUL character or
 # a lone surrogate, which PostgreSQL text and JSONB refuse. Only then is the payload walked.
@@ -72,10 +83,11 @@ def _depth_ok(raw_text: str) -> bool:
     return True
 
 
-def decode_json(raw: bytes) -> Any:
-    """Bytes -> JSON value, or EnvelopeError. Bounded in size and nesting."""
-    if len(raw) > EVENT_BODY_BYTES_MAX:
-        raise EnvelopeError(f"payload is larger than {EVENT_BODY_BYTES_MAX} bytes")
+def decode_json(raw: bytes, *, bytes_max: int = EVENT_BODY_BYTES_MAX) -> Any:
+    """Bytes -> JSON value, or EnvelopeError. Bounded in size and nesting; numbers finite and
+    integers within int64. ``bytes_max``: larger only for a whole import file (an array)."""
+    if len(raw) > bytes_max:
+        raise EnvelopeError(f"payload is larger than {bytes_max} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -83,8 +95,11 @@ def decode_json(raw: bytes) -> Any:
     # Only scan for depth when brackets are plentiful: a real event has a few hundred at most.
     if text.count("[") + text.count("{") > JSON_NESTING_DEPTH_MAX and not _depth_ok(text):
         raise EnvelopeError(f"JSON nests deeper than {JSON_NESTING_DEPTH_MAX} levels")
+    parse_int = _checked_int if _LONG_DIGITS.search(raw) else None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=parse_int
+        )
     except (json.JSONDecodeError, RecursionError):
         raise EnvelopeError("payload is not valid JSON") from None
 
@@ -93,11 +108,38 @@ def _refuse_constant(name: str) -> Any:
     raise EnvelopeError(f"payload holds {name}, which is not JSON")
 
 
-def _storable_strings(value: Any) -> bool:
-    """No NUL character and no lone surrogate in any string or key of ``value``."""
+def _checked_int(text: str) -> int:
+    digits = len(text) - (text[0] == "-")
+    if digits > INT_DIGITS_MAX:
+        raise EnvelopeError(f"payload holds an integer of {digits} digits, outside int64")
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise EnvelopeError(f"payload holds the integer {text}, outside int64")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise EnvelopeError(f"payload holds the number {text[:40]}, too large for a float")
+    return value
+
+
+def _storable_number(item: Any) -> bool:
+    if isinstance(item, float):
+        return math.isfinite(item)
+    return isinstance(item, bool) or INT_MIN <= item <= INT_MAX
+
+
+def _storable_values(value: Any, *, numbers: bool) -> bool:
+    """No NUL character and no lone surrogate in any string or key of ``value``; with
+    ``numbers``, also no non-finite float and no integer outside int64 (for values that did not
+    come through ``decode_json``, such as the Stripe SDK's)."""
     stack = [value]
     while stack:
         item = stack.pop()
+        if numbers and isinstance(item, int | float) and not _storable_number(item):
+            return False
         if isinstance(item, str):
             if "\x00" in item:
                 return False
@@ -127,7 +169,8 @@ def _optional_str(payload: dict[str, Any], key: str) -> str | None:
 def event_from_dict(payload: Any, raw: bytes | None = None) -> StripeEvent:
     """A decoded JSON value -> StripeEvent, or EnvelopeError naming the first problem.
 
-    ``raw``: the UTF-8 JSON text ``payload`` was decoded from, if the caller has it."""
+    ``raw``: the UTF-8 JSON text ``payload`` was decoded (by ``decode_json``) from, if the
+    caller has it; without it every value is checked as ``decode_json`` would have."""
     if not isinstance(payload, dict):
         raise EnvelopeError("JSON is not an object")
     kind = payload.get("object")
@@ -159,7 +202,14 @@ def event_from_dict(payload: Any, raw: bytes | None = None) -> StripeEvent:
     for key, value in (("object_type", object_type), ("object_id", object_id)):
         if isinstance(value, str) and len(value) > INDEXED_STR_CHARS_MAX[key]:
             raise EnvelopeError(f"data.object's {key[7:]!r} is longer than 255 characters")
-    if (raw is None or _SUSPECT_ESCAPE.search(raw)) and not _storable_strings(payload):
+    if raw is None and not _storable_values(payload, numbers=True):
+        raise EnvelopeError(
+            "event holds a NUL character, a lone surrogate, a non-finite number or an integer "
+            "outside int64"
+        )
+    if raw is not None and _SUSPECT_ESCAPE.search(raw) and not _storable_values(
+        payload, numbers=False
+    ):
         raise EnvelopeError("event holds a NUL character or a lone surrogate")
     return StripeEvent(
         event_id=event_id,

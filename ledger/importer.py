@@ -8,7 +8,6 @@ stores nothing new.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -51,10 +50,10 @@ def _array_events(path: Path) -> Iterator[tuple[str, StripeEvent | EnvelopeError
         raise ImportFileError(
             f"{path}: a JSON array over {IMPORT_ARRAY_BYTES_MAX} bytes; use one event per line"
         )
-    try:
-        items = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise ImportFileError(f"{path}: not valid JSON ({error.__class__.__name__})") from None
+    try:  # the one decoder of every door (no NaN, Infinity or integer outside int64)
+        items = decode_json(path.read_bytes(), bytes_max=IMPORT_ARRAY_BYTES_MAX)
+    except EnvelopeError as error:
+        raise ImportFileError(f"{path}: {error}") from None
     if not isinstance(items, list):
         raise ImportFileError(f"{path}: expected a JSON array or one JSON object per line")
     for index, item in enumerate(items):

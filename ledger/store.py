@@ -254,6 +254,14 @@ class EventStore:
         if self.dialect == "postgresql":
             appended = _append_postgres(connection, fresh)
         else:
+            # The ids already stored are left out here: the events_no_replace trigger refuses
+            # any insert over a stored event (issue 19), ON CONFLICT DO NOTHING's included.
+            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody adds one
+            # between this read and the insert.
+            known = self._known_ids(connection, [item.event.event_id for item in fresh])
+            fresh = [item for item in fresh if item.event.event_id not in known]
+            if not fresh:
+                return 0
             # One cached statement executed for many rows ("insertmanyvalues"): a
             # .values(rows) statement would be compiled afresh for every batch. The payload
             # is bound as text: the bytes as received (as on PostgreSQL), not encoded again.
@@ -273,6 +281,16 @@ class EventStore:
             )
         assert appended <= len(fresh)
         return appended
+
+    def _known_ids(self, connection: sa.Connection, ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), APPEND_STATEMENT_EVENTS_MAX):
+            chunk = ids[start : start + APPEND_STATEMENT_EVENTS_MAX]
+            rows = connection.execute(
+                sa.select(events.c.event_id).where(events.c.event_id.in_(chunk))
+            )
+            known.update(row[0] for row in rows)
+        return known
 
     def _append_dead_letters(self, connection: sa.Connection, dead: Sequence[DeadLetter]) -> int:
         if not dead:

@@ -31,12 +31,14 @@ class Counts:
     skipped: int = 0  # event types this projection does not handle (never an error)
     ignored: int = 0  # handled type, but no usable object (no id, not the expected object)
     refused: int = 0  # non-integer money amounts left out (never stored as floats)
+    failed: int = 0  # events the fold raised on: recorded in projection_failures, skipped
 
     def add(self, other: Counts) -> None:
         self.applied += other.applied
         self.skipped += other.skipped
         self.ignored += other.ignored
         self.refused += other.refused
+        self.failed += other.failed
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

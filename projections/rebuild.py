@@ -33,6 +33,7 @@ from ledger.logs import get_logger
 from ledger.store import EventStore, StoredEvent
 from projections import registry
 from projections.base import Counts, Projection, upcast_all
+from projections.worker import fold
 
 REBUILD_BATCH_EVENTS = 1000
 SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, at most
@@ -151,7 +152,7 @@ def _apply_chunk(
         return {}
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         counts = {
-            p.name: p.apply(connection, events, generations[p.name], payloads) for p in projections
+            p.name: fold(connection, p, events, payloads, generations[p.name]) for p in projections
         }
         for projection in projections:
             renew_lease(connection, projection.name, holder)
@@ -175,7 +176,7 @@ def _swap(
             return None  # still far behind: roll back, catch up outside the lock first
         payloads = upcast_all(tail)
         counts = {
-            p.name: p.apply(connection, tail, generations[p.name], payloads) for p in projections
+            p.name: fold(connection, p, tail, payloads, generations[p.name]) for p in projections
         }
         position = tail[-1].position if tail else position
         if hooks:

@@ -31,6 +31,19 @@ projection_state = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),  # checkpoint of the live generation
 )
 
+# Events a projection's fold raised on (migration 0004): recorded, skipped, reported by verify.
+projection_failures = sa.Table(
+    "projection_failures",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("error", sa.String(500), nullable=False),
+    sa.Column("failed_at_ms", sa.BigInteger, nullable=False),
+)
+FAILURE_ERROR_CHARS_MAX = 500
+
 PROJECTIONS: dict[str, Projection] = {
     projection.name: projection
     for projection in (JournalProjection(), InvoicesProjection(), DisputesProjection())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from ledger.database import WRITE
 from ledger.logs import get_logger
-from ledger.retry import retrying
+from ledger.retry import TRANSIENT_DB_ERRORS, retrying
 from ledger.store import EventStore, StoredEvent
 from projections import registry
 from projections.base import Counts, Projection, upcast_all
@@ -105,8 +105,12 @@ def apply_batch(
             if row is None or (row.live_generation, row.position) != (generation, checkpoint):
                 transaction.rollback()
                 return None
-            counts = projection.apply(
-                connection, [events[i] for i in pending], generation, [payloads[i] for i in pending]
+            counts = fold(
+                connection,
+                projection,
+                [events[i] for i in pending],
+                [payloads[i] for i in pending],
+                generation,
             )
             if not registry.advance(
                 connection, projection.name, generation, checkpoint, new_checkpoint
@@ -114,6 +118,63 @@ def apply_batch(
                 transaction.rollback()
                 return None
     return counts, new_checkpoint
+
+
+def fold(
+    connection: sa.Connection,
+    projection: Projection,
+    events: list[StoredEvent],
+    payloads: Sequence[dict[str, Any]],
+    generation: int,
+) -> Counts:
+    """``projection.apply`` for the worker, rebuild and verify alike. The batch in one
+    savepoint; when the fold raises (an event it cannot take: an amount beyond the column, a
+    shape it does not expect), each event in its own savepoint, and the events that still raise
+    are recorded in projection_failures and skipped. One stored event must never stop the
+    projector: the store is append-only, it cannot be taken out (issue 19). An outage of the
+    database is not the event's fault: it raises, and the batch is retried."""
+    try:
+        with connection.begin_nested():
+            return projection.apply(connection, events, generation, payloads)
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except Exception:  # noqa: BLE001 - found below, event by event
+        pass
+    counts = Counts()
+    for event, payload in zip(events, payloads, strict=True):
+        try:
+            with connection.begin_nested():
+                counts.add(projection.apply(connection, [event], generation, [payload]))
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded, counted, reported by verify
+            counts.failed += 1
+            _record_failure(connection, projection.name, generation, event, error)
+    return counts
+
+
+def _record_failure(
+    connection: sa.Connection, name: str, generation: int, event: StoredEvent, error: Exception
+) -> None:
+    reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    reason = reason[: registry.FAILURE_ERROR_CHARS_MAX]
+    log.error(
+        "event_not_projected",
+        projection=name,
+        position=event.position,
+        event_id=event.event_id,
+        error=reason,
+    )
+    connection.execute(
+        sa.insert(registry.projection_failures).values(
+            name=name,
+            generation=generation,
+            position=event.position,
+            event_id=event.event_id,
+            error=reason,
+            failed_at_ms=time.time_ns() // 1_000_000,
+        )
+    )
 
 
 def run(

@@ -70,7 +70,7 @@ def test_help_explains_the_environment() -> None:
 def test_missing_configuration_exits_2_with_a_clear_message(
     env: dict[str, str], needle: str
 ) -> None:
-    result = run_cli("ingest", "--port", "0", env=cli_env(**env))
+    result = run_cli("ingest", "--port", "9", env=cli_env(**env))
     assert result.returncode == 2
     assert needle in result.stderr
     assert result.stderr.startswith("stripe-ledger ingest: ")
@@ -126,9 +126,9 @@ def test_through_the_main_cli_calling_convention(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET_FILE", raising=False)
     monkeypatch.setenv("LEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:9")
     try:
-        assert main_cli.main(["ingest", "--port", "0"]) == 2
+        assert main_cli.main(["ingest", "--port", "9"]) == 2
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
         monkeypatch.delenv("LEDGER_KAFKA_BOOTSTRAP")
-        assert main_cli.main(["ingest", "--port", "0"]) == 2
+        assert main_cli.main(["ingest", "--port", "9"]) == 2
     finally:
         structlog.configure(**saved)

@@ -56,6 +56,13 @@ UNSTORABLE: dict[str, bytes] = {
     "nan_amount": _json(_event("evt_h_nan", data={"object": {"id": "ch", "amount": float("nan")}})),
     "infinity": b'{"id":"evt_h_inf","object":"event","type":"x","created":1,'
     b'"data":{"object":{"amount":Infinity}}}',
+    # issue 19: an amount past int64 stopped the projector; 5,000 digits raised ValueError (500)
+    "amount_two_to_the_64": _json(_event("evt_h_2_64", data={"object": {"amount": 2**64}})),
+    "amount_of_5000_digits": _json(_event("evt_h_5000"))[:-1]
+    + b',"data":{"object":{"id":"ch","amount":'
+    + b"7" * 5000
+    + b"}}}",
+    "overflows_to_infinity": _json(_event("evt_h_1e999"))[:-1] + b',"x":1e999}',
 }
 NOT_EVENTS: dict[str, bytes] = {
     "invalid_utf8": b'{"id":"evt_h_utf8","object":"event","x":"\xff\xfe"}',
