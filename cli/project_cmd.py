@@ -79,7 +79,7 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
 
     # The report views read the projections' views: make sure both exist (idempotent).
     def prepare() -> bool:
-        prepare_read_side(engine)
+        prepare_read_side(engine, refresh_views=False)
         return True
 
     ready = retrying("database", prepare, stop)

@@ -22,9 +22,17 @@ from reports.query import UnknownReport, run_report
 log = get_logger("cli")
 
 
-def prepare_read_side(engine: sa.Engine) -> None:
-    """Live projection tables, their ``proj_*`` views and the ``report_*`` views."""
+def prepare_read_side(engine: sa.Engine, *, refresh_views: bool = True) -> None:
+    """Live projection tables, their ``proj_*`` views and the ``report_*`` views.
+
+    ``refresh_views=False`` (``project``): create the report views only when one is missing. A
+    worker logged in as ``ledger_runtime`` does not own the views migrate made, so it cannot
+    drop and recreate them (docs/RELIABILITY.md, runtime role)."""
     worker.prepare(engine, registry.get())
+    if not refresh_views:
+        existing = set(sa.inspect(engine).get_view_names())
+        if all(f"report_{name}" in existing for name in views.report_names()):
+            return
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         views.create_views(connection)
 

@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("failed_at_ms", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("name", "generation", "position"),
     )
-    run_sql_file(op.get_bind(), "0004_events_no_replace")
+    run_sql_file(op.get_bind(), "0004_history_cannot_be_rewritten")
 
 
 def downgrade() -> None:
