@@ -9,14 +9,18 @@ first use and reused across invocations; each accepted event is ``send(...).get(
 Configuration is the same environment as the server (``ledger.settings.Settings.from_env``):
 STRIPE_WEBHOOK_SECRET (comma-separated while rolling), LEDGER_KAFKA_BOOTSTRAP,
 LEDGER_KAFKA_TOPIC, optional LEDGER_KAFKA_SECURITY_PROTOCOL=SSL for TLS listeners (MSK :9094).
+Or, instead of STRIPE_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET_ARN: the secret is read from AWS
+Secrets Manager at run time (boto3, in the Lambda runtime), cached for SECRET_CACHE_S, so it
+never sits in the function's configuration in plain text and a rotation needs no redeploy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kafka import KafkaProducer
@@ -32,9 +36,57 @@ from ingest.core import (
     verify_and_parse,
 )
 from ledger import logs
-from ledger.settings import Settings, SettingsError
+from ledger.settings import Settings, SettingsError, split_secrets
 
 log = logs.get_logger("ingest.lambda")
+SECRET_ARN_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
+SECRET_CACHE_S = 300.0  # a rotated secret is picked up within this; one read per 5 min at most
+
+
+class SecretsManagerSecret:
+    """The webhook secret(s) of a Secrets Manager secret (SecretString, comma-separated while
+    rolling), read on first use and again once ``cache_s`` passed. When a refresh fails the
+    last good value is kept (logged): Secrets Manager being slow must not refuse every event."""
+
+    def __init__(
+        self,
+        arn: str,
+        *,
+        cache_s: float = SECRET_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        assert cache_s > 0
+        self._arn = arn
+        self._cache_s = cache_s
+        self._clock = clock
+        self._value: tuple[str, ...] = ()
+        self._read_at = 0.0
+        self._client: Any = None
+
+    def __call__(self) -> tuple[str, ...]:
+        if self._value and self._clock() - self._read_at < self._cache_s:
+            return self._value
+        try:
+            value = self._read()
+        except Exception as error:  # noqa: BLE001 - any failure: keep the last good value
+            if not self._value:
+                raise SettingsError(
+                    f"{SECRET_ARN_ENV}: cannot read the secret ({type(error).__name__})"
+                ) from None
+            log.warning("webhook_secret_refresh_failed", error=type(error).__name__)
+            return self._value
+        self._value, self._read_at = value, self._clock()
+        return value
+
+    def _read(self) -> tuple[str, ...]:
+        if self._client is None:
+            import boto3  # in the Lambda runtime; needed only with a Secrets Manager secret
+
+            self._client = boto3.client("secretsmanager")
+        answer = self._client.get_secret_value(SecretId=self._arn)
+        secrets = split_secrets(str(answer.get("SecretString") or ""))
+        Settings(webhook_secrets=secrets).require_webhook_secrets()
+        return secrets
 
 
 def _response(status: int, body: bytes) -> dict[str, Any]:
@@ -93,8 +145,17 @@ def _body(event: Mapping[str, Any], limit: int) -> bytes:
 class LambdaIngest:
     """The state kept across invocations of one execution environment."""
 
-    def __init__(self, settings: Settings, *, produce_timeout_s: float = PRODUCE_TIMEOUT_S):
-        settings.require_webhook_secrets()
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        produce_timeout_s: float = PRODUCE_TIMEOUT_S,
+        secrets: Callable[[], tuple[str, ...]] | None = None,
+    ):
+        if secrets is None:
+            settings.require_webhook_secrets()
+            secrets = settings.require_webhook_secrets
+        self._secrets = secrets
         self._settings = settings
         self._config = producer_config(settings, max_block_ms=int(produce_timeout_s * 1000))
         self._timeout_s = produce_timeout_s
@@ -120,7 +181,7 @@ class LambdaIngest:
             stripe_event = verify_and_parse(
                 raw,
                 _headers(event).get("stripe-signature"),
-                settings.webhook_secrets,
+                self._secrets(),
                 tolerance_s=settings.webhook_tolerance_s,
                 now_s=time.time(),
             )
@@ -157,11 +218,22 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         try:
             settings = Settings.from_env()
             logs.configure(settings.log_format, settings.log_level)
-            _INGEST = LambdaIngest(settings)
+            _INGEST = _from_env(settings)
         except SettingsError as error:
             log.error("ingest_misconfigured", error=str(error))
             return _response(500, error_body("misconfigured", "the function is misconfigured"))
     return _INGEST.handle(event)
+
+
+def _from_env(settings: Settings) -> LambdaIngest:
+    arn = os.environ.get(SECRET_ARN_ENV, "")
+    if not arn:
+        return LambdaIngest(settings)
+    if settings.webhook_secrets:
+        raise SettingsError(f"set STRIPE_WEBHOOK_SECRET or {SECRET_ARN_ENV}, not both")
+    source = SecretsManagerSecret(arn)
+    source()  # read once now: a missing secret or permission shows on the first request
+    return LambdaIngest(settings, secrets=source)
 
 
 def _reset_for_tests() -> None:

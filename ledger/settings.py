@@ -50,6 +50,11 @@ def _secret_values(env_name: str) -> tuple[str, ...]:
             raise SettingsError(
                 f"{env_name}_FILE: cannot read {file_name}: {error.strerror}"
             ) from None
+    return split_secrets(raw)
+
+
+def split_secrets(raw: str) -> tuple[str, ...]:
+    """Secrets separated by commas or newlines (a file, a Secrets Manager SecretString)."""
     return tuple(part.strip() for part in raw.replace("\n", ",").split(",") if part.strip())
 
 
