@@ -5,19 +5,25 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo services services-down lint test test-fast bench clean help
+.PHONY: install lock demo services services-down lint test test-fast bench clean help
 BENCH_SCALE ?= full
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-$(STAMP): pyproject.toml
+# Every dependency comes pinned and hashed from the lock (scripts/lock.sh); the project itself
+# is installed on top of it without resolving anything again.
+$(STAMP): pyproject.toml requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r requirements/test.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)  ## create the virtual environment and install the project
+
+lock: install  ## regenerate the hashed lock files after changing a dependency (PyPI)
+	bash scripts/lock.sh
 
 demo: install  ## see it work: a signed Stripe history through the embedded mode, then the reports
 	$(VENV)/bin/stripe-ledger demo
