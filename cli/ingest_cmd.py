@@ -24,7 +24,8 @@ environment:
   STRIPE_WEBHOOK_SECRET_FILE   or: a file holding the secret(s), one per line or comma-separated
   LEDGER_KAFKA_BOOTSTRAP       Kafka bootstrap servers, host:port[,host:port]    [required]
   LEDGER_KAFKA_TOPIC           topic to write to                      [stripe.events]
-  LEDGER_KAFKA_SECURITY_PROTOCOL  PLAINTEXT or SSL                    [PLAINTEXT]
+  LEDGER_KAFKA_SECURITY_PROTOCOL  PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL  [PLAINTEXT]
+  LEDGER_KAFKA_SASL_USERNAME / LEDGER_KAFKA_SASL_PASSWORD[_FILE]  SCRAM credentials (SASL_*)
   STRIPE_WEBHOOK_TOLERANCE_S   signature timestamp tolerance, past and future, in s  [300]
   LEDGER_BODY_BYTES_MAX        largest accepted body in bytes, 1024..1048576  [1048576]
   LEDGER_HTTP_CONNECTIONS_MAX  open connections; past it 503 and close         [1024]

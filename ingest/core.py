@@ -7,14 +7,13 @@ refuse exactly the same requests with the same status codes and error codes.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ingest.signature import SignatureError, verify
 from ledger.envelope import EnvelopeError, StripeEvent, decode_json, event_from_dict
-from ledger.settings import Settings, SettingsError
+from ledger.settings import Settings, kafka_security
 
 PRODUCE_TIMEOUT_S = 5.0  # the broker must acknowledge within this, else 503 (Stripe retries)
 REQUESTS_IN_FLIGHT_MAX = 10_000  # webhook requests being served at once; beyond -> 503
@@ -26,7 +25,6 @@ KAFKA_BOOTSTRAP_TIMEOUT_MS = 5_000
 KAFKA_REQUEST_TIMEOUT_MS = 10_000
 KAFKA_DELIVERY_TIMEOUT_MS = 30_000
 PLATFORM_KEY = "platform"  # the record key of events of the platform account (account null)
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL")
 
 
 class Rejection(Exception):
@@ -101,16 +99,6 @@ def kafka_record(raw: bytes, event: StripeEvent, received_at_ms: int) -> KafkaRe
     )
 
 
-def security_protocol() -> str:
-    """LEDGER_KAFKA_SECURITY_PROTOCOL: PLAINTEXT (default) or SSL (e.g. Amazon MSK on 9094)."""
-    value = os.environ.get("LEDGER_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper() or "PLAINTEXT"
-    if value not in SECURITY_PROTOCOLS:
-        raise SettingsError(
-            f"LEDGER_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT or SSL, got {value!r}"
-        )
-    return value
-
-
 def producer_config(settings: Settings, *, max_block_ms: int = 5_000) -> dict[str, Any]:
     """kafka-python KafkaProducer options: idempotent, acks=all, bounded in time."""
     return {
@@ -127,5 +115,5 @@ def producer_config(settings: Settings, *, max_block_ms: int = 5_000) -> dict[st
         "delivery_timeout_ms": KAFKA_DELIVERY_TIMEOUT_MS,
         # The raw body plus headers: room for a body at the configured limit.
         "max_request_size": max(1024 * 1024, settings.body_bytes_max + 64 * 1024),
-        "security_protocol": security_protocol(),
+        **kafka_security(),  # PLAINTEXT, SSL (mutual TLS with a client certificate), SASL/SCRAM
     }

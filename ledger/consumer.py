@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 from ledger.envelope import EnvelopeError, parse_event
 from ledger.logs import get_logger
 from ledger.retry import retrying
-from ledger.settings import CONSUMER_POLL_RECORDS_MAX, CONSUMER_POLL_TIMEOUT_MS
+from ledger.settings import CONSUMER_POLL_RECORDS_MAX, CONSUMER_POLL_TIMEOUT_MS, kafka_security
 from ledger.store import AppendResult, DeadLetter, EventStore, Incoming, KafkaCoordinates
 
 RECEIVED_AT_HEADER = "received_at_ms"
@@ -155,6 +155,7 @@ class Consumer:
         self.topic = topic
         self.group = group
         self.poll_records_max = poll_records_max
+        self.security = kafka_security()  # read now: a bad setting is an error at start
         self.stop = threading.Event()
         self.stats = ConsumeStats()
         self.positions = _Positions(topic)
@@ -185,6 +186,7 @@ class Consumer:
                 reconnect_backoff_max_ms=10_000,
                 session_timeout_ms=SESSION_TIMEOUT_MS,
                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                **self.security,
             )
 
         return retrying("kafka broker", connect, self.stop, transient=(RetriableError,))

@@ -11,6 +11,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///stripe-ledger.db"
 DEFAULT_KAFKA_TOPIC = "stripe.events"
@@ -69,6 +70,54 @@ def _int_env(name: str, default: int, *, minimum: int, maximum: int) -> int:
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+
+
+def kafka_security() -> dict[str, Any]:
+    """kafka-python's security options, the same for every producer and consumer (issue 19):
+
+    LEDGER_KAFKA_SECURITY_PROTOCOL   PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL
+    LEDGER_KAFKA_SASL_MECHANISM      SCRAM-SHA-512 (default) or SCRAM-SHA-256
+    LEDGER_KAFKA_SASL_USERNAME       the SCRAM user
+    LEDGER_KAFKA_SASL_PASSWORD[_FILE] its password (never logged)
+    LEDGER_KAFKA_SSL_CAFILE          CA bundle of the brokers' certificates (SSL, SASL_SSL)
+    LEDGER_KAFKA_SSL_CERTFILE/_KEYFILE  the client certificate and key: mutual TLS
+    """
+    protocol = os.environ.get("LEDGER_KAFKA_SECURITY_PROTOCOL", "").upper() or "PLAINTEXT"
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise SettingsError(
+            "LEDGER_KAFKA_SECURITY_PROTOCOL must be one of "
+            f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, got {protocol!r}"
+        )
+    options: dict[str, Any] = {"security_protocol": protocol}
+    for name, option in (
+        ("LEDGER_KAFKA_SSL_CAFILE", "ssl_cafile"),
+        ("LEDGER_KAFKA_SSL_CERTFILE", "ssl_certfile"),
+        ("LEDGER_KAFKA_SSL_KEYFILE", "ssl_keyfile"),
+    ):
+        if os.environ.get(name):
+            options[option] = os.environ[name]
+    if protocol.startswith("SASL_"):
+        mechanism = os.environ.get("LEDGER_KAFKA_SASL_MECHANISM", "").upper() or "SCRAM-SHA-512"
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(
+                f"LEDGER_KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
+                f"got {mechanism!r}"
+            )
+        username = os.environ.get("LEDGER_KAFKA_SASL_USERNAME", "")
+        passwords = _secret_values("LEDGER_KAFKA_SASL_PASSWORD")
+        if not username or len(passwords) != 1:
+            raise SettingsError(
+                f"{protocol} needs LEDGER_KAFKA_SASL_USERNAME and one "
+                "LEDGER_KAFKA_SASL_PASSWORD (or LEDGER_KAFKA_SASL_PASSWORD_FILE)"
+            )
+        options.update(
+            sasl_mechanism=mechanism, sasl_plain_username=username, sasl_plain_password=passwords[0]
+        )
+    return options
 
 
 def _trusted_proxies() -> tuple[str, ...]:

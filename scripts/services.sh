@@ -7,6 +7,8 @@
 #   scripts/services.sh env               # print the exports without starting anything
 #   scripts/services.sh stop-kafka | start-kafka | restart-kafka          # for outage tests
 #   scripts/services.sh stop-postgres | start-postgres | restart-postgres
+#   scripts/services.sh sasl-up | sasl-down   # a second broker, SASL/SCRAM only (issue 19 tests):
+#     prints export LEDGER_KAFKA_SASL_BOOTSTRAP=127.0.0.1:<port> (user ledger, password ledger-sasl)
 #
 # STDOUT of `up` is exactly two lines:
 #   export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:<pgport>/ledger
@@ -28,6 +30,7 @@
 #   LEDGER_KAFKA_VERSION          Kafka version(s) to try, in order    ["4.3.1 4.3.0"]
 #   LEDGER_KAFKA_HEAP_OPTS        broker JVM heap                      ["-Xms256m -Xmx512m"]
 #   LEDGER_KAFKA_OS_USER          OS user running the broker when root [ledger-kafka]
+#   LEDGER_KAFKA_SASL_PORT / LEDGER_KAFKA_SASL_CONTROLLER_PORT  the SASL broker's  [59094 / 59095]
 #   LEDGER_SERVICES_MODE          native | docker | auto               [auto: native unless java/mvn
 #                                 are missing and a Docker engine answers `docker info`]
 #   LEDGER_PG_START_TIMEOUT / LEDGER_KAFKA_START_TIMEOUT  bounded waits in seconds [60 / 120]
@@ -60,7 +63,29 @@ KAFKA_RUN="$KAFKA_BASE/run"
 KAFKA_PID="$KAFKA_RUN/kafka.pid"
 KAFKA_CONF="$KAFKA_BASE/server.properties"
 KAFKA_LOG4J="$KAFKA_BASE/log4j2.properties"
+KAFKA_TEMPLATE="$SCRIPT_DIR/kafka/server.properties.template"
+KAFKA_FORMAT_EXTRA=()
 MARKER="$STATE_DIR/.stripe-ledger-services"
+SASL_USER="ledger"
+SASL_PASSWORD="ledger-sasl"              # dev/CI only, like PostgreSQL's ledger:ledger
+SASL_ADMIN_PASSWORD="ledger-admin-sasl"
+
+# Point every KAFKA_* setting at the SASL broker: its own state dir, ports, template, users.
+use_sasl_broker() {
+  KAFKA_BASE="$STATE_DIR/kafka-sasl"
+  KAFKA_DATA="$KAFKA_BASE/data"
+  KAFKA_LOGS="$KAFKA_BASE/logs"
+  KAFKA_RUN="$KAFKA_BASE/run"
+  KAFKA_PID="$KAFKA_RUN/kafka.pid"
+  KAFKA_CONF="$KAFKA_BASE/server.properties"
+  KAFKA_LOG4J="$KAFKA_BASE/log4j2.properties"
+  KAFKA_PORT="${LEDGER_KAFKA_SASL_PORT:-59094}"
+  KAFKA_CTRL_PORT="${LEDGER_KAFKA_SASL_CONTROLLER_PORT:-59095}"
+  KAFKA_HEAP_OPTS="-Xms128m -Xmx256m"
+  KAFKA_TEMPLATE="$SCRIPT_DIR/kafka/server-sasl.properties.template"
+  KAFKA_FORMAT_EXTRA=(--add-scram "SCRAM-SHA-512=[name=ledger-admin,password=$SASL_ADMIN_PASSWORD]"
+    --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]")
+}
 
 COMPOSE_FILE="$REPO_DIR/docker-compose.yml"
 COMPOSE_PROJECT="${LEDGER_COMPOSE_PROJECT:-stripe-ledger}"
@@ -318,12 +343,13 @@ kafka_running() {
 }
 
 kafka_running_port() {
-  sed -n 's#^advertised.listeners=PLAINTEXT://127.0.0.1:\([0-9]*\).*#\1#p' "$KAFKA_CONF" 2>/dev/null || true
+  sed -n 's#^advertised.listeners=[A-Z_]*://127.0.0.1:\([0-9]*\).*#\1#p' "$KAFKA_CONF" 2>/dev/null || true
 }
 
 kafka_render_conf() {
   sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CTRL_PORT#g" \
-      -e "s#@LOG_DIRS@#$KAFKA_DATA#g" "$SCRIPT_DIR/kafka/server.properties.template" > "$KAFKA_CONF.tmp"
+      -e "s#@LOG_DIRS@#$KAFKA_DATA#g" -e "s#@ADMIN_PASSWORD@#$SASL_ADMIN_PASSWORD#g" \
+      "$KAFKA_TEMPLATE" > "$KAFKA_CONF.tmp"
   mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
   cp "$SCRIPT_DIR/kafka/log4j2.properties" "$KAFKA_LOG4J"
   chmod 644 "$KAFKA_CONF" "$KAFKA_LOG4J"
@@ -363,7 +389,8 @@ kafka_start() {
     fi
     log "formatting Kafka storage $KAFKA_DATA (cluster id $(cat "$KAFKA_BASE/cluster.id"), standalone KRaft)"
     if ! kafka_java kafka.tools.StorageTool format --standalone -t "$(cat "$KAFKA_BASE/cluster.id")" \
-          -c "$KAFKA_CONF" >>"$KAFKA_LOGS/storage-tool.log" 2>&1; then
+          -c "$KAFKA_CONF" ${KAFKA_FORMAT_EXTRA[@]+"${KAFKA_FORMAT_EXTRA[@]}"} \
+          >>"$KAFKA_LOGS/storage-tool.log" 2>&1; then
       tail -n 30 "$KAFKA_LOGS/storage-tool.log" >&2 || true
       die "kafka StorageTool format failed"
     fi
@@ -506,9 +533,20 @@ main() {
   shift || true
   case "$cmd" in
     up|down|status|env|stop-kafka|start-kafka|restart-kafka|stop-postgres|start-postgres|restart-postgres) ;;
+    sasl-up|sasl-down) ;;
     -h|--help|help) usage ;;
     *) log "unknown command: $cmd"; usage ;;
   esac
+
+  if [ "$cmd" = "sasl-up" ] || [ "$cmd" = "sasl-down" ]; then
+    use_docker && die "$cmd: the SASL broker is native only (LEDGER_SERVICES_MODE=native)"
+    take_lock
+    use_sasl_broker
+    if [ "$cmd" = "sasl-down" ]; then kafka_stop; return 0; fi
+    kafka_start
+    echo "export LEDGER_KAFKA_SASL_BOOTSTRAP=127.0.0.1:${KAFKA_PORT}"
+    return 0
+  fi
 
   if [ "$cmd" = "env" ]; then
     if [ -n "${LEDGER_DATABASE_URL:-}" ] && [ -n "${LEDGER_KAFKA_BOOTSTRAP:-}" ]; then
@@ -548,6 +586,7 @@ main() {
       ;;
     down)
       kafka_stop
+      (use_sasl_broker; kafka_stop)
       pg_stop
       if [ "${1:-}" = "--purge" ]; then
         [ -f "$MARKER" ] || die "$STATE_DIR has no $MARKER; refusing to delete it"
