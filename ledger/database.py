@@ -8,7 +8,6 @@ lock instead of failing on a read-to-write upgrade.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from typing import Any
 
@@ -25,12 +24,16 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_CONNECTIONS_MAX = 8
 WRITE = {"ledger_write": True}  # execution option: this transaction writes
 SQLITE_FILE_MODE = 0o600  # customer data: owner only (SQLite gives -wal/-shm the same mode)
-_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^@]*@")
 
 
 def masked_url(text: str) -> str:
-    """A database URL, parseable or not, with its password replaced by ***."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """A database URL, parseable or not, with its credentials (user and password) as ***."""
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "", text
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{separator}{rest}"
 
 
 def _sqlite_create_private(path: str | None) -> None:
@@ -69,7 +72,7 @@ def create_engine(url: str) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise DatabaseError(
             f"LEDGER_DATABASE_URL is not a database URL: {masked_url(url)!r}"
         ) from None

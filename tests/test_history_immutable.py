@@ -16,6 +16,7 @@ from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming
 from tests.factory import charge_event
+from tests.kafka_util import cli_env, run_cli
 
 REWRITES = {
     "insert_or_replace": "INSERT OR REPLACE INTO events SELECT * FROM events_copy",
@@ -85,3 +86,14 @@ def test_a_new_sqlite_file_is_private(tmp_path: Path) -> None:
     for path in tmp_path.iterdir():
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, (path.name, oct(mode))
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:s3cr3t@h:port/db", "weird:u:s3cr3t@", "nonsense://u:s3cr3t@@x"]
+)
+def test_an_unparseable_url_is_one_line_without_its_password(url: str) -> None:
+    done = run_cli(["verify"], cli_env(url))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stripe-ledger verify: "), lines
+    assert b"s3cr3t" not in done.stdout + done.stderr
