@@ -318,13 +318,16 @@ kafka_java() {  # kafka_java <main class> args... (foreground, as the kafka OS u
 
 kafka_pid() { cat "$KAFKA_PID" 2>/dev/null || true; }
 
-kafka_running() {
-  local pid; pid="$(kafka_pid)"
+# pid_runs PIDFILE PATTERN: the pid in PIDFILE is alive and its command line holds PATTERN
+# (a guard against pid reuse: it must be our server).
+pid_runs() {
+  local pid; pid="$(cat "$1" 2>/dev/null || true)"
   [ -n "$pid" ] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against pid reuse: it must be our broker.
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $KAFKA_CONF" || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
 }
+
+kafka_running() { pid_runs "$KAFKA_PID" "kafka.Kafka $KAFKA_CONF"; }
 
 kafka_running_port() {
   sed -n 's#^advertised.listeners=PLAINTEXT://127.0.0.1:\([0-9]*\).*#\1#p' "$KAFKA_CONF" 2>/dev/null || true
@@ -486,12 +489,7 @@ resolve_elasticmq() {
 
 sqs_pid() { cat "$SQS_PID" 2>/dev/null || true; }
 
-sqs_running() {
-  local pid; pid="$(sqs_pid)"
-  [ -n "$pid" ] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "org.elasticmq.server.Main" || return 1
-}
+sqs_running() { pid_runs "$SQS_PID" "-Dconfig.file=$SQS_CONF "; }
 
 sqs_running_port() {
   sed -n 's#^rest-sqs { enabled = true, bind-port = \([0-9]*\),.*#\1#p' "$SQS_CONF" 2>/dev/null || true
