@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +37,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from ledger.envelope import EnvelopeError
 from ledger.eventbridge import parse_eventbridge
 from ledger.logs import get_logger
-from ledger.retry import TRANSIENT_DB_ERRORS, retrying
+from ledger.retry import TRANSIENT_DB_ERRORS, retrying, stop_on_signals
 from ledger.store import AppendResult, DeadLetter, EventStore, Incoming, KafkaCoordinates
 
 SQS_RECEIVE_MESSAGES_MAX = 10  # the API's limit per ReceiveMessage / DeleteMessageBatch call
@@ -59,8 +58,15 @@ RECEIVE_COUNT_ATTRIBUTE = "ApproximateReceiveCount"
 SENT_AT_ATTRIBUTE = "SentTimestamp"
 # ClientError codes that mean "try again later", beside any HTTP 5xx.
 _TRANSIENT_CLIENT_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable",
-     "InternalError", "InternalFailure", "KMSThrottling"}
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "KMSThrottling",
+    }
 )
 log = get_logger("ledger.sqs")
 
@@ -220,12 +226,7 @@ class SqsConsumer:
         self.stats = SqsStats()
 
     def install_signal_handlers(self) -> None:
-        def handle(signum: int, _frame: Any) -> None:
-            log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
-            self.stop.set()
-
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        stop_on_signals(self.stop)
 
     def _api(self, action: Callable[[], Any]) -> Any:
         """One SQS call, retried with backoff while the queue is unreachable; None if stopped."""

@@ -536,13 +536,14 @@ sqs_start() {
   log "starting ElasticMQ $SQS_VERSION on 127.0.0.1:$SQS_PORT (log: $SQS_LOG)"
   local -a cmd=(java -Xms64m -Xmx256m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
     -Dconfig.file="$SQS_CONF" -cp "$SQS_LIB/*" org.elasticmq.server.Main)
-  # As for Kafka: the inner sh records its pid and execs java; every fd is redirected.
+  # As for Kafka: the inner sh records its pid and execs java; every fd is redirected, the lock
+  # fd 9 included (a subshell around this would keep holding the lock as long as java runs).
   if is_root; then
-    (cd "$SQS_RUN" && setsid runuser -u "$SQS_OS_USER" -- sh -c 'echo $$ > "$0"; exec "$@"' "$SQS_PID" "${cmd[@]}" \
-      </dev/null >>"$SQS_LOG" 2>&1 9>&- &)
+    setsid runuser -u "$SQS_OS_USER" -- sh -c 'cd "$1" && echo $$ > "$0" && shift && exec "$@"' \
+      "$SQS_PID" "$SQS_RUN" "${cmd[@]}" </dev/null >>"$SQS_LOG" 2>&1 9>&- &
   else
-    (cd "$SQS_RUN" && setsid sh -c 'echo $$ > "$0"; exec "$@"' "$SQS_PID" "${cmd[@]}" \
-      </dev/null >>"$SQS_LOG" 2>&1 9>&- &)
+    setsid sh -c 'cd "$1" && echo $$ > "$0" && shift && exec "$@"' \
+      "$SQS_PID" "$SQS_RUN" "${cmd[@]}" </dev/null >>"$SQS_LOG" 2>&1 9>&- &
   fi
   local deadline=$((SECONDS + SQS_START_TIMEOUT)) pid=""
   while :; do

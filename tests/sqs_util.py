@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,9 +139,9 @@ def make_queue(
     """A uniquely named queue + DLQ on the shared ElasticMQ; both deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}
     url = sqs.create_queue(
         QueueName=name,
@@ -156,16 +155,6 @@ def make_queue(
     finally:
         for queue_url in (url, dlq_url):
             sqs.delete_queue(QueueUrl=queue_url)
-
-
-@pytest.fixture(scope="session")
-def sqs_endpoint() -> str:
-    return sqs_endpoint_url()
-
-
-@pytest.fixture(scope="session")
-def sqs(sqs_endpoint: str) -> Any:
-    return client(sqs_endpoint)
 
 
 def consume_args(queue: Queue, endpoint: str, *extra: str) -> list[str]:
