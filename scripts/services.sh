@@ -648,7 +648,8 @@ main() {
   shift || true
   case "$cmd" in
     up|down|status|env|stop-kafka|start-kafka|restart-kafka|stop-postgres|start-postgres|restart-postgres) ;;
-    start-sqs|stop-sqs) ;;
+    start-sqs) ;;
+    stop-sqs) ;;
     -h|--help|help) usage ;;
     *) log "unknown command: $cmd"; usage ;;
   esac
