@@ -276,3 +276,35 @@ def test_visibility_is_extended_while_the_batch_waits_for_its_commit(
         assert queue.count(queue.dlq_url) == 0
     holder.dispose()
     _assert_exactly(postgres_url, expected)
+
+
+@pytest.mark.kafka
+def test_via_kafka_every_event_reaches_the_topic_then_the_store_once(
+    sqlite_url: str,
+    queue: u.Queue,
+    sqs_endpoint: str,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    _migrated(sqlite_url, tmp_path)
+    bodies, expected = _history_bodies(seed=164, events=200)
+    queue.send([*bodies, *bodies[:50], "not json"])  # EventBridge duplicates, one poison
+    env = u.worker_env(sqlite_url, LEDGER_KAFKA_BOOTSTRAP=kafka_bootstrap, LEDGER_KAFKA_TOPIC=topic)
+    log = tmp_path / "consume-sqs.log"
+    args = u.consume_args(queue, sqs_endpoint, "--via-kafka", "--until-idle", "3")
+    assert _run(args, env, log) == 0, _logs(log)
+    assert queue.count() == 1  # the poison message, left for the redrive
+    db = Db(sqlite_url)
+    try:
+        assert db.events() == 0 and db.dead_letters() == 1  # events went to Kafka, not here
+    finally:
+        db.close()
+    consume_log = tmp_path / "consume.log"
+    assert _run(["consume", "--until-idle", "5"], env, consume_log) == 0, _logs(consume_log)
+    db = Db(sqlite_url)
+    try:
+        ids = db.event_ids()
+    finally:
+        db.close()
+    assert len(ids) == len(set(ids)) and set(ids) == expected
