@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -77,6 +78,11 @@ def sqs_client(queue_url: str, endpoint_url: str | None, wait_time_s: int) -> An
     """A boto3 SQS client, bounded in time; the region from the environment or the URL."""
     import boto3
     from botocore.config import Config
+
+    # botocore's debug lines carry request headers (the access key id, signatures): never log
+    # them, whatever LEDGER_LOG_LEVEL says.
+    for name in ("boto3", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     region = (
         os.environ.get("AWS_REGION")

@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ledger.envelope import EnvelopeError
@@ -122,12 +122,16 @@ def _sqs_call(action: Callable[[], Any]) -> Any:
     any other ClientError an SqsError (a wrong queue URL or missing permission)."""
     try:
         return action()
+    except (BotoConnectionError, HTTPClientError):
+        raise  # the network: retried by the caller
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if status >= 500 or code in _TRANSIENT_CLIENT_CODES:
             raise SqsUnavailable(f"{code or status}: {error}") from None
         raise SqsError(f"SQS refused the request ({code or status}): {error}") from None
+    except BotoCoreError as error:  # no credentials or region, a bad endpoint URL ...
+        raise SqsError(f"the SQS client cannot make the request: {error}") from None
 
 
 @dataclass

@@ -664,7 +664,7 @@ main() {
   fi
   if [ "$cmd" = "up" ] && [ "$with_sqs" -eq 1 ]; then
     # The two-line contract of `up` stays; --sqs adds the third line after them.
-    "$0" up "$@"
+    bash "${BASH_SOURCE[0]}" up "$@"
     if [ -n "${LEDGER_SQS_ENDPOINT:-}" ]; then
       log "LEDGER_SQS_ENDPOINT already set: using it, starting no ElasticMQ"
       printf 'export LEDGER_SQS_ENDPOINT=%q\n' "$LEDGER_SQS_ENDPOINT"

@@ -308,3 +308,35 @@ def test_via_kafka_every_event_reaches_the_topic_then_the_store_once(
     finally:
         db.close()
     assert len(ids) == len(set(ids)) and set(ids) == expected
+
+
+def test_bad_configuration_is_one_clear_line_and_exit_2(
+    sqlite_url: str, sqs_endpoint: str, tmp_path: Path
+) -> None:
+    _migrated(sqlite_url, tmp_path)
+    missing = f"{sqs_endpoint}/000000000000/no-such-queue-{tmp_path.name[-8:]}"
+    base = ["consume-sqs", "--endpoint-url", sqs_endpoint, "--wait-time", "1", "--until-idle", "1"]
+    env = u.worker_env(sqlite_url)
+    env.pop("LEDGER_EVENTBRIDGE_SOURCES", None)
+    no_credentials = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    no_credentials["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+    no_credentials["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+    no_credentials["AWS_EC2_METADATA_DISABLED"] = "true"
+    cases = [
+        (["--queue-url", missing], env, "LEDGER_EVENTBRIDGE_SOURCES is not set"),
+        (
+            ["--queue-url", missing, "--source", "aws.partner/other.com/x"],
+            env,
+            "not a Stripe partner",
+        ),
+        (["--queue-url", "not a url", "--source", u.SOURCE], env, "not an SQS queue URL"),
+        (["--queue-url", missing, "--source", u.SOURCE], env, "SQS refused the request"),
+        (["--queue-url", missing, "--source", u.SOURCE], no_credentials, "cannot make the request"),
+    ]
+    for index, (extra, case_env, message) in enumerate(cases):
+        log = tmp_path / f"case-{index}.log"
+        assert _run([*base, *extra], case_env, log, 120) == 2, _logs(log)
+        errors = [line for line in _logs(log).splitlines() if line.startswith("stripe-ledger")]
+        assert len(errors) == 1 and message in errors[0], _logs(log)
+        assert "Traceback" not in _logs(log)
+        assert "test-secret" not in _logs(log)
