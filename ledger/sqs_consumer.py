@@ -252,7 +252,7 @@ class SqsConsumer:
         if "RedrivePolicy" not in found:
             log.warning(
                 "the queue has no redrive policy: poison messages will come back forever; "
-                "give it a dead-letter queue (deploy/aws/template.yaml does)",
+                "give it a dead-letter queue (deploy/aws/eventbridge.yaml does)",
                 queue=self.queue,
             )
         return found
