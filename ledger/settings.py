@@ -72,6 +72,11 @@ def _int_env(name: str, default: int, *, minimum: int, maximum: int) -> int:
     return value
 
 
+def _list_env(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 
@@ -122,8 +127,7 @@ def kafka_security() -> dict[str, Any]:
 
 def _trusted_proxies() -> tuple[str, ...]:
     """LEDGER_TRUSTED_PROXIES: addresses or networks whose X-Forwarded-For/-Proto are believed."""
-    raw = os.environ.get("LEDGER_TRUSTED_PROXIES", "")
-    proxies = tuple(part.strip() for part in raw.split(",") if part.strip())
+    proxies = _list_env("LEDGER_TRUSTED_PROXIES")
     for proxy in proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -150,6 +154,9 @@ class Settings:
     http_body_timeout_s: int = HTTP_BODY_TIMEOUT_S
     http_bodies_bytes_max: int = HTTP_BODIES_BYTES_MAX
     trusted_proxies: tuple[str, ...] = ()
+    # The Stripe partner event sources (aws.partner/stripe.com/ed_...) whose EventBridge events
+    # consume-sqs and the Lambda accept; no signature on that path, so nothing else is trusted.
+    eventbridge_sources: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -193,6 +200,7 @@ class Settings:
                 maximum=1024 * 1024 * 1024,
             ),
             trusted_proxies=_trusted_proxies(),
+            eventbridge_sources=_list_env("LEDGER_EVENTBRIDGE_SOURCES"),
         )
 
     def require_kafka(self) -> str:
@@ -213,3 +221,16 @@ class Settings:
             if not secret.startswith("whsec_"):
                 raise SettingsError("STRIPE_WEBHOOK_SECRET: every secret must start with whsec_")
         return self.webhook_secrets
+
+    def require_eventbridge_sources(self) -> tuple[str, ...]:
+        from ledger.eventbridge import check_partner_sources
+
+        if not self.eventbridge_sources:
+            raise SettingsError(
+                "LEDGER_EVENTBRIDGE_SOURCES is not set: name the Stripe partner event source(s) "
+                "to accept, aws.partner/stripe.com/ed_..., comma-separated (or use --source)"
+            )
+        try:
+            return check_partner_sources(self.eventbridge_sources, "LEDGER_EVENTBRIDGE_SOURCES")
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
