@@ -23,6 +23,7 @@ from ingest.lambda_handler import LambdaIngest
 from ledger.backfill import BackfillError, normalize
 from ledger.database import create_engine, migrate
 from ledger.envelope import EnvelopeError, StripeEvent, decode_json
+from ledger.eventbridge import parse_eventbridge, unwrap
 from ledger.settings import Settings
 from ledger.store import EventStore, Incoming
 from tests import test_ingest_support as web
@@ -193,3 +194,21 @@ def test_a_poison_event_in_the_store_is_recorded_and_the_projector_goes_on(
     assert b"could not fold" in verify.stdout + verify.stderr
     again = run_cli(["project", "--until-idle", "1"], env)  # a restart does not die on it either
     assert again.returncode == 0
+
+
+def test_the_eventbridge_and_sqs_doors_refuse_them() -> None:
+    """consume-sqs decodes the message body (``parse_eventbridge``); the Lambda gets the
+    EventBridge event already decoded by its runtime (``unwrap`` checks the values)."""
+    source = "aws.partner/stripe.com/ed_test"
+    for name, text in POISON.items():
+        detail = _event_text(f"evt_eb_{name}", text)
+        raw = b'{"version":"0","detail-type":"x","source":"%s","detail":%s}' % (
+            source.encode(),
+            detail,
+        )
+        with pytest.raises(EnvelopeError):
+            parse_eventbridge(raw, (source,))
+    decoded = json.loads(_event_text("evt_eb_decoded", "1"))
+    decoded["data"]["object"]["amount"] = 2**64
+    with pytest.raises(EnvelopeError, match="int64"):
+        unwrap({"detail-type": "x", "source": source, "detail": decoded}, (source,))
