@@ -38,7 +38,17 @@ def sasl_bootstrap() -> Iterator[str]:
     assert done.returncode == 0, done.stderr[-3000:]
     line = [x for x in done.stdout.splitlines() if "LEDGER_KAFKA_SASL_BOOTSTRAP=" in x]
     assert len(line) == 1, done.stdout
-    yield line[0].partition("=")[2].strip()
+    started_here = "already running" not in done.stderr
+    try:
+        yield line[0].partition("=")[2].strip()
+    finally:
+        if started_here:  # a broker this module started: stopped again (2 shared cores)
+            subprocess.run(
+                ["bash", str(ROOT / "scripts" / "services.sh"), "sasl-down"],
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
 
 
 def _send(bootstrap: str, **security: str) -> None:
