@@ -35,6 +35,7 @@ from ledger.database import create_engine, migrate
 from ledger.store import EventStore, StoredEvent
 from ledger.stripe_api import StripeApi
 from tests.kafka_util import cli_env
+from tests.test_backfill import Waits
 
 CLI = [sys.executable, "-m", "cli.balance_sync_cmd", "balance-sync"]
 TEST_KEY = f"sk_test_{uuid.uuid4().hex}"
@@ -42,15 +43,6 @@ LIVE_KEY = f"sk_live_{uuid.uuid4().hex}"
 NOW_S = int(time.time())  # the CLI windows on the real clock
 DAY_S = 86_400
 ACCOUNT = "acct_1Standin0000001"
-
-
-class Waits:
-    def __init__(self) -> None:
-        self.asked: list[float] = []
-
-    def __call__(self, seconds: float) -> bool:
-        self.asked.append(seconds)
-        return False
 
 
 def charge_bt(n: int, created: int, *, amount: int = 1000, tag: str = "") -> Any:
