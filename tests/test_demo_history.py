@@ -45,6 +45,11 @@ def _objects(history: DemoHistory, object_type: str) -> dict[str, list[Json]]:
     return found
 
 
+def _bt(history: DemoHistory, account: str | None, txn_id: str) -> Json:
+    [bt] = [bt for bt in history.balance_transactions[account] if bt["id"] == txn_id]
+    return bt
+
+
 def _walk(value: Any, path: str = "$") -> Any:
     """Yield (path, key, value) for every dict entry and list item in a JSON value."""
     if isinstance(value, dict):
@@ -143,8 +148,11 @@ def test_customers_subscriptions_and_payments(history: DemoHistory) -> None:
             if charge["status"] != "succeeded":
                 continue
             assert charge["captured"] is True and charge["amount_captured"] == charge["amount"]
-            bt = charge["balance_transaction"]
+            # An id, never expanded, as in every real webhook; the transaction is in the API.
+            assert isinstance(charge["balance_transaction"], str)
+            bt = _bt(history, event["account"], charge["balance_transaction"])
             assert bt["object"] == "balance_transaction" and bt["id"].startswith("txn_")
+            assert bt["source"] == charge["id"]
             assert (bt["type"], bt["currency"], bt["amount"]) == (
                 "charge",
                 charge["currency"],
@@ -323,7 +331,8 @@ def test_jpy_is_zero_decimal(history: DemoHistory) -> None:
     assert charges
     for charge in charges:
         assert 500 <= charge["amount"] <= 30_000  # yen, not "cents of yen"
-        assert charge["balance_transaction"]["fee"] == (charge["amount"] * 36 + 500) // 1000
+        bt = _bt(history, None, charge["balance_transaction"])
+        assert bt["fee"] == (charge["amount"] * 36 + 500) // 1000
     currencies = {e["data"]["object"].get("currency") for e in history.events}
     assert {"usd", "jpy"} <= currencies
 
@@ -362,7 +371,8 @@ def test_deliveries_are_mostly_but_not_always_in_order(history: DemoHistory) -> 
             seen.add(event["id"])
             first_seen.append(event)
     backwards = sum(
-        1 for before, after in zip(first_seen, first_seen[1:], strict=False)
+        1
+        for before, after in zip(first_seen, first_seen[1:], strict=False)
         if after["created"] < before["created"]
     )
     assert 0 < backwards < 0.1 * len(first_seen)
@@ -376,9 +386,10 @@ def test_a_pair_for_one_object_is_delivered_newest_first(history: DemoHistory) -
     for object_events in _objects(history, "payout").values():
         for older in object_events:
             for newer in object_events:
-                if newer["created"] > older["created"] and position[newer["id"]] < position[
-                    older["id"]
-                ]:
+                if (
+                    newer["created"] > older["created"]
+                    and position[newer["id"]] < position[older["id"]]
+                ):
                     reversed_pairs.append((older["type"], newer["type"]))
     assert ("payout.paid", "payout.failed") in reversed_pairs
 
@@ -401,7 +412,7 @@ def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoH
     for event in history.events:
         obj, key = event["data"]["object"], event["account"]
         if event["type"] == "charge.succeeded":
-            expected[key, obj["currency"]] += obj["balance_transaction"]["net"]
+            expected[key, obj["currency"]] += _bt(history, key, obj["balance_transaction"])["net"]
         elif event["type"] == "refund.created":
             expected[key, obj["currency"]] -= obj["amount"]
         elif event["type"].startswith("charge.dispute."):
@@ -425,3 +436,69 @@ def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoH
     nonzero = {key: value for key, value in reported.items() if value}
     assert nonzero == {key: value for key, value in expected.items() if value}
     assert {currency for _, currency in nonzero} >= {"usd", "jpy", "eur"}
+
+
+# -- the balance transactions Stripe would hold (served by the stand-in to balance-sync) ------
+
+
+def _per_scope_currency(history: DemoHistory) -> tuple[Counter[Any], Counter[Any]]:
+    nets: Counter[tuple[str | None, str]] = Counter()
+    for account, bts in history.balance_transactions.items():
+        for bt in bts:
+            nets[account, bt["currency"]] += bt["net"]
+    balances: Counter[tuple[str | None, str]] = Counter()
+    for account, balance in history.balances.items():
+        assert balance["object"] == "balance" and balance["livemode"] is False
+        for item in balance["available"] + balance["pending"]:
+            balances[account, item["currency"]] += item["amount"]
+    return nets, balances
+
+
+@pytest.mark.parametrize("seed, size", [(7, 400), (3, 3000)])
+def test_every_transactions_net_sums_to_the_final_balance(seed: int, size: int) -> None:
+    history = generate(seed=seed, events=size)
+    nets, balances = _per_scope_currency(history)
+    assert nets == balances
+    assert {currency for _, currency in nets} >= {"usd", "jpy", "eur"}
+    assert set(history.balance_transactions) == {None, *{e["account"] for e in history.events}}
+    for bts in history.balance_transactions.values():
+        for bt in bts:
+            assert bt["net"] == bt["amount"] - bt["fee"]
+            assert bt["fee"] == sum(item["amount"] for item in bt["fee_details"])
+            assert isinstance(bt["source"], str) and bt["source"] in history.sources
+            assert bt["status"] in ("available", "pending")
+        assert len({bt["id"] for bt in bts}) == len(bts)
+    types = Counter(bt["type"] for bts in history.balance_transactions.values() for bt in bts)
+    for bt_type in ("charge", "refund", "adjustment", "payout", "payout_cancel", "payout_failure"):
+        assert types[bt_type] > 0, bt_type
+
+
+@pytest.mark.parametrize("seed, size", [(7, 400), (3, 3000)])
+def test_every_automatic_payouts_transactions_sum_to_its_amount(seed: int, size: int) -> None:
+    history = generate(seed=seed, events=size)
+    paid_out: set[str] = set()
+    for account, members in history.payout_members.items():
+        by_id = {bt["id"]: bt for bt in history.balance_transactions[account]}
+        for payout_id, txn_ids in members.items():
+            payout = history.sources[payout_id]
+            assert payout["object"] == "payout" and payout["automatic"] is True
+            [own] = [by_id[t] for t in txn_ids if by_id[t]["type"] == "payout"]
+            assert own["id"] == payout["balance_transaction"] and own["net"] == -payout["amount"]
+            others = [by_id[t] for t in txn_ids if t != own["id"]]
+            assert sum(bt["net"] for bt in others) == payout["amount"] > 0
+            # Automatic payouts pay out available funds, each transaction at most once.
+            assert all(bt["available_on"] <= payout["created"] for bt in others)
+            assert not paid_out & set(txn_ids)
+            paid_out.update(txn_ids)
+    assert sum(len(members) for members in history.payout_members.values()) >= 4
+
+
+def test_disputes_keep_their_embedded_balance_transactions(history: DemoHistory) -> None:
+    for event in history.events:
+        obj = event["data"]["object"]
+        if obj.get("object") == "dispute":
+            for bt in obj["balance_transactions"]:
+                assert bt["object"] == "balance_transaction"  # as Stripe sends them
+                assert _bt(history, event["account"], bt["id"])["net"] == bt["net"]
+        elif obj.get("object") in ("charge", "refund", "payout"):
+            assert not isinstance(obj.get("balance_transaction"), dict)
