@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from cli.backfill_cmds import _api, _stop_on_signals, _store, account_arguments, standalone
 from cli.progress import Progress
@@ -43,8 +44,18 @@ def _summary(totals: SyncTotals) -> str:
 def _parse(args: argparse.Namespace) -> tuple[int | None, float]:
     every_s = parse_duration_s(args.every) if args.every else None
     run_s_max = parse_duration_s(args.max_run_time) if args.max_run_time else RUN_S_MAX_DEFAULT
-    parse_since(args.since, dt.datetime.now(dt.UTC))  # fail before touching anything
+    now = dt.datetime.now(dt.UTC)
+    since_s = parse_since(args.since, now)  # fail before touching anything
+    if args.until and parse_since(args.until, now) < since_s:
+        raise BackfillError("--until is before --since")
     return every_s, float(run_s_max)
+
+
+def _clock(args: argparse.Namespace) -> Callable[[], int]:
+    """The top of each pass: now, or --until (read again each pass: '1h' moves with time)."""
+    if not args.until:
+        return lambda: int(time.time())
+    return lambda: parse_since(args.until, dt.datetime.now(dt.UTC))
 
 
 def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,6 +86,7 @@ def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
                     accounts=accounts,
                     since_s=parse_since(args.since, dt.datetime.now(dt.UTC)),
                     run_s_max=run_s_max,
+                    clock=_clock(args),
                     should_stop=stop.is_set,
                     on_page=show,
                 )
@@ -113,6 +125,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="start of the synced range: a date (2026-11-01, UTC), an ISO datetime, unix "
         f"seconds or a duration back from now (30d); default {DEFAULT_SINCE}. Balance "
         "transactions are kept by Stripe for the account's whole life.",
+    )
+    parser.add_argument(
+        "--until",
+        metavar="WHEN",
+        help="end of the synced range, in the same forms as --since; default now (a later "
+        "pass continues from there). For a dated history served by a stand-in, as the demo's",
     )
     runs = parser.add_mutually_exclusive_group()
     runs.add_argument("--once", action="store_true", help="one pass, then exit (the default)")

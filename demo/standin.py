@@ -99,6 +99,24 @@ class StandinData:
         return data
 
 
+def from_demo(history: Any) -> StandinData:
+    """What the demo's history (cli/demo_history.py ``DemoHistory``) has Stripe hold, in test
+    mode: its balance transactions, payouts' members, final Balances and connected accounts."""
+    data = StandinData(objects=dict(history.sources))
+    for account, bts in history.balance_transactions.items():
+        scope = data.scope(account, False)
+        scope.balance_transactions = list(bts)
+        scope.balance = history.balances.get(account)
+        scope.payouts = dict(history.payout_members.get(account, {}))
+        scope.events = [e for e in history.events if e.get("account") == account]
+    data.accounts = [
+        {"id": account, "object": "account", "type": "standard"}
+        for account in history.balance_transactions
+        if account is not None
+    ]
+    return data
+
+
 class StandinError(Exception):
     """An answer with an HTTP status and Stripe's error body."""
 
