@@ -58,9 +58,10 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     (tmp_path / "events.jsonl").write_bytes(
         b"\n".join(encode(charge_event(n)) for n in range(25)) + b"\n"
     )
-    # These need services (see the docstring); backfill/reconcile need the Stripe API: they run
-    # against stripe-mock in tests/test_backfill.py.
-    skipped = {"consume", "ingest", "serve", "copy-store", "backfill", "reconcile"}
+    # These need services (see the docstring); backfill/reconcile/balance-sync need the Stripe
+    # API: they run against stripe-mock and the stand-in in tests/test_backfill.py and
+    # tests/test_balance_sync.py.
+    skipped = {"consume", "ingest", "serve", "copy-store", "backfill", "reconcile", "balance-sync"}
     # `serve` (the README's first command) migrates at start-up; here `migrate` stands in for it.
     assert run_cli(["migrate"], env).returncode == 0
     ran = []
@@ -90,6 +91,9 @@ def test_the_demo_shows_the_three_reports(tmp_path: Path) -> None:
     posted = re.search(r"posted (\d+) deliveries .*: (\d+) accepted, 0 failed", out)
     assert posted and posted[1] == posted[2], out  # every delivery, duplicates included
     assert " JPY" in out and "acct_" in out and "lost" in out and "void" in out
+    # The balance transactions come from balance-sync against the stand-in, for both accounts.
+    synced = re.search(r"balance-sync: (\d+) balance transactions .* \(2 complete\)", out)
+    assert synced and int(synced[1]) > 0, out
 
 
 def test_report_json_is_for_machines(tmp_path: Path) -> None:
