@@ -56,6 +56,12 @@ BALANCE_EVERY = 40  # a balance.available snapshot after about this many other e
 
 DISPUTE_FEE = {"usd": 1500, "eur": 2000, "jpy": 1500}
 ZERO_DECIMAL = frozenset({"jpy"})
+# A payout's balance transactions by type: (sign of the amount, reporting_category, description).
+PAYOUT_BTS = {
+    "payout": (-1, "payout", "STRIPE PAYOUT"),
+    "payout_cancel": (1, "payout_reversal", "STRIPE PAYOUT CANCELED"),
+    "payout_failure": (1, "payout_reversal", "STRIPE PAYOUT FAILED"),
+}
 
 Json = dict[str, Any]
 
@@ -1491,6 +1497,34 @@ class _Builder:
             "type": bt_type,
         }
 
+    def _book_payout(
+        self,
+        scope: _Scope,
+        bt_id: str,
+        created: int,
+        currency: str,
+        amount: int,
+        payout_id: str,
+        bt_type: str,
+    ) -> None:
+        """A payout's transaction: the payout takes ``amount`` out of the balance when it is
+        created; a cancellation or a failure puts it back (reporting_category payout_reversal)."""
+        sign, category, description = PAYOUT_BTS[bt_type]
+        self._book(
+            scope,
+            self._simple_bt(
+                bt_id,
+                scope,
+                created,
+                currency,
+                sign * amount,
+                payout_id,
+                bt_type,
+                category,
+                description,
+            ),
+        )
+
     def _payout_members(
         self, key: tuple[str | None, str], at: int, share: int, credits_max: int | None = None
     ) -> list[Json]:
@@ -1516,6 +1550,28 @@ class _Builder:
             total += bt["net"]
         return members
 
+    def _take_for_payout(
+        self,
+        key: tuple[str | None, str],
+        at: int,
+        minimum: int,
+        force: bool,
+        share: int | None,
+        credits_max: int | None,
+    ) -> list[Json] | None:
+        """The transactions a payout at ``at`` pays out, taken off the unpaid list; None when
+        less than ``minimum`` (1 when forced) is available."""
+        everything = self._payout_members(key, at, 100)
+        if sum(bt["net"] for bt in everything) < (1 if force else minimum):
+            return None
+        drawn = self.rng.randint(50, 90)
+        members = self._payout_members(key, at, drawn if share is None else share, credits_max)
+        if sum(bt["net"] for bt in members) <= 0:
+            return None
+        taken = {bt["id"] for bt in members}
+        self.unpaid[key] = [bt for bt in self.unpaid[key] if bt["id"] not in taken]
+        return members
+
     # ---------------------------------------------------------------- stories: payouts
     def _payout_story(
         self,
@@ -1531,27 +1587,16 @@ class _Builder:
         funds, paid, failed after paid, or canceled; False when too little is available."""
         key = (scope.account, currency)
         minimum = 1000  # $10.00, 10.00 EUR or 1000 yen
-        members = self._payout_members(key, start, 100)
-        if sum(bt["net"] for bt in members) < (1 if force else minimum):
+        paid_out = self._take_for_payout(key, start, minimum, force, share, credits_max)
+        if paid_out is None:
             return False
-        drawn = self.rng.randint(50, 90)
-        members = self._payout_members(key, start, drawn if share is None else share, credits_max)
-        amount = sum(bt["net"] for bt in members)
-        if amount <= 0:
-            return False
-        paid_out = {bt["id"] for bt in members}
-        self.unpaid[key] = [bt for bt in self.unpaid[key] if bt["id"] not in paid_out]
+        amount = sum(bt["net"] for bt in paid_out)
         available = self.net.get(key, 0)
         t = start
         payout_id = self._id("po_", scope, t)
         bt_id = self._id("txn_", scope, t)
-        self._book(
-            scope,
-            self._simple_bt(
-                bt_id, scope, t, currency, -amount, payout_id, "payout", "payout", "STRIPE PAYOUT"
-            ),
-        )
-        self.payout_members[scope.account][payout_id] = [bt_id, *sorted(paid_out)]
+        self._book_payout(scope, bt_id, t, currency, amount, payout_id, "payout")
+        self.payout_members[scope.account][payout_id] = [bt_id, *sorted(b["id"] for b in paid_out)]
         destination = self._id("ba_", scope, BASE_TIMESTAMP)
         state: Json = {"status": "pending", "failure": None}
 
@@ -1598,20 +1643,7 @@ class _Builder:
             t += self.rng.randint(60, 3600)
             state["status"] = "canceled"
             cancel_id = self._id("txn_", scope, t, rng=self.aux_rng)
-            self._book(
-                scope,
-                self._simple_bt(
-                    cancel_id,
-                    scope,
-                    t,
-                    currency,
-                    amount,
-                    payout_id,
-                    "payout_cancel",
-                    "payout_reversal",
-                    "STRIPE PAYOUT CANCELED",
-                ),
-            )
+            self._book_payout(scope, cancel_id, t, currency, amount, payout_id, "payout_cancel")
             self._emit(
                 "payout.canceled",
                 payout(t),
@@ -1632,19 +1664,8 @@ class _Builder:
             t += self.rng.randint(DAY_S, 3 * DAY_S)
             state["status"] = "failed"
             state["failure"] = self._id("txn_", scope, t)
-            self._book(
-                scope,
-                self._simple_bt(
-                    state["failure"],
-                    scope,
-                    t,
-                    currency,
-                    amount,
-                    payout_id,
-                    "payout_failure",
-                    "payout_reversal",
-                    "STRIPE PAYOUT FAILED",
-                ),
+            self._book_payout(
+                scope, state["failure"], t, currency, amount, payout_id, "payout_failure"
             )
             failed_event = self._emit(
                 "payout.failed", payout(t), t, scope, effect=("payout_back", currency, amount, t)
