@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,27 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     )
     assert TEST_KEY not in result.stdout + result.stderr  # never print or log the key
     return result
+
+
+def signal_when(
+    command: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool], signum: int
+) -> tuple[int, str, str]:
+    """Start ``command``, send ``signum`` once ``ready()`` (polled, bounded), wait for it."""
+    proc = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(600):  # a bounded wait for the condition, not for a time
+            if ready():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert TEST_KEY not in out + err
+    return proc.returncode, out, err
 
 
 # -- the stand-in: stories with chosen amounts ------------------------------------------------
@@ -319,23 +340,13 @@ def test_resume_after_sigkill_stores_the_same_facts_none_twice(
     standin.delay_ms = 100
     store = migrated(postgres_url)
     env = cli_env(postgres_url, STRIPE_API_KEY=TEST_KEY, STRIPE_API_BASE=standin.base)
-    proc = subprocess.Popen(
+    signal_when(
         [*CLI, "--since", "3d"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env,
+        tmp_path,
+        lambda: len(facts(store, BALANCE_TRANSACTION_FACT)) >= 300,  # some pages stored
+        signal.SIGKILL,
     )
-    try:
-        for _ in range(600):  # a bounded wait for some pages, not for a time
-            if len(facts(store, BALANCE_TRANSACTION_FACT)) >= 300:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     half = len(facts(store, BALANCE_TRANSACTION_FACT))
     assert 300 <= half < 1_512, "killed mid-run"
     assert not facts(store, BALANCE_FACT)
@@ -450,23 +461,12 @@ def test_every_mode_exits_0_on_sigterm_after_a_pass(
     standin.data = story(5)
     store = migrated(sqlite_url)
     env = cli_env(sqlite_url, STRIPE_API_KEY=TEST_KEY, STRIPE_API_BASE=standin.base)
-    proc = subprocess.Popen(
+    code, out, err = signal_when(
         [*CLI, "--since", "3d", "--every", "1h"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        tmp_path,
+        lambda: bool(facts(store, BALANCE_FACT)),  # the first pass is complete
+        signal.SIGTERM,
     )
-    try:
-        for _ in range(600):  # a bounded wait for the first pass's balance, not for a time
-            if facts(store, BALANCE_FACT):
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    assert code == 0, err
     assert "(1 complete)" in out and TEST_KEY not in out + err
