@@ -94,6 +94,12 @@ def test_the_demo_shows_the_three_reports(tmp_path: Path) -> None:
     # The balance transactions come from balance-sync against the stand-in, for both accounts.
     synced = re.search(r"balance-sync: (\d+) balance transactions .* \(2 complete\)", out)
     assert synced and int(synced[1]) > 0, out
+    assert "== report balance_summary ==" in out
+    assert "== report payout_reconciliation (one reconciled payout) ==" in out
+    # With them the journal agrees with Stripe to the cent: every drift is 0.
+    balances = out.split("== report balances ==")[1].split("rows)")[0].splitlines()[3:-1]
+    drifts = [line.split()[-2:] for line in balances]
+    assert len(drifts) >= 4 and all(amount in ("0", "0.00") for amount, _ in drifts), balances
 
 
 def test_report_json_is_for_machines(tmp_path: Path) -> None:
