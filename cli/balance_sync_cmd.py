@@ -92,6 +92,8 @@ def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
                 )
             finally:
                 progress.finish()
+            for warning in totals.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print(_summary(totals), flush=True)
             if every_s is None or stop.is_set() or stop.wait(every_s):
                 return 0
@@ -129,8 +131,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--until",
         metavar="WHEN",
-        help="end of the synced range, in the same forms as --since; default now (a later "
-        "pass continues from there). For a dated history served by a stand-in, as the demo's",
+        help="end of the synced range, in the same forms as --since; default now. A range "
+        "ending before now stores no balance and no opening balance (Stripe's balance is "
+        "today's); a later --until treats that moment as now (a stand-in's dated history, as "
+        "the demo's)",
     )
     runs = parser.add_mutually_exclusive_group()
     runs.add_argument("--once", action="store_true", help="one pass, then exit (the default)")

@@ -344,8 +344,28 @@ def stored_nets(
     return nets
 
 
+def _close_only(run: _Pass) -> None:
+    """A range that ends before now: GET /v1/balance would answer for now, not for its end, so
+    neither the balance nor the opening is stored; the pass still completes its range."""
+    settled_from = run.unsettled_min
+
+    def close(cursor: Cursor) -> Cursor:
+        return replace(
+            cursor, unsettled_from=settled_from, complete_passes=cursor.complete_passes + 1
+        )
+
+    run._append([], close)
+    run.totals.complete_scopes += 1
+    warning = "the range ends before now (--until): no balance or opening balance stored"
+    if warning not in run.totals.warnings:
+        run.totals.warnings.append(warning)
+
+
 def _finish(run: _Pass, since_s: int, clock: Callable[[], int]) -> None:
     """Store the Balance (and, the first time, the opening) and close the pass's cursor."""
+    if clock() + LIST_LAG_S < int(time.time()):
+        _close_only(run)
+        return
     balance = run.api.get("/v1/balance", {}, run.account)
     if balance.get("livemode", run.livemode) is not run.livemode:
         raise BalanceSyncError(

@@ -154,7 +154,8 @@ def facts(store: EventStore, fact_type: str) -> list[StoredEvent]:
 def sync(store: EventStore, base: str, key: str = TEST_KEY, **kwargs: Any) -> Any:
     api = StripeApi(key, base=base, wait=kwargs.pop("wait", Waits()))
     accounts = kwargs.pop("accounts", [None])
-    clock = kwargs.pop("clock", lambda: NOW_S)  # one fixed second: no tail page to read
+    now_s = int(time.time())
+    clock = kwargs.pop("clock", lambda: now_s)  # one second per pass: no tail page to read
     return balance_sync(
         api, store, accounts=accounts, since_s=NOW_S - 3 * DAY_S, clock=clock, **kwargs
     )
@@ -306,6 +307,20 @@ def test_all_accounts_walks_the_platform_and_each_connected_account(
         f"opening_{ACCOUNT}_test",
         "opening_platform_test",
     ]
+
+
+def test_a_range_ending_before_now_stores_no_balance_and_no_opening(
+    standin: Standin, sqlite_url: str
+) -> None:
+    standin.data = story(30)  # 2 days ago .. 2 days ago + 31 minutes
+    store = migrated(sqlite_url)
+    totals = sync(store, standin.base, clock=lambda: NOW_S - DAY_S)
+    assert totals.complete_scopes == 1 and totals.listed == 31
+    assert not facts(store, BALANCE_FACT) and not facts(store, OPENING_BALANCE_FACT)
+    assert "no balance or opening balance stored" in totals.warnings[0]
+    assert not load_cursor(store.engine, None, False).opening_stored
+    later = sync(store, standin.base)  # reaching now: the opening is recorded then
+    assert later.openings == 1 and later.listed == 0
 
 
 def test_test_and_live_keys_never_mix(standin: Standin, database_url: str) -> None:
