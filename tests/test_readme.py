@@ -60,8 +60,18 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     )
     # These need services (see the docstring); backfill/reconcile/balance-sync need the Stripe
     # API: they run against stripe-mock and the stand-in in tests/test_backfill.py and
-    # tests/test_balance_sync.py.
-    skipped = {"consume", "ingest", "serve", "copy-store", "backfill", "reconcile", "balance-sync"}
+    # tests/test_balance_sync.py. consume-sqs needs an SQS queue: it runs against ElasticMQ in
+    # tests/test_sqs_consumer.py.
+    skipped = {
+        "consume",
+        "consume-sqs",
+        "ingest",
+        "serve",
+        "copy-store",
+        "backfill",
+        "reconcile",
+        "balance-sync",
+    }
     # `serve` (the README's first command) migrates at start-up; here `migrate` stands in for it.
     assert run_cli(["migrate"], env).returncode == 0
     ran = []
