@@ -11,7 +11,8 @@ Webhooks carry what Stripe's carry: ``charge.balance_transaction`` is the ``txn_
 never expands it in a webhook), refunds and payouts name theirs by id, and disputes embed their
 ``balance_transactions`` list as Stripe sends it. The balance transactions Stripe would hold for
 the history (charges with their fee_details, refunds, dispute withdrawals and reinstatements
-with the dispute fee, payouts, their cancellations and failures) are in
+with the dispute fee, payouts, their cancellations and failures, and the application fee the
+platform takes of each direct charge on the connected account) are in
 ``DemoHistory.balance_transactions``, with each automatic payout's members, the objects their
 ``source`` names and the final Balance per account: the demo serves them with the stand-in
 Stripe API (demo/standin.py) to ``balance-sync``. Every transaction's net sums, per account and
@@ -56,6 +57,7 @@ BALANCE_EVERY = 40  # a balance.available snapshot after about this many other e
 
 DISPUTE_FEE = {"usd": 1500, "eur": 2000, "jpy": 1500}
 ZERO_DECIMAL = frozenset({"jpy"})
+APPLICATION_FEE_PERCENT = 2  # of each direct charge on the connected account, to the platform
 # A payout's balance transactions by type: (sign of the amount, reporting_category, description).
 PAYOUT_BTS = {
     "payout": (-1, "payout", "STRIPE PAYOUT"),
@@ -142,6 +144,7 @@ class _Charge:
     disputed: bool = False
     failure_code: str | None = None
     refunds: int = 0
+    application_fee: tuple[str, int] | None = None  # (fee_ id, amount): the platform's cut
 
 
 @dataclass
@@ -236,6 +239,7 @@ class _Builder:
         # Ids drawn for balance transactions the webhooks never name (a payout's cancellation):
         # from their own generator, so the rest of the history draws what it always drew.
         self.aux_rng = random.Random(seed * 1_000_003 + 17)
+        self.application = "ca_" + self._chars(24, self.aux_rng)  # the platform's Connect app
         self.bts: dict[str | None, list[Json]] = {None: [], self.connect.account: []}
         self.unpaid: dict[tuple[str | None, str], list[Json]] = {}  # not yet in a payout
         self.payout_members: dict[str | None, dict[str, list[str]]] = {
@@ -398,6 +402,26 @@ class _Builder:
 
     def _charge_bt(self, charge: _Charge) -> Json:
         fee = _processing_fee(charge.amount, charge.currency)
+        fee_details: list[Json] = [
+            {
+                "amount": fee,
+                "application": None,
+                "currency": charge.currency,
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ]
+        if charge.application_fee is not None:  # a direct charge on the connected account
+            fee_details.append(
+                {
+                    "amount": charge.application_fee[1],
+                    "application": self.application,
+                    "currency": charge.currency,
+                    "description": "Application fee",
+                    "type": "application_fee",
+                }
+            )
+        fee = sum(item["amount"] for item in fee_details)
         return {
             "id": self._id("txn_", charge.scope, charge.created, "3"),
             "object": "balance_transaction",
@@ -409,15 +433,7 @@ class _Builder:
             "description": charge.description,
             "exchange_rate": None,
             "fee": fee,
-            "fee_details": [
-                {
-                    "amount": fee,
-                    "application": None,
-                    "currency": charge.currency,
-                    "description": "Stripe processing fees",
-                    "type": "stripe_fee",
-                }
-            ],
+            "fee_details": fee_details,
             "net": charge.amount - fee,
             "reporting_category": "charge",
             "source": charge.id,
@@ -437,9 +453,9 @@ class _Builder:
             "amount": charge.amount,
             "amount_captured": charge.amount if succeeded else 0,
             "amount_refunded": charge.amount_refunded,
-            "application": None,
-            "application_fee": None,
-            "application_fee_amount": None,
+            "application": self.application if charge.application_fee else None,
+            "application_fee": charge.application_fee[0] if charge.application_fee else None,
+            "application_fee_amount": charge.application_fee[1] if charge.application_fee else None,
             "balance_transaction": bt,
             "billing_details": {
                 "address": {
@@ -733,6 +749,9 @@ class _Builder:
             description,
             None,
         )
+        if scope is self.connect:  # the platform takes an application fee of each
+            fee_id = self._id("fee_", self.platform, t, rng=self.aux_rng)
+            charge.application_fee = (fee_id, max(amount * APPLICATION_FEE_PERCENT // 100, 1))
         charge.balance_transaction = self._charge_bt(charge)
         bt = charge.balance_transaction
         self._book(scope, bt)
@@ -763,7 +782,56 @@ class _Builder:
         )
         key = (scope.account, currency)
         self.net[key] = self.net.get(key, 0) + bt["net"]
+        if charge.application_fee is not None:
+            self._application_fee(charge, t)
         return charge, t
+
+    def _application_fee(self, charge: _Charge, t: int) -> None:
+        """application_fee.created on the platform, and the platform's balance transaction
+        (type application_fee, reporting category platform_earning), pending like the charge."""
+        assert charge.application_fee is not None
+        fee_id, amount = charge.application_fee
+        platform = self.platform
+        bt = self._simple_bt(
+            self._id("txn_", platform, t, rng=self.aux_rng),
+            platform,
+            t,
+            charge.currency,
+            amount,
+            fee_id,
+            "application_fee",
+            "platform_earning",
+            f"Application fee from {charge.scope.account}",
+        )
+        bt.update(available_on=_midnight_after(t, 2), status="pending")
+        self._book(platform, bt)
+        fee = {
+            "id": fee_id,
+            "object": "application_fee",
+            "account": charge.scope.account,
+            "amount": amount,
+            "amount_refunded": 0,
+            "application": self.application,
+            "balance_transaction": bt["id"],
+            "charge": charge.id,
+            "created": t,
+            "currency": charge.currency,
+            "fee_source": {"charge": charge.id, "type": "charge"},
+            "livemode": False,
+            "originating_transaction": None,
+            "refunded": False,
+            "refunds": {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "total_count": 0,
+                "url": f"/v1/application_fees/{fee_id}/refunds",
+            },
+        }
+        effect = ("charge", charge.currency, amount, bt["available_on"])
+        self._emit("application_fee.created", fee, t, platform, effect=effect)
+        key = (None, charge.currency)
+        self.net[key] = self.net.get(key, 0) + amount
 
     def _refund(self, charge: _Charge, amount: int, start: int) -> None:
         """refund.created + charge.refunded (same second), later refund.updated +

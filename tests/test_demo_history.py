@@ -415,6 +415,8 @@ def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoH
             expected[key, obj["currency"]] += _bt(history, key, obj["balance_transaction"])["net"]
         elif event["type"] == "refund.created":
             expected[key, obj["currency"]] -= obj["amount"]
+        elif event["type"] == "application_fee.created":  # the platform's cut
+            expected[key, obj["currency"]] += obj["amount"]
         elif event["type"].startswith("charge.dispute."):
             for bt in obj["balance_transactions"]:
                 if bt["id"] not in dispute_txns:
@@ -469,7 +471,15 @@ def test_every_transactions_net_sums_to_the_final_balance(seed: int, size: int) 
             assert bt["status"] in ("available", "pending")
         assert len({bt["id"] for bt in bts}) == len(bts)
     types = Counter(bt["type"] for bts in history.balance_transactions.values() for bt in bts)
-    for bt_type in ("charge", "refund", "adjustment", "payout", "payout_cancel", "payout_failure"):
+    for bt_type in (
+        "charge",
+        "refund",
+        "adjustment",
+        "payout",
+        "payout_cancel",
+        "payout_failure",
+        "application_fee",
+    ):
         assert types[bt_type] > 0, bt_type
 
 
@@ -502,3 +512,34 @@ def test_disputes_keep_their_embedded_balance_transactions(history: DemoHistory)
                 assert _bt(history, event["account"], bt["id"])["net"] == bt["net"]
         elif obj.get("object") in ("charge", "refund", "payout"):
             assert not isinstance(obj.get("balance_transaction"), dict)
+
+
+def test_connected_charges_pay_the_platform_an_application_fee(history: DemoHistory) -> None:
+    """A direct charge on the connected account: its fee_details carry the application fee, and
+    the platform holds an application_fee transaction of that amount (platform_earning)."""
+    fees = {
+        e["data"]["object"]["id"]: e
+        for e in history.events
+        if e["type"] == "application_fee.created"
+    }
+    connected = [
+        e["data"]["object"]
+        for e in history.events
+        if e["type"] == "charge.succeeded" and e["account"] is not None
+    ]
+    assert connected and len(fees) == len(connected)
+    platform = {bt["source"]: bt for bt in history.balance_transactions[None]}
+    for charge in connected:
+        fee_event = fees[charge["application_fee"]]
+        assert fee_event["account"] is None  # the platform's event
+        fee = fee_event["data"]["object"]
+        assert (fee["charge"], fee["amount"]) == (charge["id"], charge["application_fee_amount"])
+        bt = _bt(history, fee["account"], charge["balance_transaction"])
+        [item] = [i for i in bt["fee_details"] if i["type"] == "application_fee"]
+        assert item["amount"] == fee["amount"] and bt["net"] == bt["amount"] - bt["fee"]
+        earning = platform[fee["id"]]
+        assert (earning["type"], earning["reporting_category"]) == (
+            "application_fee",
+            "platform_earning",
+        )
+        assert earning["net"] == fee["amount"] and earning["id"] == fee["balance_transaction"]
