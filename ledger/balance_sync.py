@@ -29,13 +29,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.backfill import LIST_LAG_S, Interval, gaps, merge_intervals
+from ledger.backfill import LIST_LAG_S, Interval, gaps, known_ids, merge_intervals
 from ledger.balance_facts import (
     BALANCE_TRANSACTION_FACT,
     balance_fact,
     bt_fact,
     opening_balances,
     opening_fact,
+    opening_fact_id,
 )
 from ledger.database import WRITE
 from ledger.envelope import EnvelopeError, StripeEvent
@@ -382,7 +383,9 @@ def _finish(run: _Pass, since_s: int, clock: Callable[[], int]) -> None:
             api_version=run.api.api_version,
         )
     ]
-    if not cursor.opening_stored:
+    opening_id = opening_fact_id(run.account, run.livemode)
+    # The first opening wins (its id has no hash); after --restart it is already stored.
+    if not cursor.opening_stored and not known_ids(run.store.engine, [opening_id]):
         nets = stored_nets(run.store, run.account, run.livemode, since_s)
         facts.append(
             opening_fact(

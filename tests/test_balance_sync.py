@@ -386,6 +386,23 @@ def test_resume_after_sigkill_stores_the_same_facts_none_twice(
     assert opening == [{"currency": "usd", "amount": 0}]
 
 
+def test_restart_reads_the_whole_range_again_and_stores_nothing_twice(
+    standin: Standin, sqlite_url: str, tmp_path: Path
+) -> None:
+    standin.data = story(120)
+    store = migrated(sqlite_url)
+    env = cli_env(sqlite_url, STRIPE_API_KEY=TEST_KEY, STRIPE_API_BASE=standin.base)
+    assert run_cli(["--since", "3d"], env, tmp_path).returncode == 0
+    stored = len(facts(store, BALANCE_TRANSACTION_FACT))
+    standin.requests.clear()
+    again = run_cli(["--since", "3d", "--restart"], env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "121 balance transactions listed in 2 pages" in again.stdout
+    assert "0 opening balance(s) recorded" in again.stdout  # the first opening stays
+    assert len(facts(store, BALANCE_TRANSACTION_FACT)) == stored
+    assert len(facts(store, OPENING_BALANCE_FACT)) == 1
+
+
 def test_bad_input_is_one_clear_line(standin: Standin, sqlite_url: str, tmp_path: Path) -> None:
     migrated(sqlite_url)
     env = cli_env(sqlite_url, STRIPE_API_KEY=TEST_KEY, STRIPE_API_BASE=standin.base)
