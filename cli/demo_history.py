@@ -12,7 +12,8 @@ never expands it in a webhook), refunds and payouts name theirs by id, and dispu
 ``balance_transactions`` list as Stripe sends it. The balance transactions Stripe would hold for
 the history (charges with their fee_details, refunds, dispute withdrawals and reinstatements
 with the dispute fee, payouts, their cancellations and failures, and the application fee the
-platform takes of each direct charge on the connected account) are in
+platform takes of each direct charge on the connected account; the US platform's EUR charges
+settle in USD with their exchange_rate) are in
 ``DemoHistory.balance_transactions``, with each automatic payout's members, the objects their
 ``source`` names and the final Balance per account: the demo serves them with the stand-in
 Stripe API (demo/standin.py) to ``balance-sync``. Every transaction's net sums, per account and
@@ -57,6 +58,9 @@ BALANCE_EVERY = 40  # a balance.available snapshot after about this many other e
 
 DISPUTE_FEE = {"usd": 1500, "eur": 2000, "jpy": 1500}
 ZERO_DECIMAL = frozenset({"jpy"})
+# Settlement currency: the US platform holds no EUR, so its EUR charges settle in USD at this
+# rate (percent: 108 = 1.08), as Stripe converts them; the connected account (DE) holds both.
+FX_SETTLEMENT: dict[tuple[str | None, str], tuple[str, int]] = {(None, "eur"): ("usd", 108)}
 APPLICATION_FEE_PERCENT = 2  # of each direct charge on the connected account, to the platform
 # A payout's balance transactions by type: (sign of the amount, reporting_category, description).
 PAYOUT_BTS = {
@@ -212,6 +216,16 @@ def _processing_fee(amount: int, currency: str) -> int:
     if currency == "eur":
         return (amount * 15 + 500) // 1000 + 25
     return (amount * 29 + 500) // 1000 + 30
+
+
+def _settled(account: str | None, currency: str, amount: int) -> tuple[str, int, float | None]:
+    """(settlement currency, amount in it, exchange_rate or None): a charge, refund or dispute
+    of ``amount`` (minor units of ``currency``) as the account's balance transaction holds it."""
+    if (account, currency) not in FX_SETTLEMENT:
+        return currency, amount, None
+    into, rate_percent = FX_SETTLEMENT[(account, currency)]
+    magnitude = (abs(amount) * rate_percent + 50) // 100  # both two-decimal: round half up
+    return into, magnitude if amount >= 0 else -magnitude, rate_percent / 100
 
 
 def _midnight_after(timestamp: int, days: int) -> int:
@@ -401,12 +415,13 @@ class _Builder:
         return self._new_customer(scope, created, currency)
 
     def _charge_bt(self, charge: _Charge) -> Json:
-        fee = _processing_fee(charge.amount, charge.currency)
+        currency, gross, rate = _settled(charge.scope.account, charge.currency, charge.amount)
+        fee = _processing_fee(gross, currency)
         fee_details: list[Json] = [
             {
                 "amount": fee,
                 "application": None,
-                "currency": charge.currency,
+                "currency": currency,
                 "description": "Stripe processing fees",
                 "type": "stripe_fee",
             }
@@ -425,16 +440,16 @@ class _Builder:
         return {
             "id": self._id("txn_", charge.scope, charge.created, "3"),
             "object": "balance_transaction",
-            "amount": charge.amount,
+            "amount": gross,
             "available_on": _midnight_after(charge.created, 2),
             "balance_type": "payments",
             "created": charge.created,
-            "currency": charge.currency,
+            "currency": currency,
             "description": charge.description,
-            "exchange_rate": None,
+            "exchange_rate": rate,
             "fee": fee,
             "fee_details": fee_details,
-            "net": charge.amount - fee,
+            "net": gross - fee,
             "reporting_category": "charge",
             "source": charge.id,
             "status": "pending",
@@ -778,9 +793,9 @@ class _Builder:
             t,
             scope,
             api=api,
-            effect=("charge", currency, bt["net"], bt["available_on"]),
+            effect=("charge", bt["currency"], bt["net"], bt["available_on"]),
         )
-        key = (scope.account, currency)
+        key = (scope.account, bt["currency"])
         self.net[key] = self.net.get(key, 0) + bt["net"]
         if charge.application_fee is not None:
             self._application_fee(charge, t)
@@ -792,18 +807,19 @@ class _Builder:
         assert charge.application_fee is not None
         fee_id, amount = charge.application_fee
         platform = self.platform
+        currency, settled, rate = _settled(None, charge.currency, amount)  # the platform's
         bt = self._simple_bt(
             self._id("txn_", platform, t, rng=self.aux_rng),
             platform,
             t,
-            charge.currency,
-            amount,
+            currency,
+            settled,
             fee_id,
             "application_fee",
             "platform_earning",
             f"Application fee from {charge.scope.account}",
         )
-        bt.update(available_on=_midnight_after(t, 2), status="pending")
+        bt.update(available_on=_midnight_after(t, 2), status="pending", exchange_rate=rate)
         self._book(platform, bt)
         fee = {
             "id": fee_id,
@@ -828,10 +844,10 @@ class _Builder:
                 "url": f"/v1/application_fees/{fee_id}/refunds",
             },
         }
-        effect = ("charge", charge.currency, amount, bt["available_on"])
+        effect = ("charge", currency, settled, bt["available_on"])
         self._emit("application_fee.created", fee, t, platform, effect=effect)
-        key = (None, charge.currency)
-        self.net[key] = self.net.get(key, 0) + amount
+        key = (None, currency)
+        self.net[key] = self.net.get(key, 0) + settled
 
     def _refund(self, charge: _Charge, amount: int, start: int) -> None:
         """refund.created + charge.refunded (same second), later refund.updated +
@@ -843,13 +859,14 @@ class _Builder:
         before = charge.amount_refunded
         charge.amount_refunded += amount
         charge.refunds += 1
+        currency, settled, rate = _settled(scope.account, charge.currency, -amount)
         self._emit(
             "refund.created",
             self._refund_obj(refund_id, charge, amount, t, bt_id, None),
             t,
             scope,
             api=True,
-            effect=("refund", charge.currency, -amount, t),
+            effect=("refund", currency, settled, t),
         )
         previous: Json = {"amount_refunded": before}
         if charge.amount_refunded == charge.amount:
@@ -857,22 +874,13 @@ class _Builder:
         self._emit(
             "charge.refunded", self._charge_obj(charge, t), t, scope, api=True, previous=previous
         )
-        key = (scope.account, charge.currency)
-        self.net[key] = self.net.get(key, 0) - amount
-        self._book(
-            scope,
-            self._simple_bt(
-                bt_id,
-                scope,
-                t,
-                charge.currency,
-                -amount,
-                refund_id,
-                "refund",
-                "refund",
-                "REFUND FOR CHARGE",
-            ),
+        key = (scope.account, currency)
+        self.net[key] = self.net.get(key, 0) + settled
+        refund_bt = self._simple_bt(
+            bt_id, scope, t, currency, settled, refund_id, "refund", "refund", "REFUND FOR CHARGE"
         )
+        refund_bt["exchange_rate"] = rate
+        self._book(scope, refund_bt)
         later = t + self.rng.randint(DAY_S, 3 * DAY_S)
         ref = "".join(self.rng.choices("0123456789", k=23))
         updated = self._refund_obj(refund_id, charge, amount, t, bt_id, ref)
@@ -889,29 +897,31 @@ class _Builder:
         )
 
     def _dispute_bt(self, dispute_id: str, charge: _Charge, amount: int, fee: int, t: int) -> Json:
+        """``amount`` in the charge's currency, ``fee`` already in the settlement currency."""
         withdrawal = amount < 0
+        currency, settled, rate = _settled(charge.scope.account, charge.currency, amount)
         return {
             "id": self._id("txn_", charge.scope, t),
             "object": "balance_transaction",
-            "amount": amount,
+            "amount": settled,
             "available_on": _midnight_after(t, 2),
             "balance_type": "payments",
             "created": t,
-            "currency": charge.currency,
+            "currency": currency,
             "description": f"Chargeback {'withdrawal' if withdrawal else 'reversal'} "
             f"for {charge.id}",
-            "exchange_rate": None,
+            "exchange_rate": rate,
             "fee": fee,
             "fee_details": [
                 {
                     "amount": fee,
                     "application": None,
-                    "currency": charge.currency,
+                    "currency": currency,
                     "description": "Dispute fee",
                     "type": "stripe_fee",
                 }
             ],
-            "net": amount - fee,
+            "net": settled - fee,
             "reporting_category": "dispute" if withdrawal else "dispute_reversal",
             "source": dispute_id,
             "status": "pending",
@@ -927,7 +937,7 @@ class _Builder:
         t = start
         dispute_id = self._id("dp_", scope, t)
         amount = charge.amount - charge.amount_refunded
-        fee = DISPUTE_FEE[charge.currency]
+        fee = DISPUTE_FEE[_settled(scope.account, charge.currency, 0)[0]]  # in the settled one
         reason = self.rng.choice(DISPUTE_REASONS)
         due_by = _midnight_after(t, 14) - 1
         charge.disputed = True
@@ -981,9 +991,9 @@ class _Builder:
             dispute("needs_response", [withdrawal], 0, t),
             t,
             scope,
-            effect=("dispute", charge.currency, withdrawal["net"], t),
+            effect=("dispute", withdrawal["currency"], withdrawal["net"], t),
         )
-        key = (scope.account, charge.currency)
+        key = (scope.account, withdrawal["currency"])
         self.net[key] = self.net.get(key, 0) + withdrawal["net"]
         self._book(scope, withdrawal)
         t2 = t + self.rng.randint(2 * DAY_S, 10 * DAY_S)
@@ -1006,7 +1016,7 @@ class _Builder:
                 dispute("won", [withdrawal, reinstatement], 1, t3),
                 t3,
                 scope,
-                effect=("dispute", charge.currency, reinstatement["net"], t3),
+                effect=("dispute", reinstatement["currency"], reinstatement["net"], t3),
             )
             self.net[key] += reinstatement["net"]
             self._book(scope, reinstatement)

@@ -103,7 +103,10 @@ def test_no_floats_anywhere_and_money_is_integers(history: DemoHistory) -> None:
     money_seen = 0
     for event in history.deliveries:
         for path, key, value in _walk(event):
-            assert not isinstance(value, float), f"{event['type']} {path}.{key} is a float"
+            # A balance transaction's exchange_rate is the one decimal Stripe sends (a dispute
+            # embeds its transactions); money never is.
+            if key != "exchange_rate":
+                assert not isinstance(value, float), f"{event['type']} {path}.{key} is a float"
             if key in MONEY_KEYS and value is not None:
                 assert type(value) is int, f"{event['type']} {path}.{key} = {value!r}"
                 money_seen += 1
@@ -152,12 +155,12 @@ def test_customers_subscriptions_and_payments(history: DemoHistory) -> None:
             assert isinstance(charge["balance_transaction"], str)
             bt = _bt(history, event["account"], charge["balance_transaction"])
             assert bt["object"] == "balance_transaction" and bt["id"].startswith("txn_")
-            assert bt["source"] == charge["id"]
-            assert (bt["type"], bt["currency"], bt["amount"]) == (
-                "charge",
-                charge["currency"],
-                charge["amount"],
-            )
+            assert bt["source"] == charge["id"] and bt["type"] == "charge"
+            if bt["exchange_rate"] is None:
+                assert (bt["currency"], bt["amount"]) == (charge["currency"], charge["amount"])
+            else:  # settled in another currency, as Stripe converts it
+                assert bt["currency"] != charge["currency"]
+                assert bt["amount"] == round(charge["amount"] * bt["exchange_rate"])
             assert bt["fee"] == sum(item["amount"] for item in bt["fee_details"]) > 0
             assert bt["fee_details"][0]["type"] == "stripe_fee"
             assert bt["net"] == bt["amount"] - bt["fee"]
@@ -411,12 +414,10 @@ def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoH
     dispute_txns: set[str] = set()
     for event in history.events:
         obj, key = event["data"]["object"], event["account"]
-        if event["type"] == "charge.succeeded":
-            expected[key, obj["currency"]] += _bt(history, key, obj["balance_transaction"])["net"]
-        elif event["type"] == "refund.created":
-            expected[key, obj["currency"]] -= obj["amount"]
-        elif event["type"] == "application_fee.created":  # the platform's cut
-            expected[key, obj["currency"]] += obj["amount"]
+        # Charges, refunds and application fees count in the currency they settle in.
+        if event["type"] in ("charge.succeeded", "refund.created", "application_fee.created"):
+            bt = _bt(history, key, obj["balance_transaction"])
+            expected[key, bt["currency"]] += bt["net"]
         elif event["type"].startswith("charge.dispute."):
             for bt in obj["balance_transactions"]:
                 if bt["id"] not in dispute_txns:
@@ -542,4 +543,25 @@ def test_connected_charges_pay_the_platform_an_application_fee(history: DemoHist
             "application_fee",
             "platform_earning",
         )
-        assert earning["net"] == fee["amount"] and earning["id"] == fee["balance_transaction"]
+        rate = earning["exchange_rate"] or 1  # a EUR fee settles in the platform's USD
+        assert earning["net"] == round(fee["amount"] * rate)
+        assert earning["id"] == fee["balance_transaction"]
+
+
+def test_the_platforms_eur_charges_settle_in_usd() -> None:
+    """Settlement currency: the US platform holds no EUR; its EUR charges, their refunds and
+    disputes, and the application fees of EUR charges, become USD balance transactions with the
+    exchange_rate, so the platform's balance has no EUR in it."""
+    history = generate(seed=3, events=3000)
+    platform = history.balance_transactions[None]
+    assert {bt["currency"] for bt in platform} == {"usd", "jpy"}
+    converted = [bt for bt in platform if bt["exchange_rate"] is not None]
+    assert {bt["type"] for bt in converted} >= {"charge", "refund", "application_fee"}
+    assert all(bt["currency"] == "usd" and bt["exchange_rate"] == 1.08 for bt in converted)
+    eur_charges = [
+        e for e in history.events
+        if e["type"] == "charge.succeeded" and e["account"] is None
+        and e["data"]["object"]["currency"] == "eur"
+    ]  # fmt: skip
+    assert eur_charges  # still presented to the customer in EUR
+    assert {c["currency"] for c in history.balances[None]["available"]} == {"usd", "jpy"}
