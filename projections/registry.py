@@ -32,7 +32,7 @@ projection_state = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),  # checkpoint of the live generation
 )
 
-# Events a projection's fold raised on (migration 0004): recorded, skipped, reported by verify.
+# Events a projection's fold raised on (migration 0005): recorded, skipped, reported by verify.
 projection_failures = sa.Table(
     "projection_failures",
     metadata,

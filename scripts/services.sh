@@ -220,7 +220,7 @@ BEGIN
   ELSE
     ALTER ROLE ledger LOGIN CREATEDB CREATEROLE PASSWORD 'ledger';
   END IF;
-  -- The workers' login (issue 19): a member of ledger_runtime, which migration 0004 grants
+  -- The workers' login (issue 19): a member of ledger_runtime, which migration 0005 grants
   -- SELECT and INSERT on the event store only; `migrate` runs as ledger, the owner.
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ledger_runtime') THEN
     CREATE ROLE ledger_runtime NOLOGIN;

@@ -1,4 +1,4 @@
-"""PostgreSQL: the workers log in as a member of ``ledger_runtime`` (migration 0004), which can
+"""PostgreSQL: the workers log in as a member of ``ledger_runtime`` (migration 0005), which can
 read and append events and do their work, and can neither rewrite nor unprotect history (issue
 19: the workers used to run as the table owner, who can disable the append-only triggers)."""
 

@@ -25,6 +25,7 @@ BEGIN
         GRANT SELECT, INSERT ON events TO ledger_runtime;
         GRANT SELECT, INSERT ON dead_letters TO ledger_runtime;
         GRANT SELECT, INSERT, UPDATE ON kafka_offsets TO ledger_runtime;
+        GRANT SELECT, INSERT, UPDATE ON balance_sync_cursors TO ledger_runtime;
         GRANT SELECT, INSERT, UPDATE, DELETE
             ON projection_state, projection_leases, projection_failures TO ledger_runtime;
         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ledger_runtime;

@@ -5,8 +5,8 @@ DELETE trigger of 0001 does not fire for REPLACE). ``projection_failures``: one 
 (projection, generation, event) that the projection's fold raised on; the worker records it,
 moves on, and ``verify`` reports it (issue 19: one stored event must not stop the projector).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from alembic import op
 
 from migrations import run_sql_file
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("failed_at_ms", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("name", "generation", "position"),
     )
-    run_sql_file(op.get_bind(), "0004_history_cannot_be_rewritten")
+    run_sql_file(op.get_bind(), "0005_history_cannot_be_rewritten")
 
 
 def downgrade() -> None:
