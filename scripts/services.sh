@@ -34,7 +34,7 @@
 #   LEDGER_KAFKA_VERSION          Kafka version(s) to try, in order    ["4.3.1 4.3.0"]
 #   LEDGER_KAFKA_HEAP_OPTS        broker JVM heap                      ["-Xms256m -Xmx512m"]
 #   LEDGER_KAFKA_OS_USER          OS user running the broker when root [ledger-kafka]
-#   LEDGER_KAFKA_SASL_PORT / LEDGER_KAFKA_SASL_CONTROLLER_PORT  the SASL broker's  [59094 / 59095]
+#   LEDGER_KAFKA_SASL_PORT / LEDGER_KAFKA_SASL_CONTROLLER_PORT  the SASL broker (below the ephemeral port range: a client socket cannot take them) [30094 / 30095]
 #   LEDGER_SERVICES_MODE          native | docker | auto               [auto: native unless java/mvn
 #                                 are missing and a Docker engine answers `docker info`]
 #   LEDGER_PG_START_TIMEOUT / LEDGER_KAFKA_START_TIMEOUT  bounded waits in seconds [60 / 120]
@@ -93,8 +93,8 @@ SASL_ADMIN_PASSWORD="ledger-admin-sasl"
 # Point every KAFKA_* setting at the SASL broker: its own state dir, ports, template, users.
 use_sasl_broker() {
   kafka_paths "$STATE_DIR/kafka-sasl"
-  KAFKA_PORT="${LEDGER_KAFKA_SASL_PORT:-59094}"
-  KAFKA_CTRL_PORT="${LEDGER_KAFKA_SASL_CONTROLLER_PORT:-59095}"
+  KAFKA_PORT="${LEDGER_KAFKA_SASL_PORT:-30094}"
+  KAFKA_CTRL_PORT="${LEDGER_KAFKA_SASL_CONTROLLER_PORT:-30095}"
   KAFKA_HEAP_OPTS="-Xms128m -Xmx256m"
   KAFKA_TEMPLATE="$SCRIPT_DIR/kafka/server-sasl.properties.template"
   KAFKA_FORMAT_EXTRA=(--add-scram "SCRAM-SHA-512=[name=ledger-admin,password=$SASL_ADMIN_PASSWORD]"
