@@ -17,6 +17,7 @@ from cli import (
     reports_cmds,
     serve_cmd,
     sqs_cmd,
+    thin_events_cmd,
 )
 from ledger.database import DatabaseError
 from ledger.importer import ImportFileError
@@ -29,6 +30,7 @@ COMMAND_MODULES = [
     ledger_cmds,
     sqs_cmd,
     backfill_cmds,
+    thin_events_cmd,
     project_cmd,
     reports_cmds,
     serve_cmd,
@@ -45,7 +47,8 @@ environment:
   STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
   LEDGER_EVENTBRIDGE_SOURCES  consume-sqs: accepted partner event source(s), comma-separated
-  STRIPE_API_KEY          sk_/rk_ key for backfill and reconcile only (or STRIPE_API_KEY_FILE)
+  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile and thin-events fetch only
+                          (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
   LEDGER_LOG_LEVEL        debug | info | warning (default info)

@@ -35,7 +35,13 @@ Wait = Callable[[float], bool]
 
 
 class StripeApiError(Exception):
-    """A Stripe request failed for good; the message is safe to show (no key)."""
+    """A Stripe request failed for good; the message is safe to show (no key).
+
+    ``status``: the HTTP status of the last answer, None when there was none (no connection)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Interrupted(Exception):
@@ -123,11 +129,25 @@ class StripeApi:
         self._attempts_max = attempts_max
         self.requests = 0  # every HTTP request made, retries included
 
-    def get(self, path: str, params: Mapping[str, Any], account: str | None) -> dict[str, Any]:
-        """One GET with retries; the decoded JSON object, or StripeApiError/Interrupted."""
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        account: str | None,
+        *,
+        context: str | None = None,
+    ) -> dict[str, Any]:
+        """One GET with retries; the decoded JSON object, or StripeApiError/Interrupted.
+
+        ``account``: the Stripe-Account header (v1); ``context``: the Stripe-Context header,
+        which /v2 endpoints and a thin event's related object take instead."""
+        assert not (account and context), "Stripe-Account or Stripe-Context, not both"
         request = dict(params)
         if account:
             request["stripe_account"] = account
+        if context:
+            request["stripe_context"] = context
+        who = account or context
         attempt = 0
         while True:
             attempt += 1
@@ -139,9 +159,10 @@ class StripeApi:
                 reason = redact_text(str(error.user_message or error) or type(error).__name__)
                 if not _retryable(error) or attempt >= self._attempts_max:
                     raise StripeApiError(
-                        f"GET {path}{' for ' + account if account else ''} failed"
+                        f"GET {path}{' for ' + who if who else ''} failed"
                         f"{' after ' + str(attempt) + ' attempts' if attempt > 1 else ''}: "
-                        f"{'HTTP ' + str(status) + ': ' if status else ''}{reason[:300]}"
+                        f"{'HTTP ' + str(status) + ': ' if status else ''}{reason[:300]}",
+                        status,
                     ) from None
                 asked = retry_after_s(error.headers)
                 delay_s = (
@@ -152,7 +173,7 @@ class StripeApi:
                 log.warning(
                     "stripe request failed, retrying",
                     path=path,
-                    account=account,
+                    account=who,
                     status=status,
                     attempt=attempt,
                     retry_after_s=asked,
