@@ -243,6 +243,8 @@ def test_v2_thin_event_is_accepted_and_on_the_topic_as_it_came(
     assert (status, answer) == (200, {"status": "accepted", "event_id": "evt_test_65R9Ijk8"})
     [record] = read_topic(kafka_bootstrap, topic, 1)
     assert (record.key, record.value) == (b"acct_thin", body)  # keyed by its context
+    assert metric(port, 'ingest_requests_total{outcome="accepted_thin"}') == 1  # counted apart
+    assert metric(port, 'ingest_requests_total{outcome="accepted"}') == 0
 
 
 # -- size limits ------------------------------------------------------------------------------

@@ -283,10 +283,10 @@ def meter(meter_id: str) -> dict[str, Any]:
 
 
 def _fetch(database_url: str, base: str, key: str = TEST_KEY, *extra: str) -> Any:
-    env = cli_env(database_url, STRIPE_API_KEY=key, STRIPE_API_BASE=base)
+    env = cli_env(database_url, STRIPE_API_KEY=key, STRIPE_API_BASE=base, LEDGER_LOG_LEVEL="debug")
     done = run_cli(["thin-events", "fetch", "--once", *extra], env)
     output = done.stdout.decode() + done.stderr.decode()
-    assert key not in output  # the key is never printed or logged
+    assert key[len("sk_live_") :] not in output  # the key is never printed, even at debug level
     return done.returncode, output
 
 
@@ -387,3 +387,26 @@ def test_thin_events_and_their_facts_change_nothing_in_the_projections(postgres_
     with store.engine.connect() as connection:
         for projection in registry.get():
             assert registry.state(connection, projection.name).position == store.head_position()
+
+
+def test_fetch_every_is_bounded_per_run_and_sigterm_exits_0(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    store = migrated(sqlite_url)
+    thins = [thin_copy(n) for n in range(3)]
+    store.append([Incoming(event_from_dict(t), "webhook", utc_now()) for t in thins])
+    with stand_in() as (fake, base):
+        for thin in thins:
+            fake.answers[f"/v2/core/events/{thin['id']}"] = [(200, {}, full_event(thin))]
+            fake.answers[thin["related_object"]["url"]] = [(200, {}, meter("m"))]
+        env = cli_env(sqlite_url, STRIPE_API_KEY=TEST_KEY, STRIPE_API_BASE=base)
+        log = tmp_path / "fetch.log"
+        fetcher = Worker(["thin-events", "fetch", "--every", "1m", "--limit", "2"], env, log)
+        try:
+            wait_until(lambda: b"2 fact(s) appended" in log.read_bytes(), "the first run")
+            fetcher.signal(15)  # while it waits for the next run
+            assert fetcher.wait(30) == 0, log.read_text()
+        finally:
+            fetcher.kill()
+    assert len(fake.seen) == 4  # two thin events of three: --limit 2 per run
+    assert _status(sqlite_url) == {"stored": 3, "fetched": 2, "gone": 0, "pending": 1}
