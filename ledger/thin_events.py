@@ -32,9 +32,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.envelope import THIN_OBJECT, StripeEvent, event_from_dict
+from ledger.envelope import THIN_OBJECT, EnvelopeError, StripeEvent, event_from_dict
 from ledger.logs import get_logger
 from ledger.schema import events
+from ledger.settings import EVENT_BODY_BYTES_MAX
 from ledger.store import EventStore, Incoming, StoredEvent, _stored, utc_now
 from ledger.stripe_api import StripeApi, StripeApiError
 
@@ -237,8 +238,23 @@ def _get(api: StripeApi, limit: RateLimit, path: str, context: str | None) -> di
 
 
 def _fetch_one(api: StripeApi, limit: RateLimit, thin: StoredEvent) -> StripeEvent:
-    """GET the full v2 event, then its related object -> the fact to store."""
+    """What Stripe answered for ``thin`` as a fact; when the answer itself cannot be stored (too
+    large, a NUL character), a fact saying so instead, so the run goes on."""
     fetched_s = int(utc_now().timestamp())
+    try:
+        fact = _fetched_fact(api, limit, thin, fetched_s)
+        if len(json.dumps(fact.payload, ensure_ascii=False).encode()) <= EVENT_BODY_BYTES_MAX:
+            return fact
+        error = f"Stripe's answer is larger than {EVENT_BODY_BYTES_MAX} bytes"
+    except EnvelopeError as refused:
+        error = f"Stripe's answer cannot be stored: {refused}"
+    return thin_object_fact(thin, None, None, fetch_error=error, fetched_s=fetched_s)
+
+
+def _fetched_fact(
+    api: StripeApi, limit: RateLimit, thin: StoredEvent, fetched_s: int
+) -> StripeEvent:
+    """GET the full v2 event, then its related object -> the fact to store."""
     if not _EVENT_ID.fullmatch(thin.event_id):
         error = "the event id cannot be fetched (not letters, digits and _)"
         return thin_object_fact(thin, None, None, fetch_error=error, fetched_s=fetched_s)

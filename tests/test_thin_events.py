@@ -25,7 +25,8 @@ from ledger.database import create_engine
 from ledger.envelope import EnvelopeError, event_from_dict, parse_event
 from ledger.settings import Settings
 from ledger.store import EventStore, Incoming, utc_now
-from ledger.thin_events import THIN_OBJECT_FACT, RateLimit, counts, thin_object_fact
+from ledger.stripe_api import StripeApi
+from ledger.thin_events import THIN_OBJECT_FACT, RateLimit, counts, fetch, thin_object_fact
 from projections import registry, worker
 from tests import sqs_util as u
 from tests import test_ingest_support as web
@@ -410,3 +411,19 @@ def test_fetch_every_is_bounded_per_run_and_sigterm_exits_0(
             fetcher.kill()
     assert len(fake.seen) == 4  # two thin events of three: --limit 2 per run
     assert _status(sqlite_url) == {"stored": 3, "fetched": 2, "gone": 0, "pending": 1}
+
+
+def test_an_answer_that_cannot_be_stored_is_a_fact_saying_so(sqlite_url: str) -> None:
+    store = migrated(sqlite_url)
+    thin = thin_copy(3)
+    store.append([Incoming(event_from_dict(thin), "webhook", utc_now())])
+    stop = threading.Event()
+    with stand_in() as (fake, base):
+        fake.answers[f"/v2/core/events/{thin['id']}"] = [(200, {}, full_event(thin))]
+        fake.answers[thin["related_object"]["url"]] = [(200, {}, {**meter("m"), "note": "a\x00b"})]
+        api = StripeApi(TEST_KEY, base=base, wait=stop.wait)
+        totals = fetch(store, api, RateLimit(50.0, stop.wait))
+    assert (totals.considered, totals.appended, totals.gone, totals.requests) == (1, 1, 1, 2)
+    [fact] = [e for e in store.read(0, 10) if e.type == THIN_OBJECT_FACT]
+    assert "cannot be stored" in fact.payload["ledger"]["fetch_error"]
+    assert fact.payload["data"]["object"] == {"id": "mtr_test_0003", "object": "billing.meter"}
