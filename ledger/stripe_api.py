@@ -1,8 +1,8 @@
 """A small reader of Stripe's list endpoints: raw JSON pages, bounded retries, one client.
 
-Only the backfill/reconcile commands talk to the Stripe API; ingest and the workers never do,
-so the API key (``STRIPE_API_KEY`` or ``STRIPE_API_KEY_FILE``) is read here and nowhere else,
-and is never logged or printed (error texts go through ``redact_text`` as well).
+Only the backfill/reconcile and thin-events fetch commands talk to the Stripe API; ingest and
+the workers never do, so the API key (``STRIPE_API_KEY`` or ``STRIPE_API_KEY_FILE``) is read
+here and nowhere else, and is never logged or printed (error texts go through ``redact_text``).
 
 Retries are ours, not the library's (``max_network_retries=0``): 429, 5xx and connection errors
 are retried up to ``API_ATTEMPTS_MAX`` attempts in all, waiting what ``Retry-After`` asks (capped
