@@ -157,6 +157,7 @@ class StripeApi:
             except stripe.StripeError as error:
                 status = error.http_status
                 reason = redact_text(str(error.user_message or error) or type(error).__name__)
+                reason = " ".join(reason.split())  # one line: the library's texts hold newlines
                 if not _retryable(error) or attempt >= self._attempts_max:
                     raise StripeApiError(
                         f"GET {path}{' for ' + who if who else ''} failed"
