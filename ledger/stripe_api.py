@@ -1,6 +1,6 @@
 """A small reader of Stripe's list endpoints: raw JSON pages, bounded retries, one client.
 
-Only the backfill/reconcile and thin-events fetch commands talk to the Stripe API; ingest and
+Only backfill/reconcile, balance-sync and thin-events fetch talk to the Stripe API; ingest and
 the workers never do, so the API key (``STRIPE_API_KEY`` or ``STRIPE_API_KEY_FILE``) is read
 here and nowhere else, and is never logged or printed (error texts go through ``redact_text``).
 
@@ -128,6 +128,7 @@ class StripeApi:
         self._wait = wait
         self._attempts_max = attempts_max
         self.requests = 0  # every HTTP request made, retries included
+        self.api_version: str | None = None  # Stripe-Version of the last answer, if it had one
 
     def get(
         self,
@@ -183,6 +184,7 @@ class StripeApi:
                 if self._wait(delay_s):
                     raise Interrupted() from None
                 continue
+            self.api_version = _header(response.headers, "Stripe-Version") or self.api_version
             data = response.data
             if not isinstance(data, dict):
                 raise StripeApiError(f"GET {path}: the response is not a JSON object")
