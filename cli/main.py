@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from cli import (
     backfill_cmds,
+    dashboard_cmd,
     demo_cmd,
     event_types_cmd,
     ingest_cmd,
@@ -29,6 +30,7 @@ COMMAND_MODULES = [
     backfill_cmds,
     project_cmd,
     reports_cmds,
+    dashboard_cmd,
     serve_cmd,
     demo_cmd,
     event_types_cmd,
@@ -44,6 +46,7 @@ environment:
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
   STRIPE_API_KEY          sk_/rk_ key for backfill and reconcile only (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
+  LEDGER_DASHBOARD_TOKEN  the dashboard's token, required when it binds off loopback
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
   LEDGER_LOG_LEVEL        debug | info | warning (default info)
 """
