@@ -38,6 +38,7 @@ SECURITY_HEADERS = [
 NAV = [("overview", "/", "Overview"), ("payouts", "/payouts", "Payouts"),
        ("journal", "/journal", "Journal"), ("invoices", "/invoices", "Invoices"),
        ("disputes", "/disputes", "Disputes"), ("pipeline", "/pipeline", "Pipeline")]  # fmt: skip
+UNGUARDED_PATHS = ("/healthz", "/readyz")  # for probes; they tell nothing about the ledger
 log = get_logger("dashboard")
 
 
@@ -60,7 +61,7 @@ class Guard:
             response: Response = PlainTextResponse(
                 "the dashboard is read-only: GET only\n", 405, headers={"Allow": "GET, HEAD"}
             )
-        elif scope["path"] != "/healthz" and not self._authorized(scope):
+        elif scope["path"] not in UNGUARDED_PATHS and not self._authorized(scope):
             response = PlainTextResponse(
                 "this dashboard needs its token (LEDGER_DASHBOARD_TOKEN)\n", 401,
                 headers={"WWW-Authenticate": 'Basic realm="stripe-ledger dashboard"'},
@@ -126,7 +127,16 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
     def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
+    def readyz(_request: Request) -> Response:
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except sa.exc.DBAPIError:
+            return PlainTextResponse("database unreachable\n", 503)
+        return PlainTextResponse("ready\n")
+
     routes = [page(name) for name in pages.PAGES]
-    routes += [Route("/static/style.css", stylesheet), Route("/healthz", healthz)]
+    routes += [Route("/static/style.css", stylesheet), Route("/healthz", healthz),
+               Route("/readyz", readyz)]
     app: Any = Starlette(routes=routes)
     return Guard(app, token)
