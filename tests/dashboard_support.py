@@ -23,15 +23,26 @@ from tests.test_reliability_support import Worker, start_http_worker
 DEMO_SEED, DEMO_EVENTS = 7, 400  # what `make demo` posts: the screenshots show the same data
 
 
-def build_store(url: str, seed: int = DEMO_SEED, events: int = DEMO_EVENTS) -> None:
+CLOSING_TYPES = ("charge.dispute.closed", "charge.dispute.funds_reinstated")
+
+
+def build_store(url: str, seed: int = DEMO_SEED, events: int = DEMO_EVENTS,
+                open_disputes: int = 0) -> None:  # fmt: skip
     """Migrate, load a demo history, project it; a SQLite file is left checkpointed (no -wal),
-    so that a read-only opener sees everything in the main file."""
+    so that a read-only opener sees everything in the main file. ``open_disputes``: hold back
+    the closing events of that many disputes (every demo dispute closes), so that they are
+    still open, each with its own evidence deadline."""
     engine = create_engine(url)
     try:
         migrate(engine)
         prepare_read_side(engine)
         store = EventStore(engine)
-        _load(store, generate(seed=seed, events=events).deliveries)
+        deliveries = generate(seed=seed, events=events).deliveries
+        disputes = sorted({e["data"]["object"]["id"] for e in deliveries
+                           if e["type"] == "charge.dispute.created"})  # fmt: skip
+        held = set(disputes[:open_disputes])
+        _load(store, [e for e in deliveries if e["type"] not in CLOSING_TYPES
+                      or e["data"]["object"]["id"] not in held])  # fmt: skip
         worker.run(store, until_idle_s=0)
         if engine.dialect.name == "sqlite":
             with engine.connect() as connection:

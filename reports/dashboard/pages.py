@@ -125,7 +125,7 @@ def invoices(connection: sa.Connection, f: Filters) -> Context:
     counts: dict[str, int] = defaultdict(int)
     for row in funnel:
         counts[row["status"] or "unknown"] += int(row["count"])
-    bars = [(status, counts[status], f"{counts[status]} invoices")
+    bars = [(status, counts[status], str(counts[status]))
             for status in sorted(counts, key=lambda s: rank.get(s, 99))]  # fmt: skip
     aging = queries.invoice_aging(connection, f)
     buckets = {bucket: i for i, bucket in enumerate(AGING_BUCKETS)}
@@ -158,7 +158,7 @@ def disputes(connection: sa.Connection, f: Filters) -> Context:
     counts: dict[str, int] = defaultdict(int)
     for row in totals:
         counts[row["status"] or "unknown"] += int(row["count"])
-    bars = [(status, count, f"{count} disputes") for status, count in sorted(counts.items())]
+    bars = [(status, count, str(count)) for status, count in sorted(counts.items())]
     return {"open": page, "totals": totals,
             "totals_svg": charts.bar_chart("Disputes by status", bars)}  # fmt: skip
 
