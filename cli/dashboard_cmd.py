@@ -48,20 +48,25 @@ def dashboard_token(host: str) -> tuple[str | None, str | None]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    return serve_dashboard(settings.database_url, args.host, args.port)
+
+
+def serve_dashboard(database_url: str, host: str, port: int) -> int:
+    """Serve the dashboard until SIGINT/SIGTERM; 2 on a configuration error."""
     import uvicorn
 
     from reports.dashboard.app import create_app
     from reports.dashboard.db import open_engine
 
-    if not 0 <= args.port <= 65535:
+    if not 0 <= port <= 65535:
         print("stripe-ledger dashboard: --port must be 0..65535", file=sys.stderr)
         return 2
-    token, error = dashboard_token(args.host)
+    token, error = dashboard_token(host)
     if error:
         print(f"stripe-ledger dashboard: {error}", file=sys.stderr)
         return 2
-    app = create_app(open_engine(settings.database_url), token)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"dashboard: http://{host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = create_app(open_engine(database_url), token)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"dashboard: http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0

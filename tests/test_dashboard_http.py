@@ -5,6 +5,7 @@ strings refused with 400 and no SQL in sight."""
 from __future__ import annotations
 
 import base64
+import signal
 import stat
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from reports.dashboard.db import open_engine
 from tests import test_ingest_support as web
 from tests.dashboard_support import build_store, dashboard, file_digest
 from tests.kafka_util import cli_env, run_cli
+from tests.test_reliability_support import Worker, free_port, wait_until
 
 PAGES = ("/", "/payouts", "/journal", "/invoices", "/disputes", "/pipeline")
 TOKEN = "t0ken-" + "x" * 20
@@ -171,3 +173,20 @@ def test_the_reporting_role_can_run_the_dashboard(postgres_url: str, tmp_path: P
         with admin.begin() as connection:
             connection.exec_driver_sql(f"DROP ROLE {analyst}")
         admin.dispose()
+
+
+def test_demo_dashboard_serves_the_demo_store_until_interrupted(tmp_path: Path) -> None:
+    port = free_port()
+    argv = ["demo", "--events", "60", "--dashboard", "--dashboard-port", str(port)]
+    demo = Worker(argv, cli_env(f"sqlite:///{tmp_path / 'unused.db'}"), tmp_path / "demo.log")
+    try:
+        assert web.wait_ready(port, alive=demo.alive), (tmp_path / "demo.log").read_text()[-2000:]
+        status, _headers, body = web.request(port, "GET", "/")
+        assert status == 200 and b"ledger balance" in body
+        log = (tmp_path / "demo.log").read_text()
+        assert f"dashboard: http://127.0.0.1:{port}/" in log and "dashboard   # then open" in log
+        demo.signal(signal.SIGINT)
+        wait_until(lambda: not demo.alive(), "demo --dashboard to stop", timeout_s=30)
+        assert demo.wait(5) in (0, 130)
+    finally:
+        demo.kill()
