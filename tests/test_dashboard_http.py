@@ -190,3 +190,24 @@ def test_demo_dashboard_serves_the_demo_store_until_interrupted(tmp_path: Path) 
         assert demo.wait(5) in (0, 130)
     finally:
         demo.kill()
+
+
+def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path) -> None:
+    """A dead letter's reason can quote what a producer sent: it is text on the page, never
+    markup, and the raw bytes are not shown at all."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    build_store(url, events=60)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO dead_letters (topic, partition, \"offset\", raw, error, received_at) "
+            "VALUES ('stripe.events', 0, 7, x'3c736563726574', "
+            "'not JSON: <script>alert(1)</script>', '2026-12-01 00:00:00')"
+        )
+    engine.dispose()
+    with dashboard(url, tmp_path / "d.log") as (_process, port):
+        status, _headers, body = web.request(port, "GET", "/pipeline")
+    assert status == 200
+    assert b"<script>" not in body and b"&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert b"<secret" not in body and b"&lt;secret" not in body
+    assert b'id="dead-letter-count">1<' in body
