@@ -204,6 +204,11 @@ def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path
             "VALUES ('stripe.events', 0, 7, x'3c736563726574', "
             "'not JSON: <script>alert(1)</script>', '2026-12-01 00:00:00')"
         )
+        connection.exec_driver_sql(
+            "INSERT INTO kafka_offsets (topic, partition, next_offset, updated_at) VALUES "
+            "('stripe.events', 1, 4242, '2026-12-01 00:00:00'), "
+            "('stripe.events', 0, 1717, '2026-12-01 00:00:00')"
+        )
     engine.dispose()
     with dashboard(url, tmp_path / "d.log") as (_process, port):
         status, _headers, body = web.request(port, "GET", "/pipeline")
@@ -211,3 +216,6 @@ def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path
     assert b"<script>" not in body and b"&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert b"<secret" not in body and b"&lt;secret" not in body
     assert b'id="dead-letter-count">1<' in body
+    offsets = body[body.index(b'id="offsets"'):]
+    assert offsets.index(b">1717<") < offsets.index(b">4242<")  # partition 0 first
+    assert b"2026-12-01 00:00:00 UTC" in offsets

@@ -91,7 +91,8 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
     environment = Environment(
         loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined
     )
-    environment.globals.update(money=pages.money, when=pages.when, scope=pages.scope, nav=NAV)
+    environment.globals.update(money=pages.money, when=pages.when, stamp=pages.stamp,
+                               scope=pages.scope, nav=NAV)  # fmt: skip
     css = (HERE / "static" / "style.css").read_bytes()
 
     def page(name: str) -> Route:

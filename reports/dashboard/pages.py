@@ -31,6 +31,16 @@ def when(unix_s: int | None) -> str:
     return dt.datetime.fromtimestamp(int(unix_s), dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def stamp(value: Any) -> str:
+    """A stored timestamp (a datetime on PostgreSQL, ISO text on SQLite) as UTC text."""
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return aware.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{str(value)[:19]} UTC"
+
+
 def day_text(day: int) -> str:
     return dt.datetime.fromtimestamp(day * DAY_S, dt.UTC).strftime("%Y-%m-%d")
 
