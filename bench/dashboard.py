@@ -76,10 +76,10 @@ def time_pages(database_url: str, label: str) -> list[dict[str, Any]]:
         dashboard.stop()
 
 
-def demo_store() -> str:
+def demo_store(workdir: Path) -> str:
     from tests.dashboard_support import build_store
 
-    url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-dashboard-')) / 'demo.db'}"
+    url = f"sqlite:///{workdir / 'demo.db'}"
     build_store(url)
     return url
 
@@ -102,9 +102,10 @@ def main(argv: list[str]) -> int:
     results = []
     for size in argv or ["demo"]:
         started = time.monotonic()
-        url = demo_store() if size == "demo" else large_store(int(size))
-        print(f"store {size}: ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
-        results += time_pages(url, size)
+        with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as workdir:
+            url = demo_store(Path(workdir)) if size == "demo" else large_store(int(size))
+            print(f"store {size}: ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
+            results += time_pages(url, size)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "dashboard.json").write_text(json.dumps(results, indent=2) + "\n")
     print("| store | page | median ms | p95 ms | max ms | bytes |\n|---|---|---|---|---|---|")

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.logs import get_logger
-from reports.dashboard import filters, pages
+from reports.dashboard import db, filters, pages
 
 HERE = Path(__file__).resolve().parent
 SECURITY_HEADERS = [
@@ -109,7 +109,13 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
                 with engine.connect() as connection:
                     context = build(connection, f)
             except sa.exc.DBAPIError as error:
-                log.warning("dashboard read failed", page=name, error=type(error.orig).__name__)
+                reason = type(error.orig).__name__
+                log.warning("dashboard read failed", page=name, error=reason)
+                if reason == "QueryCanceled":  # PostgreSQL's statement_timeout
+                    return PlainTextResponse(
+                        f"this page took longer than {db.STATEMENT_TIMEOUT_MS // 1000} s: "
+                        "narrow the filters (account, currency, dates)\n", 503,
+                    )  # fmt: skip
                 return PlainTextResponse(
                     "cannot read the report views: run `stripe-ledger migrate`, or check that "
                     "this login may read them\n", 503,
