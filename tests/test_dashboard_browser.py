@@ -196,6 +196,12 @@ def test_payouts_reconcile_or_say_not_synced(browser: Any, base: str, store_url:
     filtered = table(browser, "#payouts")
     assert [r[0] for r in filtered] == [e["payout_id"] for e in expected
                                         if e["currency"] == currency]  # fmt: skip
+    connected = next(e["account"] for e in expected if e["account"])
+    for account, shown in (("platform", "platform · test"), (connected, f"{connected} · test")):
+        load(browser, f"{base}/payouts?account={account}", "Payouts")
+        got = table(browser, "#payouts")
+        assert {r[1] for r in got} == {shown}
+        assert len(got) == len([e for e in expected if scope(e) == shown])
 
 
 def test_journal_postings_and_a_trial_balance_that_balances(
