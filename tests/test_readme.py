@@ -60,8 +60,10 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     )
     # These need services (see the docstring); backfill/reconcile need the Stripe API: they run
     # against stripe-mock in tests/test_backfill.py.
+    # consume-sqs needs an SQS queue: it runs against ElasticMQ in tests/test_sqs_consumer.py.
     # `dashboard` serves until stopped: tests/test_dashboard_http.py runs it.
-    skipped = {"consume", "ingest", "serve", "copy-store", "backfill", "reconcile", "dashboard"}
+    skipped = {"consume", "consume-sqs", "ingest", "serve", "copy-store", "backfill", "reconcile",
+               "dashboard"}
     # `serve` (the README's first command) migrates at start-up; here `migrate` stands in for it.
     assert run_cli(["migrate"], env).returncode == 0
     ran = []
