@@ -68,6 +68,17 @@ def dashboard(url: str, log_path: Path, host: str = "127.0.0.1",
         process.kill()
 
 
+def execute(url: str, *statements: str) -> None:
+    """Run ``statements`` in one transaction (the tests' own set-up, never the dashboard)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
 def rows(url: str, sql: str) -> list[dict[str, Any]]:
     engine = sa.create_engine(url)
     try:

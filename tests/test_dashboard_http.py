@@ -7,16 +7,20 @@ from __future__ import annotations
 import base64
 import signal
 import stat
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
+from reports.dashboard import db
+from reports.dashboard.app import create_app
 from reports.dashboard.db import open_engine
 from tests import test_ingest_support as web
-from tests.dashboard_support import build_store, dashboard, file_digest
+from tests.dashboard_support import build_store, dashboard, execute, file_digest
 from tests.kafka_util import cli_env, run_cli
 from tests.test_reliability_support import Worker, free_port, wait_until
 
@@ -139,10 +143,7 @@ def test_off_loopback_every_page_needs_the_token(demo_file: Path, tmp_path: Path
 
 def test_a_store_without_report_views_gets_one_clear_line(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
-    engine.dispose()
+    execute(f"sqlite:///{path}", "CREATE TABLE t (x INTEGER)")
     with dashboard(f"sqlite:///{path}", tmp_path / "d.log") as (_process, port):
         status, _headers, body = web.request(port, "GET", "/")
     assert status == 503 and body.count(b"\n") == 1 and b"stripe-ledger migrate" in body
@@ -197,19 +198,15 @@ def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path
     markup, and the raw bytes are not shown at all."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
     build_store(url, events=60)
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO dead_letters (topic, partition, \"offset\", raw, error, received_at) "
-            "VALUES ('stripe.events', 0, 7, x'3c736563726574', "
-            "'not JSON: <script>alert(1)</script>', '2026-12-01 00:00:00')"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO kafka_offsets (topic, partition, next_offset, updated_at) VALUES "
-            "('stripe.events', 1, 4242, '2026-12-01 00:00:00'), "
-            "('stripe.events', 0, 1717, '2026-12-01 00:00:00')"
-        )
-    engine.dispose()
+    execute(
+        url,
+        "INSERT INTO dead_letters (topic, partition, \"offset\", raw, error, received_at) "
+        "VALUES ('stripe.events', 0, 7, x'3c736563726574', "
+        "'not JSON: <script>alert(1)</script>', '2026-12-01 00:00:00')",
+        "INSERT INTO kafka_offsets (topic, partition, next_offset, updated_at) VALUES "
+        "('stripe.events', 1, 4242, '2026-12-01 00:00:00'), "
+        "('stripe.events', 0, 1717, '2026-12-01 00:00:00')",
+    )
     with dashboard(url, tmp_path / "d.log") as (_process, port):
         status, _headers, body = web.request(port, "GET", "/pipeline")
     assert status == 200
@@ -219,3 +216,36 @@ def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path
     offsets = body[body.index(b'id="offsets"'):]
     assert offsets.index(b">1717<") < offsets.index(b">4242<")  # partition 0 first
     assert b"2026-12-01 00:00:00 UTC" in offsets
+
+
+@pytest.mark.postgres
+def test_a_page_over_the_statement_timeout_says_so_in_one_line(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report view slower than the timeout (one made slow on purpose) gets 503 and a line
+    saying what to do, not a SQL error; the other pages keep answering."""
+    build_store(postgres_url, events=60)
+    execute(
+        postgres_url,
+        "CREATE OR REPLACE VIEW report_store_position AS SELECT position, event_id, created, "
+        "received_at FROM events, (SELECT pg_sleep(3)) AS slow "
+        "WHERE position = (SELECT MAX(position) FROM events)",
+    )
+    monkeypatch.setattr(db, "STATEMENT_TIMEOUT_MS", 300)
+    port = free_port()
+    engine = db.open_engine(postgres_url)
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port,
+                                           log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert web.wait_ready(port, alive=thread.is_alive)
+        status, _headers, body = web.request(port, "GET", "/pipeline")
+        assert status == 503, body
+        assert body == (b"this page took longer than 0.3 s: narrow the filters "
+                        b"(account, currency, dates)\n")
+        assert web.request(port, "GET", "/disputes")[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        engine.dispose()

@@ -113,7 +113,7 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
                 log.warning("dashboard read failed", page=name, error=reason)
                 if reason == "QueryCanceled":  # PostgreSQL's statement_timeout
                     return PlainTextResponse(
-                        f"this page took longer than {db.STATEMENT_TIMEOUT_MS // 1000} s: "
+                        f"this page took longer than {db.STATEMENT_TIMEOUT_MS / 1000:g} s: "
                         "narrow the filters (account, currency, dates)\n", 503,
                     )  # fmt: skip
                 return PlainTextResponse(
