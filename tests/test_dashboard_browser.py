@@ -168,6 +168,21 @@ def test_overview_filters_change_the_figures(browser: Any, base: str, store_url:
     assert counts == {p["reporting_category"]: p["n"] for p in period}
     everything = rows(store_url, "SELECT COUNT(*) AS n FROM report_balance_itemized")[0]["n"]
     assert 0 < sum(counts.values()) < everything
+    # The chart of a period starts from the balance before it and ends on the day before until.
+    at_until = rows(store_url, "SELECT account, livemode, currency, SUM(amount) AS amount FROM "
+                    "report_journal WHERE ledger_account IN ('stripe_pending', "
+                    "'stripe_available') AND posted_at < 1795132800 "
+                    "GROUP BY account, livemode, currency")  # fmt: skip
+    for chart in browser.find_elements("css selector", "table.chart-table"):
+        currency = chart.get_attribute("data-currency")
+        days = table(browser, f"table.chart-table[data-currency='{currency}']")
+        assert days[0][0] == "2026-11-10" and days[-1][0] == "2026-11-19"
+        names = browser.execute_script(
+            "return Array.from(arguments[0].tHead.rows[0].cells).slice(1)"
+            ".map(c => c.textContent)", chart)  # fmt: skip
+        assert dict(zip(names, days[-1][1:], strict=True)) == {
+            scope(r): money(r, "amount") for r in at_until if r["currency"] == currency
+        }
     # The form, without any script: pick a currency, apply, the URL carries the filter.
     browser.get(f"{base}/")
     browser.find_element("name", "currency").send_keys("usd")
