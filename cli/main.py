@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from cli import (
     backfill_cmds,
+    balance_sync_cmd,
     dashboard_cmd,
     demo_cmd,
     event_types_cmd,
@@ -30,6 +31,7 @@ COMMAND_MODULES = [
     ledger_cmds,
     sqs_cmd,
     backfill_cmds,
+    balance_sync_cmd,
     project_cmd,
     reports_cmds,
     dashboard_cmd,
@@ -47,7 +49,7 @@ environment:
   STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
   LEDGER_EVENTBRIDGE_SOURCES  consume-sqs: accepted partner event source(s), comma-separated
-  STRIPE_API_KEY          sk_/rk_ key for backfill and reconcile only (or STRIPE_API_KEY_FILE)
+  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
   LEDGER_DASHBOARD_TOKEN  the dashboard's token, required when it binds off loopback
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
