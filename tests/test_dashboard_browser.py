@@ -111,13 +111,6 @@ def money(row: dict[str, Any], column: str) -> str:
     return format_amount(int(row[column]), row["currency"])
 
 
-def test_the_console_check_sees_errors(browser: Any, base: str) -> None:
-    """The check the other tests rely on: a page that fails to load is a console error."""
-    browser.get_log("browser")
-    browser.get(f"{base}/nope")
-    assert any(entry["level"] == "SEVERE" for entry in browser.get_log("browser"))
-
-
 def test_overview_shows_the_balances_and_the_daily_balance(
     browser: Any, base: str, store_url: str
 ) -> None:
@@ -291,3 +284,15 @@ def test_pipeline_shows_the_head_and_checkpoints(browser: Any, base: str, store_
     ]
     assert browser.find_element("id", "dead-letter-count").text == "0"
     screenshot(browser, "pipeline")
+
+
+def test_the_console_check_sees_errors(browser: Any, base: str) -> None:
+    """The check the other tests rely on: a page that fails to load is a console error. Last
+    in this file, so that its error cannot reach another page's check."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")
+    browser.get(f"{base}/nope")
+    WebDriverWait(browser, PAGE_LOAD_S_MAX).until(
+        lambda d: any(entry["level"] == "SEVERE" for entry in d.get_log("browser"))
+    )
