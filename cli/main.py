@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from cli import (
     backfill_cmds,
     balance_sync_cmd,
+    dashboard_cmd,
     demo_cmd,
     event_types_cmd,
     ingest_cmd,
@@ -35,6 +36,7 @@ COMMAND_MODULES = [
     thin_events_cmd,
     project_cmd,
     reports_cmds,
+    dashboard_cmd,
     serve_cmd,
     demo_cmd,
     event_types_cmd,
@@ -52,6 +54,7 @@ environment:
   STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync and
                           thin-events fetch (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
+  LEDGER_DASHBOARD_TOKEN  the dashboard's token, required when it binds off loopback
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
   LEDGER_LOG_LEVEL        debug | info | warning (default info)
 """

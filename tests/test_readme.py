@@ -61,7 +61,8 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     # These need services (see the docstring); backfill/reconcile/balance-sync need the Stripe
     # API: they run against stripe-mock and the stand-in in tests/test_backfill.py and
     # tests/test_balance_sync.py. consume-sqs needs an SQS queue: it runs against ElasticMQ in
-    # tests/test_sqs_consumer.py.
+    # tests/test_sqs_consumer.py. `dashboard` serves until stopped: tests/test_dashboard_http.py
+    # runs it.
     skipped = {
         "consume",
         "consume-sqs",
@@ -71,6 +72,7 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
         "backfill",
         "reconcile",
         "balance-sync",
+        "dashboard",
     }
     # `serve` (the README's first command) migrates at start-up; here `migrate` stands in for it.
     assert run_cli(["migrate"], env).returncode == 0
