@@ -2,8 +2,9 @@
 
 The store is filled once with ``COPY`` (the demo generator's distinct events, seeds 1, 2, ...
 of 100,000 each, columns as ``EventStore.append`` writes them) into a database that is kept
-between runs (``bench_rebuild_<N>_m<newest migration>``; BENCH_FRESH=1 rebuilds it). The rebuild runs in a child
-process (``python -m bench.rebuild URL BUDGET``), so that its VmHWM is the rebuild's peak RSS.
+between runs (``bench_rebuild_<N>_m<newest migration>``; BENCH_FRESH=1 rebuilds it). The
+rebuild runs in a child process (``python -m bench.rebuild URL BUDGET``), so that its VmHWM
+is the rebuild's peak RSS.
 
 events/s = store events / seconds to rebuild all three projections (one pass over the store
 feeds all three). A rebuild that would take longer than ``BENCH_REBUILD_BUDGET_S`` (default
