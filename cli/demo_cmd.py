@@ -64,6 +64,11 @@ def register(subparsers: Any) -> None:
         "with STRIPE_WEBHOOK_SECRET, read the reports from LEDGER_DATABASE_URL",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="parallel senders (8)")
+    parser.add_argument(
+        "--dashboard", action="store_true",
+        help="then serve the dashboard over the demo store on 127.0.0.1 until Ctrl-C",
+    )  # fmt: skip
+    parser.add_argument("--dashboard-port", type=int, default=8050, help="its port (8050)")
     parser.set_defaults(handler=run)
 
 
@@ -154,8 +159,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"\nThe demo store is kept at {workdir / 'demo.db'}; explore it with\n"
         f"  {url} {program} report invoice_aging\n"
         f"  {url} {program} verify\n"
-        f"  sqlite3 {workdir / 'demo.db'} 'SELECT * FROM report_balances'"
+        f"  sqlite3 {workdir / 'demo.db'} 'SELECT * FROM report_balances'\n"
+        f"  {url} {program} dashboard   # then open http://127.0.0.1:8050/"
     )
+    if code == 0 and args.dashboard:
+        from cli.dashboard_cmd import serve_dashboard
+
+        return serve_dashboard(database_url, "127.0.0.1", args.dashboard_port)
     return code
 
 

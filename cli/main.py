@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from cli import (
     backfill_cmds,
     balance_sync_cmd,
+    dashboard_cmd,
     demo_cmd,
     event_types_cmd,
     ingest_cmd,
@@ -18,6 +19,7 @@ from cli import (
     reports_cmds,
     serve_cmd,
     sqs_cmd,
+    thin_events_cmd,
 )
 from ledger.database import DatabaseError
 from ledger.importer import ImportFileError
@@ -31,8 +33,10 @@ COMMAND_MODULES = [
     sqs_cmd,
     backfill_cmds,
     balance_sync_cmd,
+    thin_events_cmd,
     project_cmd,
     reports_cmds,
+    dashboard_cmd,
     serve_cmd,
     demo_cmd,
     event_types_cmd,
@@ -47,8 +51,10 @@ environment:
   STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
   LEDGER_EVENTBRIDGE_SOURCES  consume-sqs: accepted partner event source(s), comma-separated
-  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync (or STRIPE_API_KEY_FILE)
+  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync and
+                          thin-events fetch (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
+  LEDGER_DASHBOARD_TOKEN  the dashboard's token, required when it binds off loopback
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
   LEDGER_LOG_LEVEL        debug | info | warning (default info)
 """

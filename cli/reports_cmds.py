@@ -18,7 +18,7 @@ from ledger.store import EventStore
 from projections import rebuild, registry, verify, worker
 from reports import periods, render, views
 from reports.money import parse_major
-from reports.query import PeriodNotSupported, UnknownReport, cli_names, run_report
+from reports.query import NotScoped, PeriodNotSupported, UnknownReport, cli_names, run_report
 
 log = get_logger("cli")
 
@@ -80,7 +80,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             if getattr(args, name) is not None
         }
         columns, rows = run_report(engine, args.name, args.account, args.livemode, **instants)
-    except (UnknownReport, PeriodNotSupported, ValueError) as error:
+    except (UnknownReport, PeriodNotSupported, NotScoped, ValueError) as error:
         print(f"stripe-ledger report: {error}", file=sys.stderr)
         return 2
     except sa.exc.DBAPIError as error:
