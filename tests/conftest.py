@@ -6,6 +6,8 @@ starts the real services itself with ``scripts/services.sh up``.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,42 @@ import sqlalchemy as sa
 from bench.common import drop_database, services_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# Real Stripe payloads and facts, copied into the repository (tests/fixtures/README.md names
+# each file's source): a fresh clone has no ../shared beside it.
+STRIPE_FIXTURES = ROOT / "tests" / "fixtures" / "stripe"
+
+# Every file a test opens beside the repository (../shared, another checkout): recorded by an
+# audit hook, and each test that opened one fails (tests/test_fixtures.py checks the hook).
+# Only siblings of the clone are watched: the venv, the interpreter and /tmp may live anywhere.
+_BESIDE = str(ROOT.parent) + os.sep
+_INSIDE = str(ROOT) + os.sep
+WATCH_BESIDE = ROOT.parent not in (Path("/"), Path.home())
+OUTSIDE_READS: list[str] = []
+
+
+def outside_repository(path: str) -> bool:
+    """Whether ``path`` is beside the repository rather than in it (the hook's test)."""
+    absolute = os.path.abspath(path)
+    return WATCH_BESIDE and absolute.startswith(_BESIDE) and not absolute.startswith(_INSIDE)
+
+
+def _audit_open(event: str, args: tuple[object, ...]) -> None:
+    if event != "open" or not args or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    path = os.fsdecode(args[0])
+    if outside_repository(path):
+        OUTSIDE_READS.append(path)
+
+
+sys.addaudithook(_audit_open)
+
+
+@pytest.fixture(autouse=True)
+def _no_reads_outside_the_repository() -> Iterator[None]:
+    OUTSIDE_READS.clear()
+    yield
+    opened, OUTSIDE_READS[:] = list(OUTSIDE_READS), []
+    assert not opened, f"a test read outside the repository (copy it to tests/fixtures/): {opened}"
 
 
 @pytest.fixture(scope="session")

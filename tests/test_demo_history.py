@@ -11,7 +11,7 @@ import pytest
 
 from cli.demo_history import API_VERSION, DemoHistory, encode, generate, iter_payloads
 from ledger.envelope import event_from_dict, parse_event
-from tests.conftest import SHARED
+from tests.conftest import STRIPE_FIXTURES
 
 Json = dict[str, Any]
 STRIPE_ID = re.compile(r"^[a-z_]+_[0-9A-Za-z]{14,}$")
@@ -245,7 +245,7 @@ def test_invoice_open_void(history: DemoHistory) -> None:
 
 
 def test_invoice_statuses_follow_stripes_transitions(history: DemoHistory) -> None:
-    machines = json.loads((SHARED / "stripe" / "state_machines.json").read_text())
+    machines = json.loads((STRIPE_FIXTURES / "state_machines.json").read_text())
     allowed = {(t["from"], t["to"]) for t in machines["invoice"]["transitions"]}
     for path in _invoice_paths(history):
         statuses = [status for _, status in path]
