@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +27,11 @@ from typing import Any
 
 from cli.demo_client import post_all
 from cli.demo_history import encode, generate
+from cli.errors import CommandError
 from cli.progress import Progress
-from ledger.database import create_engine
+from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
-from ledger.settings import Settings, SettingsError
+from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import registry
 from reports import render
@@ -119,10 +121,26 @@ def _wait_for_projections(store: EventStore, event_ids: set[str]) -> bool:
     return False
 
 
+def _check_url(url: str) -> None:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise CommandError(f"--url must be http(s)://HOST[:PORT]/PATH, got {url!r}")
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        raise CommandError(f"--url has a bad port: {url!r}") from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.events <= 10_000_000 or not 1 <= args.concurrency <= 256:
-        print("stripe-ledger demo: --events 1..10000000, --concurrency 1..256", file=sys.stderr)
-        return 2
+        raise CommandError("--events must be 1..10000000 and --concurrency 1..256")
+    if args.url:
+        _check_url(args.url)
+        settings.require_webhook_secrets()
+        # The reports are read from LEDGER_DATABASE_URL: a bad one fails before any POST.
+        engine = create_engine(settings.database_url, create=False)
+        require_migrated(engine)
+        engine.dispose()
     history = generate(args.seed, args.events)
     payloads = [encode(event) for event in history.deliveries]
     summary = history.summary()
@@ -131,15 +149,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{summary['deliveries']} deliveries ({summary['duplicate_deliveries']} duplicated, "
         f"{summary['out_of_order_deliveries']} out of order)"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
     if args.url:
-        try:
-            secret = settings.require_webhook_secrets()[0]
-        except SettingsError as error:
-            print(f"stripe-ledger demo: {error}", file=sys.stderr)
-            return 2
+        secret = settings.require_webhook_secrets()[0]
         database_url = settings.database_url
         return _post_and_report(args.url, payloads, secret, database_url, history, args)
+    workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
     secret = "whsec_" + secrets.token_hex(24)
     database_url = f"sqlite:///{workdir / 'demo.db'}"
     with _serve(database_url, secret, workdir / "serve.log") as url:
@@ -171,7 +185,7 @@ def _post_and_report(
     )
     if result.failed:
         return 1
-    store = EventStore(create_engine(database_url))
+    store = EventStore(create_engine(database_url, create=False))
     if not _wait_for_projections(store, {event["id"] for event in history.events}):
         print(
             f"the events did not all reach the projections of {database_url} within "

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from cli.errors import CommandError
 from cli.progress import Progress
 from ledger.consumer import Consumer
 from ledger.database import create_engine, migrate, require_migrated
@@ -18,7 +18,7 @@ log = get_logger("cli")
 
 
 def _store(settings: Settings) -> EventStore:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     return EventStore(engine)
 
@@ -39,7 +39,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = settings.require_kafka()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     consumer = Consumer(
         EventStore(engine),
         bootstrap,
@@ -55,12 +55,11 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
     spooled = args.file == "-"
+    if not spooled and (not Path(args.file).exists() or Path(args.file).is_dir()):
+        raise CommandError(f"no such file: {args.file}")
+    store = _store(settings)
     path = spool_stdin() if spooled else Path(args.file)
-    if not spooled and not path.is_file():
-        print(f"stripe-ledger import: no such file: {path}", file=sys.stderr)
-        return 2
     progress = Progress("import", 0, log)
     try:
         result = import_file(
@@ -77,12 +76,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_copy_store(args: argparse.Namespace, settings: Settings) -> int:
-    source_engine = create_engine(args.source)
+    source_engine = create_engine(args.source, create=False, name="--from")
     require_migrated(source_engine)
     target_engine = create_engine(settings.database_url)
     if source_engine.url == target_engine.url:
-        print("stripe-ledger copy-store: source and target are the same database", file=sys.stderr)
-        return 2
+        raise CommandError("source and target are the same database")
     migrate(target_engine)
     progress = Progress("copy-store", 0, log)
     try:

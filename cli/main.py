@@ -7,6 +7,8 @@ import gc
 import sys
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+
 from cli import (
     backfill_cmds,
     demo_cmd,
@@ -17,7 +19,8 @@ from cli import (
     reports_cmds,
     serve_cmd,
 )
-from ledger.database import DatabaseError
+from cli.errors import CommandError, one_line
+from ledger.database import DatabaseError, first_line
 from ledger.importer import ImportFileError
 from ledger.logs import configure
 from ledger.settings import Settings, SettingsError
@@ -91,11 +94,27 @@ def run_handler(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         configure(settings.log_format, settings.log_level)
         return int(args.handler(args, settings))
-    except (SettingsError, DatabaseError, ImportFileError) as error:
-        print(f"stripe-ledger {args.command}: {error}", file=sys.stderr)
-        return 2
+    except ImportFileError as error:  # its first line, then each bad line of the file
+        return fail(args.command, str(error), details=True)
+    except (SettingsError, DatabaseError, CommandError) as error:
+        return fail(args.command, str(error))
+    except sa.exc.OperationalError as error:  # the database went away, or never answered
+        return fail(args.command, f"cannot reach the database: {first_line(error)}")
+    except sa.exc.DBAPIError as error:  # e.g. a role without the privilege, a read-only file
+        return fail(args.command, f"the database refused: {first_line(error)}")
     except KeyboardInterrupt:
         return 130
+
+
+def fail(command: str, message: str, details: bool = False) -> int:
+    """Every command's error line (stderr) and exit status: configuration and input errors.
+
+    ``details``: the lines after the first are printed too (import's list of bad lines)."""
+    print(f"stripe-ledger {command}: error: {one_line(message)}", file=sys.stderr)
+    if details:
+        for line in message.strip().splitlines()[1:]:
+            print(line, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import signal
 import threading
 from typing import Any
 
-from ledger.database import DatabaseError, create_engine, require_migrated
+from cli.errors import CommandError
+from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
 from ledger.retry import retrying
 from ledger.settings import Settings
@@ -56,17 +57,11 @@ def register(subparsers: Any) -> None:
 def run_project(args: argparse.Namespace, settings: Settings) -> int:
     """The handler (cli/main.py has read the settings and configured logging)."""
     if args.until_idle is not None and args.until_idle < 0:
-        log.error("--until-idle must be >= 0")
-        return 2
+        raise CommandError(f"--until-idle must be >= 0, got {args.until_idle}")
     if not 0 < args.batch_size <= 10_000:
-        log.error("--batch-size must be between 1 and 10000")
-        return 2
-    try:
-        engine = create_engine(settings.database_url)
-        require_migrated(engine)
-    except DatabaseError as error:
-        log.error("cannot project", error=str(error))
-        return 1
+        raise CommandError(f"--batch-size must be between 1 and 10000, got {args.batch_size}")
+    engine = create_engine(settings.database_url, create=False)
+    require_migrated(engine)
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cli.errors import CommandError
 from cli.progress import Progress
-from ledger.database import WRITE, create_engine, require_migrated
+from ledger.database import WRITE, create_engine, first_line, reachable, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore
@@ -30,7 +31,7 @@ def prepare_read_side(engine: sa.Engine) -> None:
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     prepare_read_side(engine)
     stop = threading.Event()
@@ -62,35 +63,42 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if stop.is_set() else 0
 
 
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+def _views_missing(engine: sa.Engine, view: str) -> bool:
+    """Whether ``view`` is absent; an error while looking counts as "cannot tell" (False)."""
     try:
-        columns, rows = run_report(engine, args.name, args.account, args.livemode)
+        inspector = sa.inspect(engine)
+        return not inspector.has_table(view) and view not in inspector.get_view_names()
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    # Read-only: a read-only SQLite file or directory, or the ledger_reporting role, which may
+    # read the report_* views and nothing else (no schema check, no view creation here).
+    engine = create_engine(settings.database_url, read_only=True)
+    try:
+        with reachable():
+            columns, rows = run_report(engine, args.name, args.account, args.livemode)
     except UnknownReport as error:
-        print(f"stripe-ledger report: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     except sa.exc.DBAPIError as error:
-        if not sa.inspect(engine).has_table(
-            f"report_{args.name}"
-        ) and f"report_{args.name}" not in (sa.inspect(engine).get_view_names()):
-            print(
-                "stripe-ledger report: the report views do not exist yet: run "
-                "`stripe-ledger migrate` first",
-                file=sys.stderr,
-            )
-            return 2
-        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        print(f"stripe-ledger report: cannot read the report: {detail}", file=sys.stderr)
-        return 1
+        if _views_missing(engine, f"report_{args.name}"):
+            raise CommandError(
+                "the report views do not exist yet: run `stripe-ledger migrate` first"
+            ) from None
+        raise CommandError(f"cannot read the report: {first_line(error)}") from None
+    finally:
+        engine.dispose()
     sys.stdout.write(render.render(columns, rows, args.format))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+    # Checks only, read-only: the scratch fold uses temporary tables; the views are migrate's.
+    engine = create_engine(settings.database_url, read_only=True)
     require_migrated(engine)
-    prepare_read_side(engine)
-    checks, drift = verify.verify(EventStore(engine))
+    with reachable():
+        checks, drift = verify.verify(EventStore(engine))
     for check in checks:
         print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
         for failure in check.failures:

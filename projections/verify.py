@@ -18,7 +18,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.database import WRITE
 from ledger.store import EventStore
 from projections import registry
 from projections.base import Projection
@@ -113,7 +112,9 @@ def check_balances_match_postings(connection: sa.Connection) -> Check:
 def check_fresh_fold(store: EventStore, projection: Projection) -> Check:
     """Fold the store into scratch tables in a transaction that is rolled back; compare."""
     name = f"{projection.name} = fresh fold of the store"
-    options: dict[str, Any] = dict(WRITE)
+    # Not WRITE: the scratch tables are TEMPORARY, so the database itself is only read (a
+    # read-only SQLite file, a read-only role) and SQLite takes no write lock on it.
+    options: dict[str, Any] = {}
     if store.engine.dialect.name == "postgresql":  # one snapshot for live rows and the store
         options["isolation_level"] = "REPEATABLE READ"
     with store.engine.connect().execution_options(**options) as connection:
@@ -123,7 +124,7 @@ def check_fresh_fold(store: EventStore, projection: Projection) -> Check:
             if row is None:
                 return Check(name, True, "not built yet")
             live = checksum(projection.dump(connection, int(row.live_generation)))
-            projection.create_tables(connection, SCRATCH_GENERATION)
+            projection.create_scratch_tables(connection, SCRATCH_GENERATION)
             position, checkpoint = 0, int(row.position)
             while position < checkpoint:
                 events = [
