@@ -96,9 +96,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     # Checks only, read-only: the scratch fold uses temporary tables; the views are migrate's.
     engine = create_engine(settings.database_url, read_only=True)
-    require_migrated(engine)
-    with reachable():
-        checks, drift = verify.verify(EventStore(engine))
+    try:
+        require_migrated(engine)
+        with reachable():
+            checks, drift = verify.verify(EventStore(engine))
+    finally:
+        engine.dispose()
     for check in checks:
         print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
         for failure in check.failures:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,25 +26,28 @@ STRIPE_FIXTURES = ROOT / "tests" / "fixtures" / "stripe"
 
 # Every file a test opens beside the repository (../shared, another checkout): recorded by an
 # audit hook, and each test that opened one fails (tests/test_fixtures.py checks the hook).
-# Only siblings of the clone are watched: the venv, the interpreter and /tmp may live anywhere.
-_BESIDE = str(ROOT.parent) + os.sep
-_INSIDE = str(ROOT) + os.sep
-WATCH_BESIDE = ROOT.parent not in (Path("/"), Path.home())
+# Only siblings of the clone are watched, and not where they are everyone's (/, $HOME, the
+# temporary directory that holds every test's tmp_path): the venv and the interpreter may live
+# anywhere.
+WATCH_BESIDE = ROOT.parent not in (Path("/"), Path.home(), Path(tempfile.gettempdir()).resolve())
 OUTSIDE_READS: list[str] = []
 
 
-def outside_repository(path: str) -> bool:
-    """Whether ``path`` is beside the repository rather than in it (the hook's test)."""
+def beside(path: str, root: Path) -> bool:
+    """Whether ``path`` is in ``root``'s parent directory but not in ``root`` (the hook's test)."""
     absolute = os.path.abspath(path)
-    return WATCH_BESIDE and absolute.startswith(_BESIDE) and not absolute.startswith(_INSIDE)
+    return absolute.startswith(str(root.parent) + os.sep) and not absolute.startswith(
+        str(root) + os.sep
+    )
 
 
 def _audit_open(event: str, args: tuple[object, ...]) -> None:
-    if event != "open" or not args or not isinstance(args[0], str | bytes | os.PathLike):
+    if event != "open" or not WATCH_BESIDE or not args:
         return
-    path = os.fsdecode(args[0])
-    if outside_repository(path):
-        OUTSIDE_READS.append(path)
+    if isinstance(args[0], str | bytes | os.PathLike):
+        path = os.fsdecode(args[0])
+        if beside(path, ROOT):
+            OUTSIDE_READS.append(path)
 
 
 sys.addaudithook(_audit_open)

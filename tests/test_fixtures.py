@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-
-import pytest
+from pathlib import Path
 
 from tests import conftest
 from tests.conftest import ROOT, STRIPE_FIXTURES
@@ -25,17 +25,18 @@ def test_no_test_names_a_path_outside_the_repository() -> None:
     assert not offenders, offenders
 
 
-@pytest.mark.skipif(not conftest.WATCH_BESIDE, reason="the clone sits at / or in $HOME")
-def test_the_audit_hook_catches_a_read_beside_the_repository() -> None:
-    beside = ROOT.parent / "shared" / "stripe" / "event_types.json"
-    assert conftest.outside_repository(str(beside))
-    assert not conftest.outside_repository(str(STRIPE_FIXTURES / "event_types.json"))
-    try:
-        beside.open("rb").close()
-    except OSError:
-        pass  # the hook sees the attempt whether or not the file exists
-    assert conftest.OUTSIDE_READS == [str(beside)]
-    conftest.OUTSIDE_READS.clear()  # this test's read was on purpose
+def test_the_audit_hook_flags_a_read_beside_the_repository() -> None:
+    clone = Path("/srv/src/stripe-ledger")
+    assert conftest.beside("/srv/src/shared/stripe/event_types.json", clone)
+    assert conftest.beside("/srv/src/stripe-ledger-other/x.json", clone)  # not a prefix match
+    assert not conftest.beside("/srv/src/stripe-ledger/tests/fixtures/x.json", clone)
+    assert not conftest.beside("/usr/lib/python3/json/__init__.py", clone)
+    if conftest.WATCH_BESIDE:  # the hook itself, where the clone is watched (not in /tmp)
+        target = ROOT.parent / "shared" / "stripe" / "event_types.json"
+        with contextlib.suppress(OSError):  # the hook sees the attempt, found or not
+            target.open("rb").close()
+        assert conftest.OUTSIDE_READS == [str(target)]
+        conftest.OUTSIDE_READS.clear()  # this test's read was on purpose
 
 
 def test_every_fixture_file_has_its_source_named() -> None:
