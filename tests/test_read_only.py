@@ -64,6 +64,18 @@ def _as_reader(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     return int(code), str(out), str(err)
 
 
+def _projected_demo_store(url: str) -> sa.Engine:
+    engine = create_engine(url)
+    migrate(engine)
+    prepare_read_side(engine)
+    store = EventStore(engine)
+    now = utc_now()
+    events = [event_from_dict(e) for e in generate(seed=5, events=200).deliveries]
+    store.append([Incoming(event, "import", now) for event in events])
+    worker.run(store, until_idle_s=0)
+    return engine
+
+
 def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()}
 
@@ -76,15 +88,7 @@ def ledger_dir() -> Iterator[Path]:
     directory = top / "ledger"
     directory.mkdir()
     url = f"sqlite:///{directory / 'ledger.db'}"
-    engine = create_engine(url)
-    migrate(engine)
-    prepare_read_side(engine)
-    store = EventStore(engine)
-    now = utc_now()
-    events = [event_from_dict(e) for e in generate(seed=5, events=200).deliveries]
-    store.append([Incoming(event, "import", now) for event in events])
-    worker.run(store, until_idle_s=0)
-    engine.dispose()
+    _projected_demo_store(url).dispose()
     # Warm up every module the commands import, while the interpreter can still read them.
     for argv in (["report", "balances"], ["verify"]):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -142,14 +146,7 @@ def test_a_read_command_on_a_read_only_store_it_cannot_read_says_so(ledger_dir: 
 def test_report_as_the_reporting_role(
     postgres_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine = create_engine(postgres_url)
-    migrate(engine)
-    prepare_read_side(engine)
-    store = EventStore(engine)
-    now = utc_now()
-    events = [event_from_dict(e) for e in generate(seed=5, events=200).deliveries]
-    store.append([Incoming(event, "import", now) for event in events])
-    worker.run(store, until_idle_s=0)
+    engine = _projected_demo_store(postgres_url)
     analyst = f"analyst_{uuid.uuid4().hex[:8]}"
     with engine.connect() as connection, connection.begin():
         connection.exec_driver_sql(
