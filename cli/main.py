@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from cli import (
     backfill_cmds,
+    dead_letters_cmd,
     demo_cmd,
     event_types_cmd,
     ingest_cmd,
@@ -29,6 +30,7 @@ from ledger.settings import Settings, SettingsError
 COMMAND_MODULES = [
     ingest_cmd,
     ledger_cmds,
+    dead_letters_cmd,
     backfill_cmds,
     project_cmd,
     reports_cmds,

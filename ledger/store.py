@@ -376,7 +376,13 @@ class EventStore:
         with self.engine.connect() as connection:
             return {row.partition: row.next_offset for row in connection.execute(statement)}
 
-    def dead_letter_rows(self, limit: int = 100) -> list[sa.Row[Any]]:
-        statement = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+    def dead_letter_rows(self, limit: int = 100, after_id: int = 0) -> list[sa.Row[Any]]:
+        """Dead letters with id > ``after_id``, oldest first, at most ``limit``."""
+        statement = (
+            sa.select(dead_letters)
+            .where(dead_letters.c.id > after_id)
+            .order_by(dead_letters.c.id)
+            .limit(limit)
+        )
         with self.engine.connect() as connection:
             return list(connection.execute(statement))
