@@ -17,8 +17,9 @@ from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import rebuild, registry, verify, worker
-from reports import render, views
-from reports.query import UnknownReport, run_report
+from reports import periods, render, views
+from reports.money import parse_major
+from reports.query import PeriodNotSupported, UnknownReport, cli_names, run_report
 
 log = get_logger("cli")
 
@@ -77,12 +78,17 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     # read the report_* views and nothing else (no schema check, no view creation here).
     engine = create_engine(settings.database_url, read_only=True)
     try:
+        instants = {
+            name: periods.parse_instant(getattr(args, name))
+            for name in ("since", "until", "as_of")
+            if getattr(args, name) is not None
+        }
         with reachable():
-            columns, rows = run_report(engine, args.name, args.account, args.livemode)
-    except UnknownReport as error:
+            columns, rows = run_report(engine, args.name, args.account, args.livemode, **instants)
+    except (UnknownReport, PeriodNotSupported, ValueError) as error:
         raise CommandError(str(error)) from None
     except sa.exc.DBAPIError as error:
-        if _views_missing(engine, f"report_{args.name}"):
+        if _views_missing(engine, f"report_{args.name.replace('-', '_')}"):
             raise CommandError(
                 "the report views do not exist yet: run `stripe-ledger migrate` first"
             ) from None
@@ -94,12 +100,16 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        parse_major(args.drift_tolerance, "usd")
+    except ValueError as error:
+        raise CommandError(f"--drift-tolerance: {error}") from None
     # Checks only, read-only: the scratch fold uses temporary tables; the views are migrate's.
     engine = create_engine(settings.database_url, read_only=True)
     try:
         require_migrated(engine)
         with reachable():
-            checks, drift = verify.verify(EventStore(engine))
+            checks, drift = verify.verify(EventStore(engine), args.drift_tolerance)
     finally:
         engine.dispose()
     for check in checks:
@@ -133,11 +143,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="print a report view (report_NAME) as a table, JSON or CSV",
         description="Run the SQL view report_NAME. Tables are for people: amounts in major "
         "units with their currency. JSON and CSV are for machines: amounts as integer minor "
-        "units, timestamps ISO-8601 UTC. Reports: " + ", ".join(views.report_names()) + ".",
+        "units, timestamps ISO-8601 UTC. Reports: " + ", ".join(cli_names()) + ". "
+        "balance-summary, balance-categories, balance-itemized and payout-reconciliation "
+        "reproduce Stripe's Balance and Payout reconciliation reports from the synced balance "
+        "transactions (see `stripe-ledger balance-sync`); journal and trial-balance show the "
+        "double-entry books.",
     )
+    report.add_argument("name", metavar="NAME", help="the report: " + ", ".join(cli_names()))
     report.add_argument(
-        "name", metavar="NAME", help="the report: " + ", ".join(views.report_names())
-    )
+        "--since", metavar="DATE",
+        help="balance-summary, journal, balance-itemized: from this instant (inclusive; a date "
+        "is midnight UTC)",
+    )  # fmt: skip
+    report.add_argument("--until", metavar="DATE", help="... up to this instant (exclusive)")
+    report.add_argument(
+        "--as-of", dest="as_of", metavar="DATE",
+        help="trial-balance: only what was posted before this instant",
+    )  # fmt: skip
     report.add_argument("--account", help="only this Connect account (acct_...), or 'platform'")
     mode = report.add_mutually_exclusive_group()
     mode.add_argument("--livemode", dest="livemode", action="store_const", const=True,
@@ -152,6 +174,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="check the ledger's invariants; exit 1 if one fails",
         description="Check that every journal entry balances, that balances equal the sum of "
         "postings, and that each live projection equals a fresh fold of the whole store "
-        "(a checksum each); print drift against Stripe's latest balance snapshots.",
+        "(a checksum each), that the journal equals the synced balance transactions and every "
+        "automatic payout with synced balance transactions reconciles; print drift against "
+        "Stripe's latest balance snapshots in major units. Exit 1 when a check fails, or when "
+        "drift at a snapshot taken by balance-sync exceeds --drift-tolerance.",
     )
+    verify_parser.add_argument(
+        "--drift-tolerance", default="0", metavar="AMOUNT",
+        help="largest drift allowed per currency, in major units (default 0; e.g. 0.01)",
+    )  # fmt: skip
     verify_parser.set_defaults(handler=cmd_verify)

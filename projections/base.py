@@ -166,6 +166,8 @@ class Projection:
     name: ClassVar[str]
     # event type -> what this projection does with it (the catalogue reads this table).
     handlers: ClassVar[Mapping[str, str]]
+    # the ledger's own fact types (``ledger.*``, recorded by balance-sync) -> what it does
+    fact_handlers: ClassVar[Mapping[str, str]] = {}
     # logical name of the table holding each object's merged state (its primary key = Found.key)
     state_table: ClassVar[str]
 
@@ -230,7 +232,7 @@ class Projection:
         counts = Counts()
         grouped: dict[Key, list[Found]] = {}
         for index, event in enumerate(events):
-            if event.type not in self.handlers:
+            if event.type not in self.handlers and event.type not in self.fact_handlers:
                 counts.skipped += 1
                 continue
             payload = (

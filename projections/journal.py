@@ -1,9 +1,11 @@
-"""Balances and journal: a double-entry journal of every money movement the events reveal.
+"""Balances and journal: a double-entry journal of every money movement Stripe reports.
 
-An entry is one movement of one object (a charge's capture, its refunds, one dispute balance
-transaction, a payout, its reversal), identified by a deterministic ``entry_id``. Its postings
-hold what the object's MERGED state implies; a new snapshot that implies more (a further partial
-refund) posts the DELTA into the same entry and into ``balances``. So postings and balances are a
+The fold and posting rules are tables in ``journal_rules.py`` and the chart of accounts in
+``accounts.py``; this module keeps the tables in line with them. An entry is one movement (a
+balance transaction, or what an event alone says of a movement until its balance transaction is
+known), identified by a deterministic ``entry_id``. Its postings hold what the root object's
+MERGED state implies; a new fact that implies more (a further partial refund, the balance
+transaction with its fee) posts the DELTA into ``balances``. So postings and balances are a
 function of the merged states alone: the same whatever the arrival order, duplicates included.
 
 Signed amounts: debit positive, credit negative; every entry sums to zero in its currency.
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 
 from ledger.store import StoredEvent
 from projections import bulk
+from projections.accounts import CHART_OF_ACCOUNTS
 from projections.base import (
     PLATFORM,
     Change,
@@ -27,92 +30,46 @@ from projections.base import (
     Projection,
     State,
     account_of,
-    balance_transactions,
-    currency_of,
-    data_object,
-    money,
     scope_columns,
     table_name,
-    timestamp,
     write_rows,
 )
-from projections.disputes import DISPUTE_LIFECYCLE
-from projections.merge import (
-    LATEST,
-    MAX,
-    MIN,
-    RANK,
-    UNION,
-    UNION_MIN,
-    Lifecycle,
-    Rules,
-    Snapshot,
-    tie_key,
+from projections.journal_rules import (
+    BALANCE_FACT,
+    BT_FACT,
+    OPENING_FACT,
+    ROOT_RULES,
+    Entry,
+    bt_category,
+    found_root,
+    implied_entries,
 )
 
-# Chart of accounts (ledger accounts; debit-normal assets/expenses, credit-normal revenue).
-STRIPE_BALANCE = "stripe_balance"  # asset: funds held by Stripe
-BANK = "bank"  # asset: paid out to the bank account
-REVENUE = "revenue"  # income: captured charge amounts
-REFUNDS = "refunds"  # contra-revenue: refunded amounts
-DISPUTE_LOSSES = "dispute_losses"  # expense: withdrawn minus reinstated dispute amounts
-DISPUTE_FEES = "dispute_fees"  # expense: dispute fees (net of reversed fees)
-PROCESSING_FEES = "processing_fees"  # expense: Stripe fees on charges
-CHART_OF_ACCOUNTS = (
-    STRIPE_BALANCE,
-    BANK,
-    REVENUE,
-    REFUNDS,
-    DISPUTE_LOSSES,
-    DISPUTE_FEES,
-    PROCESSING_FEES,
-)
-
-CHARGE_LIFECYCLE = Lifecycle({"pending": 0, "succeeded": 1, "failed": 1})
-PAYOUT_LIFECYCLE = Lifecycle({"pending": 0, "in_transit": 1, "paid": 2, "failed": 3, "canceled": 3})
-
-# The merge rules per object type, one row per field.
-CHARGE_RULES: Rules = (
-    ("status", RANK),
-    ("currency", LATEST),
-    ("amount_captured", MAX),
-    ("amount_refunded", MAX),
-    ("balance_transactions", UNION),  # expanded charge.balance_transaction: its fee
-    ("created", MIN),  # the day the reports file the charge's volume under
-)
-DISPUTE_RULES: Rules = (
-    ("status", RANK),
-    ("currency", LATEST),
-    ("amount", LATEST),
-    ("balance_transactions", UNION),  # withdrawal / reinstatement, each txn id once
-    ("withdrawn_seen", MAX),
-    ("reinstated_seen", MAX),
-    ("created", MIN),
-)
-PAYOUT_RULES: Rules = (
-    ("status", RANK),
-    ("amount", LATEST),
-    ("currency", LATEST),
-    ("reached", UNION_MIN),  # status -> first seen: "paid then failed" needs both
-    ("created", MIN),
-)
-BALANCE_RULES: Rules = (
-    ("available", LATEST),  # currency -> amount, from the latest balance.available
-    ("pending", LATEST),
-)
+__all__ = ["CHART_OF_ACCOUNTS", "HANDLERS", "JournalProjection", "implied_entries"]
 
 _CHARGE = (
-    "folds the charge: captured amount (revenue), amount_refunded (refunds), "
-    "fees of an expanded balance_transaction"
+    "folds into the charge: its capture and refunds (estimated until their balance "
+    "transactions are synced), an expanded balance_transaction exactly"
 )
-_DISPUTE = "folds the dispute's balance transactions: withdrawals, reinstatements, dispute fees"
-_PAYOUT = "folds the payout: posts it once paid, reverses it if a paid payout fails or is canceled"
+_REFUND = "folds the refund into its charge: a refund, and its reversal if it fails"
+_DISPUTE = (
+    "folds the dispute: its balance transactions exactly, else the withdrawn/reinstated amount"
+)
+_PAYOUT = (
+    "folds the payout: out of the balance at creation, in transit until paid, back if it fails"
+)
+_FEE = "folds the application fee the platform earned, and its refunds"
+_TRANSFER = "folds the transfer to a connected account, and its reversals"
 HANDLERS: dict[str, str] = {
+    "application_fee.created": _FEE,
+    "application_fee.refund.updated": _FEE,
+    "application_fee.refunded": _FEE,
     "balance.available": "replaces the Stripe-reported available/pending balance per currency",
     "charge.captured": _CHARGE,
     "charge.expired": _CHARGE,
     "charge.failed": _CHARGE,
     "charge.pending": _CHARGE,
+    "charge.refund.updated": _REFUND,
     "charge.refunded": _CHARGE,
     "charge.succeeded": _CHARGE,
     "charge.updated": _CHARGE,
@@ -127,233 +84,91 @@ HANDLERS: dict[str, str] = {
     "payout.paid": _PAYOUT,
     "payout.reconciliation_completed": _PAYOUT,
     "payout.updated": _PAYOUT,
+    "refund.created": _REFUND,
+    "refund.failed": _REFUND,
+    "refund.updated": _REFUND,
+    "transfer.created": _TRANSFER,
+    "transfer.reversed": _TRANSFER,
+    "transfer.updated": _TRANSFER,
 }
-
-# entry_id -> (kind, currency, {ledger account: signed amount})
-Implied = dict[str, tuple[str, str, dict[str, int]]]
-
-
-def _status(obj: dict[str, Any]) -> str | None:
-    return obj.get("status") if isinstance(obj.get("status"), str) else None
-
-
-def _snapshot(
-    event: StoredEvent, obj: dict[str, Any], counts: Counts
-) -> tuple[str, Snapshot, Rules, Lifecycle | None] | None:
-    """(object type, snapshot, rules, lifecycle) of a journal-relevant object, or None."""
-    kind = obj.get("object")
-    status = _status(obj)
-    if kind == "charge":
-        bt = obj.get("balance_transaction")
-        fields: dict[str, Any] = {
-            "status": status,
-            "currency": currency_of(obj),
-            "amount_captured": money(
-                obj.get("amount_captured"), counts, event, "charge.amount_captured"
-            ),
-            "amount_refunded": money(
-                obj.get("amount_refunded"), counts, event, "charge.amount_refunded"
-            ),
-            "balance_transactions": balance_transactions(bt, counts, event)
-            if isinstance(bt, dict)
-            else {},
-            "created": timestamp(obj.get("created")),
-        }
-        return "charge", _keyed(event, fields, CHARGE_LIFECYCLE), CHARGE_RULES, CHARGE_LIFECYCLE
-    if kind == "dispute":
-        fields = {
-            "status": status,
-            "currency": currency_of(obj),
-            "amount": money(obj.get("amount"), counts, event, "dispute.amount"),
-            "balance_transactions": balance_transactions(
-                obj.get("balance_transactions"), counts, event
-            ),
-            "withdrawn_seen": event.type == "charge.dispute.funds_withdrawn",
-            "reinstated_seen": event.type == "charge.dispute.funds_reinstated",
-            "created": timestamp(obj.get("created")),
-        }
-        return "dispute", _keyed(event, fields, DISPUTE_LIFECYCLE), DISPUTE_RULES, DISPUTE_LIFECYCLE
-    if kind == "payout":
-        fields = {
-            "status": status,
-            "amount": money(obj.get("amount"), counts, event, "payout.amount"),
-            "currency": currency_of(obj),
-            "reached": {status: event.created} if status else {},
-            "created": timestamp(obj.get("created")),
-        }
-        return "payout", _keyed(event, fields, PAYOUT_LIFECYCLE), PAYOUT_RULES, PAYOUT_LIFECYCLE
-    if kind == "balance":
-        fields = {
-            "available": _funds(obj.get("available"), counts, event, "balance.available"),
-            "pending": _funds(obj.get("pending"), counts, event, "balance.pending"),
-        }
-        return "balance", _keyed(event, fields, None), BALANCE_RULES, None
-    return None
-
-
-def _keyed(event: StoredEvent, fields: dict[str, Any], lifecycle: Lifecycle | None) -> Snapshot:
-    rank = lifecycle.rank(fields.get("status")) if lifecycle else 0
-    return Snapshot(tie_key(event.created, rank, event.event_id), fields)
-
-
-def _funds(values: Any, counts: Counts, event: StoredEvent, field: str) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for item in values if isinstance(values, list) else []:
-        if not isinstance(item, dict) or not isinstance(item.get("currency"), str):
-            continue
-        amount = money(item.get("amount"), counts, event, field)
-        if amount is not None:
-            currency = item["currency"].lower()
-            totals[currency] = totals.get(currency, 0) + amount
-    return totals
-
-
-def _movement(
-    kind: str, currency: str, *postings: tuple[str, int]
-) -> tuple[str, str, dict[str, int]]:
-    return kind, currency, {account: amount for account, amount in postings if amount != 0}
-
-
-def implied_entries(object_type: str, object_id: str, fields: dict[str, Any]) -> Implied:
-    """Posting rules: the entries an object's merged state implies (deterministic ids)."""
-    entries: Implied = {}
-    if object_type == "charge":
-        currency = fields["currency"]
-        captured = fields["amount_captured"] or 0
-        refunded = fields["amount_refunded"] or 0
-        if currency and captured:
-            entries[f"{object_id}:capture"] = _movement(
-                "capture", currency, (STRIPE_BALANCE, captured), (REVENUE, -captured)
-            )
-        if currency and refunded:
-            entries[f"{object_id}:refund"] = _movement(
-                "refund", currency, (REFUNDS, refunded), (STRIPE_BALANCE, -refunded)
-            )
-        for txn, bt in sorted((fields["balance_transactions"] or {}).items()):
-            entries[f"{object_id}:fee:{txn}"] = _movement(
-                "fee", bt["currency"], (PROCESSING_FEES, bt["fee"]), (STRIPE_BALANCE, -bt["fee"])
-            )
-    elif object_type == "dispute":
-        bts = fields["balance_transactions"] or {}
-        for txn, bt in sorted(bts.items()):
-            kind = "dispute_withdrawal" if bt["amount"] < 0 else "dispute_reinstatement"
-            entries[f"{object_id}:{txn}"] = _movement(
-                kind,
-                bt["currency"],
-                (STRIPE_BALANCE, bt["amount"] - bt["fee"]),
-                (DISPUTE_LOSSES, -bt["amount"]),
-                (DISPUTE_FEES, bt["fee"]),
-            )
-        amount, currency = fields["amount"] or 0, fields["currency"]
-        if not bts and currency and amount:  # no balance transactions known: the amount
-            if fields["withdrawn_seen"]:
-                entries[f"{object_id}:withdrawal"] = _movement(
-                    "dispute_withdrawal",
-                    currency,
-                    (DISPUTE_LOSSES, amount),
-                    (STRIPE_BALANCE, -amount),
-                )
-            if fields["reinstated_seen"]:
-                entries[f"{object_id}:reinstatement"] = _movement(
-                    "dispute_reinstatement",
-                    currency,
-                    (STRIPE_BALANCE, amount),
-                    (DISPUTE_LOSSES, -amount),
-                )
-    elif object_type == "payout":
-        amount, currency = fields["amount"] or 0, fields["currency"]
-        reached = fields["reached"] or {}
-        paid = "paid" in reached or fields["status"] == "paid"
-        if paid and currency and amount:
-            entries[f"{object_id}:payout"] = _movement(
-                "payout", currency, (BANK, amount), (STRIPE_BALANCE, -amount)
-            )
-            if fields["status"] in ("failed", "canceled"):
-                entries[f"{object_id}:payout_reversal"] = _movement(
-                    "payout_reversal", currency, (STRIPE_BALANCE, amount), (BANK, -amount)
-                )
-    return {entry_id: entry for entry_id, entry in entries.items() if entry[2]}
+# Facts the ledger itself records (balance-sync), not Stripe event types.
+FACT_HANDLERS: dict[str, str] = {
+    BT_FACT: "posts the balance transaction exactly: gross, each fee, net; pending, then available",
+    BALANCE_FACT: "replaces the Stripe-reported available/pending balance per currency",
+    OPENING_FACT: "posts the opening balance the ledger starts from",
+}
+# Entry columns that describe the movement (updated in place when a fact changes them).
+ENTRY_META = (
+    "posted_at",
+    "balance_transaction_id",
+    "source_id",
+    "automatic_payout_id",
+    "exchange_rate",
+    "description",
+    "estimated",
+)
 
 
 class JournalProjection(Projection):
     name = "journal"
     handlers = HANDLERS
+    fact_handlers = FACT_HANDLERS
     state_table = "journal_objects"
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
-        objects = sa.Table(
-            table_name("journal_objects", generation),
-            metadata,
-            sa.Column("object_type", sa.String(32), nullable=False),
-            sa.Column("object_id", sa.String(255), nullable=False),
-            *scope_columns(),
-            sa.Column("state", State, nullable=False),
-            sa.PrimaryKeyConstraint("object_type", "object_id", "account_key", "livemode"),
-        )
-        entries = sa.Table(
-            table_name("journal_entries", generation),
-            metadata,
-            sa.Column("entry_id", sa.String(255), nullable=False),
-            *scope_columns(),
-            sa.Column("currency", sa.String(8), nullable=False),
-            sa.Column("kind", sa.String(32), nullable=False),
-            sa.Column("object_type", sa.String(32), nullable=False),
-            sa.Column("object_id", sa.String(255), nullable=False),
-            sa.Column("created", sa.BigInteger),  # the object's own created (unix s)
-            sa.PrimaryKeyConstraint("entry_id", "account_key", "livemode"),
-            sa.Index(f"journal_entries_g{generation}_object", "object_type", "object_id"),
-        )
-        postings = sa.Table(
-            table_name("journal_postings", generation),
-            metadata,
-            sa.Column("entry_id", sa.String(255), nullable=False),
-            *scope_columns(),
-            sa.Column("ledger_account", sa.String(32), nullable=False),
-            sa.Column("currency", sa.String(8), nullable=False),
-            sa.Column("kind", sa.String(32), nullable=False),
-            sa.Column("amount", sa.BigInteger, nullable=False),  # debit > 0, credit < 0
-            sa.PrimaryKeyConstraint("entry_id", "account_key", "livemode", "ledger_account"),
-        )
-        balances = sa.Table(
-            table_name("balances", generation),
-            metadata,
-            *scope_columns(),
-            sa.Column("currency", sa.String(8), nullable=False),
-            sa.Column("ledger_account", sa.String(32), nullable=False),
-            sa.Column("amount", sa.BigInteger, nullable=False),
-            sa.PrimaryKeyConstraint("account_key", "livemode", "currency", "ledger_account"),
-        )
-        stripe_balances = sa.Table(
-            table_name("stripe_balances", generation),
-            metadata,
-            *scope_columns(),
-            sa.Column("currency", sa.String(8), nullable=False),
-            sa.Column("available", sa.BigInteger, nullable=False),
-            sa.Column("pending", sa.BigInteger, nullable=False),
-            sa.Column(
-                "as_of", sa.BigInteger, nullable=False
-            ),  # created of the latest balance.available
-            sa.Column("event_id", sa.String(255), nullable=False),
-            sa.PrimaryKeyConstraint("account_key", "livemode", "currency"),
-        )
         return {
-            "journal_objects": objects,
-            "journal_entries": entries,
-            "journal_postings": postings,
-            "balances": balances,
-            "stripe_balances": stripe_balances,
+            "journal_objects": sa.Table(
+                table_name("journal_objects", generation),
+                metadata,
+                sa.Column("object_type", sa.String(32), nullable=False),
+                sa.Column("object_id", sa.String(255), nullable=False),
+                *scope_columns(),
+                sa.Column("state", State, nullable=False),
+                sa.PrimaryKeyConstraint("object_type", "object_id", "account_key", "livemode"),
+            ),
+            "journal_entries": _entries_table(metadata, generation),
+            "journal_postings": sa.Table(
+                table_name("journal_postings", generation),
+                metadata,
+                sa.Column("entry_id", sa.String(255), nullable=False),
+                *scope_columns(),
+                sa.Column("ledger_account", sa.String(32), nullable=False),
+                sa.Column("currency", sa.String(8), nullable=False),
+                sa.Column("kind", sa.String(32), nullable=False),
+                sa.Column("amount", sa.BigInteger, nullable=False),  # debit > 0, credit < 0
+                sa.PrimaryKeyConstraint("entry_id", "account_key", "livemode", "ledger_account"),
+            ),
+            "balances": sa.Table(
+                table_name("balances", generation),
+                metadata,
+                *scope_columns(),
+                sa.Column("currency", sa.String(8), nullable=False),
+                sa.Column("ledger_account", sa.String(32), nullable=False),
+                sa.Column("amount", sa.BigInteger, nullable=False),
+                sa.PrimaryKeyConstraint("account_key", "livemode", "currency", "ledger_account"),
+            ),
+            "stripe_balances": sa.Table(
+                table_name("stripe_balances", generation),
+                metadata,
+                *scope_columns(),
+                sa.Column("currency", sa.String(8), nullable=False),
+                sa.Column("available", sa.BigInteger, nullable=False),
+                sa.Column("pending", sa.BigInteger, nullable=False),
+                sa.Column("as_of", sa.BigInteger, nullable=False),  # created of the snapshot
+                sa.Column("event_id", sa.String(255), nullable=False),
+                sa.PrimaryKeyConstraint("account_key", "livemode", "currency"),
+            ),
+            "balance_transactions": _balance_transactions_table(metadata, generation),
+            "payouts": _payouts_table(metadata, generation),
         }
 
     def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
-        obj = data_object(payload)
-        found = _snapshot(event, obj, counts)
+        found = found_root(event, payload, counts)
         if found is None:
             return None
-        object_type, snapshot, rules, lifecycle = found
-        object_id = "balance" if object_type == "balance" else obj.get("id")
-        if not isinstance(object_id, str):
-            return None
-        key = (object_type, object_id, event.account or PLATFORM, event.livemode)
+        root, snapshot = found
+        rules, lifecycle = ROOT_RULES[root.object_type]
+        key = (root.object_type, root.object_id, event.account or PLATFORM, event.livemode)
         return Found(key, snapshot, rules, lifecycle)
 
     def write(
@@ -368,6 +183,76 @@ class JournalProjection(Projection):
         if moved:
             plan = _plan_postings(connection, tables, moved)
             plan.execute(connection, tables)
+            _write_balance_transactions(connection, tables["balance_transactions"], moved)
+            payouts = [change for change in moved if change.key[0] == "payout"]
+            _write_payouts(connection, tables["payouts"], payouts)
+
+
+def _entries_table(metadata: sa.MetaData, generation: int) -> sa.Table:
+    return sa.Table(
+        table_name("journal_entries", generation),
+        metadata,
+        sa.Column("entry_id", sa.String(255), nullable=False),
+        *scope_columns(),
+        sa.Column("currency", sa.String(8), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),  # reporting category or own move
+        sa.Column("object_type", sa.String(32), nullable=False),  # the root object
+        sa.Column("object_id", sa.String(255), nullable=False),
+        sa.Column("posted_at", sa.BigInteger),  # when the money moved (unix s)
+        sa.Column("balance_transaction_id", sa.String(255)),  # NULL: estimated from events
+        sa.Column("source_id", sa.String(255)),
+        sa.Column("automatic_payout_id", sa.String(255)),
+        sa.Column("exchange_rate", sa.String(32)),  # as Stripe gave it (a rate, not money)
+        sa.Column("description", sa.String(255)),
+        sa.Column("estimated", sa.Boolean, nullable=False),
+        sa.PrimaryKeyConstraint("entry_id", "account_key", "livemode"),
+        sa.Index(f"journal_entries_g{generation}_object", "object_type", "object_id"),
+    )
+
+
+def _balance_transactions_table(metadata: sa.MetaData, generation: int) -> sa.Table:
+    """Every balance transaction known, in its latest state (Stripe's itemized columns)."""
+    return sa.Table(
+        table_name("balance_transactions", generation),
+        metadata,
+        sa.Column("balance_transaction_id", sa.String(255), nullable=False),
+        *scope_columns(),
+        sa.Column("object_type", sa.String(32), nullable=False),  # the root it folded into
+        sa.Column("object_id", sa.String(255), nullable=False),
+        sa.Column("type", sa.String(64)),
+        sa.Column("reporting_category", sa.String(64), nullable=False),
+        sa.Column("currency", sa.String(8), nullable=False),
+        sa.Column("amount", sa.BigInteger, nullable=False),
+        sa.Column("fee", sa.BigInteger, nullable=False),
+        sa.Column("net", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.String(16)),
+        sa.Column("created", sa.BigInteger),
+        sa.Column("available_on", sa.BigInteger),
+        sa.Column("exchange_rate", sa.String(32)),
+        sa.Column("description", sa.String(255)),
+        sa.Column("source_id", sa.String(255)),
+        sa.Column("automatic_payout_id", sa.String(255)),
+        sa.PrimaryKeyConstraint(
+            "balance_transaction_id", "account_key", "livemode", "object_type", "object_id"
+        ),
+    )
+
+
+def _payouts_table(metadata: sa.MetaData, generation: int) -> sa.Table:
+    return sa.Table(
+        table_name("payouts", generation),
+        metadata,
+        sa.Column("payout_id", sa.String(255), nullable=False),
+        *scope_columns(),
+        sa.Column("currency", sa.String(8)),
+        sa.Column("amount", sa.BigInteger),
+        sa.Column("status", sa.String(16)),
+        sa.Column("automatic", sa.Boolean),
+        sa.Column("created", sa.BigInteger),
+        sa.Column("arrival_date", sa.BigInteger),
+        sa.Column("paid_at", sa.BigInteger),
+        sa.PrimaryKeyConstraint("payout_id", "account_key", "livemode"),
+    )
 
 
 def _write_stripe_balances(
@@ -397,6 +282,97 @@ def _write_stripe_balances(
         )
     bulk.delete(connection, table, ("account_key", "livemode"), scopes)
     bulk.insert(connection, table, rows)
+
+
+def _bt_rows(change: Change) -> dict[str, dict[str, Any]]:
+    """The balance_transactions rows a root's state implies, by balance transaction id."""
+    object_type, object_id, account_key, livemode = change.key
+    fields = change.after["fields"]
+    payouts = fields.get("bt_payouts") or {}
+    rows: dict[str, dict[str, Any]] = {}
+    for txn, item in sorted((fields.get("bts") or {}).items()):
+        bt = item["v"]
+        rows[txn] = {
+            "balance_transaction_id": txn,
+            "account_key": account_key,
+            "livemode": livemode,
+            "account": account_of(account_key),
+            "object_type": object_type,
+            "object_id": object_id,
+            "type": bt["type"],
+            "reporting_category": bt_category(bt, object_type),
+            **{name: bt[name] for name in _BT_VALUES},
+            "automatic_payout_id": payouts.get(txn),
+        }
+    return rows
+
+
+_BT_VALUES = (
+    "currency",
+    "amount",
+    "fee",
+    "net",
+    "status",
+    "created",
+    "available_on",
+    "exchange_rate",
+    "description",
+    "source_id",
+)
+_BT_KEY = ("balance_transaction_id", "account_key", "livemode", "object_type", "object_id")
+
+
+def _write_balance_transactions(
+    connection: sa.Connection, table: sa.Table, changes: list[Change]
+) -> None:
+    """Bring the rows of each changed root in line with its balance transactions (they only
+    grow: a root never forgets one)."""
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for change in changes:
+        before = _bt_rows(Change(change.key, None, change.before)) if change.before else {}
+        for txn, row in _bt_rows(change).items():
+            if txn not in before:
+                inserts.append(row)
+            elif before[txn] != row:
+                updates.append(row)
+    values = tuple(name for name in table.c.keys() if name not in _BT_KEY)
+    bulk.update(connection, table, _BT_KEY, values, updates)
+    bulk.insert(connection, table, inserts)
+
+
+def _write_payouts(connection: sa.Connection, table: sa.Table, changes: list[Change]) -> None:
+    rows = []
+    for change in changes:
+        _type, payout_id, account_key, livemode = change.key
+        fields = change.after["fields"]
+        payout = fields["payout"]["v"] if fields.get("payout") else {}
+        rows.append(
+            {
+                "account": account_of(account_key),
+                "currency": payout.get("currency"),
+                "amount": payout.get("amount"),
+                "status": fields["status"],
+                "automatic": payout.get("automatic"),
+                "created": fields["created"],
+                "arrival_date": payout.get("arrival_date"),
+                "paid_at": (fields["reached"] or {}).get("paid"),
+            }
+        )
+    keyed = [Change((c.key[1], c.key[2], c.key[3]), c.before, c.after) for c in changes]
+    # a payout root may exist before its first payout event (a synced balance transaction)
+    existing = {
+        tuple(row)
+        for row in bulk.select(
+            connection,
+            table,
+            ("payout_id", "account_key", "livemode"),
+            [c.key for c in keyed],
+            ("payout_id", "account_key", "livemode"),
+        )
+    }
+    keyed = [Change(c.key, {} if c.key in existing else None, c.after) for c in keyed]
+    write_rows(connection, table, keyed, rows)
 
 
 # (entry_id, account_key, livemode): the primary key of an entry
@@ -436,7 +412,7 @@ class _PostingPlan:
         bulk.delete(connection, postings, _ENTRY_KEY, self.entry_deletes)
         bulk.delete(connection, entries, _ENTRY_KEY, self.entry_deletes)
         bulk.insert(connection, entries, self.entry_inserts)
-        bulk.update(connection, entries, _ENTRY_KEY, ("created",), self.entry_updates)
+        bulk.update(connection, entries, _ENTRY_KEY, ENTRY_META, self.entry_updates)
         bulk.delete(connection, postings, _POSTING_KEY, self.posting_deletes)
         bulk.update(connection, postings, _POSTING_KEY, ("amount",), self.posting_updates)
         bulk.insert(connection, postings, self.posting_inserts)
@@ -460,14 +436,15 @@ def _plan_postings(
         fields = change.after["fields"]
         implied = implied_entries(object_type, object_id, fields)
         stored = existing.get(change.key, {})
-        for entry_id, (kind, currency, amounts) in implied.items():
-            assert sum(amounts.values()) == 0, (entry_id, amounts)
+        for entry_id, entry in implied.items():
+            kind, currency, amounts = entry.kind, entry.currency, entry.amounts
             entry_key = (entry_id, account_key, livemode)
             old = stored.get(entry_id)
             old_postings = posted.get(entry_key, {})
             if old is not None and (old["currency"], old["kind"]) != (currency, kind):
                 plan.remove_entry(entry_key, old["currency"], old_postings)
                 old, old_postings = None, {}
+            meta = _entry_meta(entry)
             if old is None:
                 plan.entry_inserts.append(
                     {
@@ -479,13 +456,11 @@ def _plan_postings(
                         "kind": kind,
                         "object_type": object_type,
                         "object_id": object_id,
-                        "created": fields.get("created"),
+                        **meta,
                     }
                 )
-            elif old["created"] != fields.get("created"):
-                plan.entry_updates.append(
-                    {**_named(_ENTRY_KEY, entry_key), "created": fields.get("created")}
-                )
+            elif any(old[name] != value for name, value in meta.items()):
+                plan.entry_updates.append({**_named(_ENTRY_KEY, entry_key), **meta})
             for ledger_account in sorted(set(amounts) | set(old_postings)):
                 new_amount = amounts.get(ledger_account, 0)
                 old_amount = old_postings.get(ledger_account, 0)
@@ -515,6 +490,10 @@ def _plan_postings(
                 entry_key = (entry_id, account_key, livemode)
                 plan.remove_entry(entry_key, old["currency"], posted.get(entry_key, {}))
     return plan
+
+
+def _entry_meta(entry: Entry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in ENTRY_META}
 
 
 def _named(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:

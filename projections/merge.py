@@ -17,6 +17,12 @@ Rules (each projection lists its own as a table of ``(field, rule)`` rows):
 - ``UNION``   a dict id -> item: the union of the ids; for one id seen twice with different
               contents the greater canonical JSON wins (balance transactions, reached statuses).
 - ``UNION_MIN`` a dict key -> number: the union, keeping the smallest number per key.
+- ``UNION_LATEST`` a dict id -> ``{"k": order key, "v": value}``: the union of the ids, keeping
+              per id the item with the greatest order key (a refund's or a balance
+              transaction's own progression: pending -> succeeded -> failed, pending -> available).
+- ``LATEST_KNOWN`` one ``{"k": order key, "v": value}`` item, or null: the item with the greatest
+              key among the snapshots that know the field (a refund event folded into its
+              charge says nothing of the charge's own fields, and must not erase them).
 
 Every rule is a semilattice join (max over a total order, or a union of those), which is what
 makes the fold order-free.
@@ -38,15 +44,19 @@ class Rule(Enum):
     LATEST = "latest"
     UNION = "union"
     UNION_MIN = "union_min"
+    UNION_LATEST = "union_latest"
+    LATEST_KNOWN = "latest_known"
 
 
-MAX, MIN, RANK, LATEST, UNION, UNION_MIN = (
+MAX, MIN, RANK, LATEST, UNION, UNION_MIN, UNION_LATEST, LATEST_KNOWN = (
     Rule.MAX,
     Rule.MIN,
     Rule.RANK,
     Rule.LATEST,
     Rule.UNION,
     Rule.UNION_MIN,
+    Rule.UNION_LATEST,
+    Rule.LATEST_KNOWN,
 )
 
 Rules = Sequence[tuple[str, Rule]]
@@ -81,6 +91,14 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _latest_wins(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """UNION_LATEST: the greater order key wins; equal keys (the same snapshot seen twice, or
+    two facts of one second) fall to the greater canonical JSON, so the join stays order-free."""
+    if new["k"] != old["k"]:
+        return bool(new["k"] > old["k"])
+    return _canonical(new) > _canonical(old)
+
+
 def _join(rule: Rule, old: Any, new: Any, old_key: TieKey, new_key: TieKey) -> Any:
     if rule is Rule.LATEST:
         return new if new_key > old_key else old
@@ -101,6 +119,16 @@ def _join(rule: Rule, old: Any, new: Any, old_key: TieKey, new_key: TieKey) -> A
         for item_id, value in (new or {}).items():
             merged[item_id] = value if item_id not in merged else min(merged[item_id], value)
         return merged
+    if rule is Rule.UNION_LATEST:
+        merged = dict(old or {})
+        for item_id, item in (new or {}).items():
+            if item_id not in merged or _latest_wins(item, merged[item_id]):
+                merged[item_id] = item
+        return merged
+    if rule is Rule.LATEST_KNOWN:
+        if old is None or new is None:
+            return new if old is None else old
+        return new if _latest_wins(new, old) else old
     raise AssertionError(rule)  # RANK is joined in merge() with its key
 
 

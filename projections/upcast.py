@@ -40,8 +40,28 @@ def charge_amount_captured(event: Payload) -> None:
     obj = _object(event)
     if obj.get("object") != "charge" or "amount_captured" in obj:
         return
-    captured = obj.get("captured") is True and obj.get("status") in ("succeeded", "paid", None)
+    # Charges of 2012-2014 have no `captured` either: then `paid` says the money moved.
+    flag = obj.get("captured") if "captured" in obj else obj.get("paid")
+    captured = flag is True and obj.get("status") in ("succeeded", "paid", None)
     obj["amount_captured"] = obj.get("amount", 0) if captured else 0
+
+
+def charge_refunds_exclude_released(event: Payload) -> None:
+    """2025-03-31.basil: ``amount_refunded`` no longer counts the part of an authorization that a
+    partial capture released (before, a charge of 1000 captured for 600 said amount_refunded
+    400 with nothing refunded). Only for events that NAME an older version: the shape alone
+    cannot tell the two meanings apart, so an unknown version is read as the newest."""
+    obj = _object(event)
+    if obj.get("object") != "charge" or not isinstance(event.get("api_version"), str):
+        return
+    values = [obj.get(name) for name in ("amount", "amount_captured", "amount_refunded")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return
+    amount, captured, refunded = (int(v) for v in values)  # type: ignore[arg-type]
+    if obj.get("captured") is True and 0 < captured < amount:
+        obj["amount_refunded"] = max(0, refunded - (amount - captured))
+    elif obj.get("captured") is False:  # released without capture: nothing was refunded
+        obj["amount_refunded"] = 0
 
 
 def invoice_payments_and_parent(event: Payload) -> None:
@@ -90,6 +110,7 @@ UPCASTERS: tuple[tuple[str, Upcaster], ...] = (
     ("2017-05-25", request_as_object),
     ("2017-05-25", dispute_legacy_status),
     ("2019-02-19", charge_amount_captured),
+    ("2025-03-31.basil", charge_refunds_exclude_released),
     ("2025-03-31.basil", invoice_payments_and_parent),
 )
 

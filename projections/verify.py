@@ -5,8 +5,15 @@
 3. Every live projection equals a fresh fold of the whole store up to its checkpoint
    (a checksum per projection). The fresh fold runs in a transaction that is rolled back, so
    verify leaves no trace.
-4. Drift against Stripe's latest balance snapshots is reported (not an invariant: fees that no
-   event carries make honest drift).
+4. The journal equals the balance transactions: per account, mode, currency and reporting
+   category, the net the journal posted from balance transactions equals theirs; each balance
+   transaction is posted once.
+5. Every automatic payout whose balance transactions are synced reconciles: their net equals
+   the payout's amount.
+6. Drift against Stripe's latest balance snapshot, in major units with the currency. Where the
+   snapshot came from balance-sync (so the balance transactions up to it are synced), a drift
+   above ``--drift-tolerance`` fails; a webhook-only snapshot is shown, not judged (its fees are
+   unknown until balance-sync runs).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sqlalchemy as sa
 from ledger.store import EventStore
 from projections import registry
 from projections.base import Projection
+from reports.money import format_amount, parse_major
 
 VERIFY_BATCH_EVENTS = 2000
 SCRATCH_GENERATION = 999_999  # tables of the throw-away fold; never committed
@@ -155,17 +163,138 @@ def drift_lines(connection: sa.Connection) -> list[str]:
         )
     ).all()
     return [
-        f"{r.account or 'platform'} {'live' if r.livemode else 'test'} {r.currency}: "
-        f"ledger {r.ledger_balance}, stripe {r.stripe_available} + {r.stripe_pending} pending, "
-        f"drift {r.drift}"
+        f"{r.account or 'platform'} {'live' if r.livemode else 'test'}: "
+        f"ledger {format_amount(int(r.ledger_balance), r.currency)}, stripe "
+        f"{format_amount(int(r.stripe_available), r.currency)} + "
+        f"{format_amount(int(r.stripe_pending), r.currency)} pending, "
+        f"drift {format_amount(int(r.drift), r.currency)}"
         for r in rows
     ]
 
 
-def verify(store: EventStore) -> tuple[list[Check], list[str]]:
+def _live_table(connection: sa.Connection, logical: str) -> sa.Table | None:
+    journal = registry.PROJECTIONS.get("journal")
+    row = registry.state(connection, "journal") if journal else None
+    if journal is None or row is None:
+        return None
+    return journal.cached_tables(int(row.live_generation))[logical]
+
+
+_STRIPE_ACCOUNTS = "('stripe_pending', 'stripe_available')"
+
+
+def check_journal_equals_balance_transactions(connection: sa.Connection) -> Check:
+    name = "journal = balance transactions"
+    bts, entries = _live_table(connection, "balance_transactions"), None
+    if bts is None:
+        return Check(name, True, "no journal yet")
+    entries = _live_table(connection, "journal_entries")
+    postings = _live_table(connection, "journal_postings")
+    assert entries is not None and postings is not None
+    scope = "account_key, livemode, currency"
+    stripe = {
+        tuple(row[:4]): int(row[4])
+        for row in connection.exec_driver_sql(
+            f"SELECT {scope}, reporting_category, SUM(net) FROM {bts.name} "
+            f"GROUP BY {scope}, reporting_category"
+        )
+    }
+    posted = {
+        tuple(row[:4]): int(row[4])
+        for row in connection.exec_driver_sql(
+            f"SELECT p.account_key, p.livemode, p.currency, e.kind, SUM(p.amount) "
+            f"FROM {postings.name} p JOIN {entries.name} e ON e.entry_id = p.entry_id "
+            "AND e.account_key = p.account_key AND e.livemode = p.livemode "
+            f"WHERE e.balance_transaction_id IS NOT NULL AND e.kind <> 'available' "
+            f"AND p.ledger_account IN {_STRIPE_ACCOUNTS} "
+            "GROUP BY p.account_key, p.livemode, p.currency, e.kind"
+        )
+    }
+    failures = [
+        f"{key[0] or 'platform'} {'live' if key[1] else 'test'} {key[2]} {key[3]}: "
+        f"balance transactions net {stripe.get(key, 0)}, journal {posted.get(key, 0)}"
+        for key in sorted(set(stripe) | set(posted), key=str)
+        if stripe.get(key, 0) != posted.get(key, 0)
+    ]
+    twice = connection.exec_driver_sql(
+        f"SELECT balance_transaction_id FROM {bts.name} GROUP BY balance_transaction_id, "
+        "account_key, livemode HAVING COUNT(*) > 1"
+    ).all()
+    failures += [f"{row[0]}: posted under two objects" for row in twice]
+    count = connection.execute(sa.select(sa.func.count()).select_from(bts)).scalar()
+    return Check(name, not failures, f"{count} balance transactions", failures[:FAILURES_SHOWN_MAX])
+
+
+def check_payouts_reconcile(connection: sa.Connection) -> Check:
+    name = "automatic payouts reconcile"
+    if _live_table(connection, "payouts") is None:
+        return Check(name, True, "no journal yet")
+    rows = connection.execute(
+        sa.text(
+            "SELECT payout_id, currency, amount, bt_count, bt_net, reconciled "
+            "FROM report_payout_reconciliation WHERE bt_count > 0"
+        )
+    ).all()
+    failures = [
+        f"{r.payout_id}: amount {format_amount(int(r.amount or 0), r.currency or 'usd')}, "
+        f"its {r.bt_count} balance transactions net "
+        f"{format_amount(int(r.bt_net), r.currency or 'usd')}"
+        for r in rows
+        if not r.reconciled
+    ]
+    return Check(
+        name,
+        not failures,
+        f"{len(rows)} payouts with synced balance transactions, {len(failures)} do not reconcile",
+        failures[:FAILURES_SHOWN_MAX],
+    )
+
+
+@dataclass
+class Drift:
+    lines: list[str]
+    over_tolerance: list[str]
+
+
+def check_drift(connection: sa.Connection, tolerance: str) -> Drift:
+    """Drift per scope in major units; over the tolerance where balance-sync took the snapshot."""
+    lines = drift_lines(connection)
+    over: list[str] = []
+    table = _live_table(connection, "stripe_balances")
+    if table is None:
+        return Drift(lines, over)
+    rows = connection.execute(
+        sa.text(
+            "SELECT r.account, r.livemode, r.currency, r.drift, b.event_id FROM report_balances r "
+            f"JOIN {table.name} b ON b.currency = r.currency AND b.livemode = r.livemode "
+            "AND b.account_key = COALESCE(r.account, '') WHERE r.drift IS NOT NULL"
+        )
+    ).all()
+    for r in rows:
+        limit = parse_major(tolerance, r.currency)
+        if str(r.event_id).startswith("bal_") and abs(int(r.drift)) > limit:
+            over.append(
+                f"{r.account or 'platform'} {'live' if r.livemode else 'test'}: drift "
+                f"{format_amount(int(r.drift), r.currency)} exceeds the tolerance "
+                f"{format_amount(limit, r.currency)}"
+            )
+    return Drift(lines, over)
+
+
+def verify(store: EventStore, drift_tolerance: str = "0") -> tuple[list[Check], list[str]]:
     with store.engine.connect() as connection:
         checks = [check_entries_balance(connection), check_balances_match_postings(connection)]
     checks += [check_fresh_fold(store, projection) for projection in registry.get()]
     with store.engine.connect() as connection:
-        drift = drift_lines(connection)
-    return checks, drift
+        checks.append(check_journal_equals_balance_transactions(connection))
+        checks.append(check_payouts_reconcile(connection))
+        drift = check_drift(connection, drift_tolerance)
+    checks.append(
+        Check(
+            "drift within tolerance (balance-sync snapshots)",
+            not drift.over_tolerance,
+            f"tolerance {drift_tolerance} in major units",
+            drift.over_tolerance,
+        )
+    )
+    return checks, drift.lines

@@ -24,3 +24,15 @@ def format_amount(minor: int, currency: str) -> str:
     whole, fraction = divmod(abs(minor), 10**digits)
     text = f"{whole:,}" + (f".{fraction:0{digits}d}" if digits else "")
     return f"{sign}{text} {currency.upper()}"
+
+
+def parse_major(text: str, currency: str) -> int:
+    """A non-negative amount in major units ("0", "0.01", "5") -> minor units of ``currency``,
+    exactly (no float): ``parse_major("0.01", "usd") == 1``, ``("1", "jpy") == 1``."""
+    digits = exponent(currency)
+    whole, _dot, fraction = text.strip().partition(".")
+    if not whole.isdigit() and not (whole == "" and fraction.isdigit()):
+        raise ValueError(f"not an amount in major units: {text!r} (e.g. 0, 0.01, 5)")
+    if len(fraction) > digits or (fraction and not fraction.isdigit()):
+        raise ValueError(f"{text!r} has more decimals than {currency.upper()} ({digits})")
+    return int(whole or "0") * 10**digits + int((fraction or "0").ljust(digits, "0") or "0")

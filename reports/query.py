@@ -6,21 +6,57 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from reports import periods
 from reports.views import report_names
+
+
+def cli_names() -> list[str]:
+    """The report names as the command line spells them (balance-summary)."""
+    return [name.replace("_", "-") for name in report_names()]
 
 
 class UnknownReport(ValueError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"no report named {name!r}; available: {', '.join(report_names())}")
+        super().__init__(f"no report named {name!r}; available: {', '.join(cli_names())}")
+
+
+class PeriodNotSupported(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"--since/--until apply to balance-summary, journal and balance-itemized, not {name}"
+        )
 
 
 def run_report(
-    engine: sa.Engine, name: str, account: str | None = None, livemode: bool | None = None
+    engine: sa.Engine,
+    name: str,
+    account: str | None = None,
+    livemode: bool | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    as_of: int | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The rows of ``report_<name>`` (``balance-summary`` and ``balance_summary`` alike), for
+    one account and mode if asked; ``since``/``until`` (unix s, half-open) and ``as_of`` where
+    the report has a period (see periods.py)."""
+    name = name.replace("-", "_")
     if name not in report_names():
         raise UnknownReport(name)
-    view = sa.table(f"report_{name}", sa.column("account"), sa.column("livemode"))
+    if name == "balance_summary" and (since is not None or until is not None):
+        return periods.balance_summary(engine, since, until, account, livemode)
+    if name == "trial_balance" and as_of is not None:
+        return periods.trial_balance(engine, as_of, account, livemode)
+    if (since is not None or until is not None) and name not in periods.TIME_COLUMNS:
+        raise PeriodNotSupported(name)
+    time_column = periods.TIME_COLUMNS.get(name, "account")
+    view = sa.table(
+        f"report_{name}", sa.column("account"), sa.column("livemode"), sa.column(time_column)
+    )
     statement = sa.select(sa.text("*")).select_from(view)
+    if since is not None:
+        statement = statement.where(view.c[time_column] >= since)
+    if until is not None:
+        statement = statement.where(view.c[time_column] < until)
     if account is not None:
         statement = statement.where(
             view.c.account.is_(None) if account == "platform" else view.c.account == account

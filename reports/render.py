@@ -22,13 +22,16 @@ AMOUNT_COLUMNS = frozenset(
         "amount", "amount_due", "amount_paid", "amount_remaining", "captured", "refunded",
         "dispute_withdrawn", "dispute_reinstated", "dispute_fees", "fees", "payouts",
         "ledger_balance", "stripe_available", "stripe_pending", "drift", "funds_withdrawn",
-        "funds_reinstated",
+        "funds_reinstated", "gross", "fee", "net", "starting_balance", "activity_gross",
+        "activity_fee", "activity_net", "ending_balance", "bt_gross", "bt_fee", "bt_net",
+        "debits", "credits", "balance",
     }
 )  # fmt: skip
 TIME_COLUMNS = frozenset(
     {
         "due_date", "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
-        "evidence_due_by", "created", "closed_at",
+        "evidence_due_by", "created", "closed_at", "posted_at", "created_utc",
+        "available_on_utc", "arrival_date", "as_of",
     }
 )  # fmt: skip
 FORMATS = ("table", "json", "csv")

@@ -22,10 +22,10 @@ NOW_EPOCH = {
 }
 
 
-# The UTC day (YYYY-MM-DD text) of a journal entry's ``e.created``, per dialect.
+# The UTC day (YYYY-MM-DD text) of a journal entry's ``e.posted_at``, per dialect.
 UTC_DAY_OF_CREATED = {
-    "postgresql": "to_char(to_timestamp(e.created) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    "sqlite": "date(e.created, 'unixepoch')",
+    "postgresql": "to_char(to_timestamp(e.posted_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "sqlite": "date(e.posted_at, 'unixepoch')",
 }
 
 

@@ -6,6 +6,7 @@ Every subcommand that opens a database runs against each bad configuration, in-p
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ BAD_DATABASES = {
 # Commands whose job is to create the database: a missing SQLite file is fine for them.
 CREATING = {"migrate", "serve", "copy-store"}
 # Workers wait for an unreachable database (with logged backoff) instead of exiting: #RELIABILITY.
-WAITING = {"consume"}
+WAITING = {"consume", "consume-sqs"}
+# Commands that open no database (their own errors are tested beside them).
+DATABASE_FREE = {"ingest", "event-types"}
 
 
 def _commands(tmp: Path) -> dict[str, list[str]]:
@@ -35,6 +38,10 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "migrate": ["migrate"],
         "serve": ["serve", "--port", "0", "--no-project"],
         "consume": ["consume", "--until-idle", "0"],
+        "consume-sqs": [
+            "consume-sqs", "--queue-url", "http://127.0.0.1:1/000000000000/q", "--until-idle", "0",
+        ],  # fmt: skip
+        "dead-letters": ["dead-letters", "list"],
         "import": ["import", str(tmp / "events.jsonl")],
         "copy-store": ["copy-store", "--from", f"sqlite:///{tmp / 'source.db'}"],
         "project": ["project", "--until-idle", "0"],
@@ -56,6 +63,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_" + "k" * 24)
     monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:1")
     monkeypatch.setenv("LEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("LEDGER_EVENTBRIDGE_SOURCES", "aws.partner/stripe.com/ed_test")
     monkeypatch.setenv("LEDGER_LOG_FORMAT", "json")
     for name in ("STRIPE_WEBHOOK_SECRET_FILE", "STRIPE_API_KEY_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -76,6 +84,12 @@ def _cases() -> list[tuple[str, str]]:
                 continue
             cases.append((command, bad))
     return cases
+
+
+def test_every_subcommand_is_covered() -> None:
+    parser = main_cli.build_parser()
+    (subcommands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(subcommands.choices) == set(_commands(Path("/"))) | DATABASE_FREE
 
 
 @pytest.mark.parametrize(("command", "bad"), _cases())
