@@ -196,5 +196,5 @@ def _post_and_report(
     for name in DEMO_REPORTS:
         columns, rows = run_report(store.engine, name)
         print(f"\n== report {name} ==")
-        sys.stdout.write(render.render(columns, rows, "table"))
+        sys.stdout.write(render.render(columns, rows, "table", render.terminal_width(False)))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -57,6 +58,14 @@ environment:
 """
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" outside an install."""
+    try:
+        return importlib.metadata.version("stripe-ledger")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stripe-ledger",
@@ -65,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"stripe-ledger {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module in COMMAND_MODULES:

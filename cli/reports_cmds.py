@@ -95,7 +95,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"cannot read the report: {first_line(error)}") from None
     finally:
         engine.dispose()
-    sys.stdout.write(render.render(columns, rows, args.format))
+    sys.stdout.write(render.render(columns, rows, args.format, render.terminal_width(args.wide)))
     return 0
 
 
@@ -167,6 +167,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     mode.add_argument("--testmode", dest="livemode", action="store_const", const=False,
                       help="only test-mode rows")  # fmt: skip
     report.add_argument("--format", choices=render.FORMATS, default="table")
+    report.add_argument(
+        "--wide", action="store_true",
+        help="every column, however wide (a table on a terminal otherwise fits its width)",
+    )  # fmt: skip
     report.set_defaults(handler=cmd_report, livemode=None)
 
     verify_parser = subparsers.add_parser(
