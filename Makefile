@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.runtime-installed
 
 .PHONY: install demo services services-down lint test test-fast bench clean help
 BENCH_SCALE ?= full
@@ -19,7 +20,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create the virtual environment and install the project
 
-demo: install  ## see it work: a signed Stripe history through the embedded mode, then the reports
+# The demo needs the runtime dependencies only (no mypy, ruff, cfn-lint, hypothesis): a fresh
+# clone's `make demo` installs those, says so, and reuses a full `make install` when there is one.
+$(RUNTIME_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $(RUNTIME_STAMP); else \
+	  echo "make demo: installing stripe-ledger and its runtime dependencies into $(VENV) (once)"; \
+	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && \
+	  $(PY) -m pip install -q -e . && touch $(RUNTIME_STAMP); fi
+
+demo: $(RUNTIME_STAMP)  ## see it work: a signed Stripe history through the embedded mode, then the reports
 	$(VENV)/bin/stripe-ledger demo
 
 services:  ## start PostgreSQL, Kafka and ElasticMQ (SQS) (prints the export lines)

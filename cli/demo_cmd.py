@@ -62,6 +62,10 @@ def register(subparsers: Any) -> None:
         "with STRIPE_WEBHOOK_SECRET, read the reports from LEDGER_DATABASE_URL",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="parallel senders (8)")
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="keep the temporary store (and serve's log) to explore afterwards; default: removed",
+    )  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -153,18 +157,42 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         secret = settings.require_webhook_secrets()[0]
         database_url = settings.database_url
         return _post_and_report(args.url, payloads, secret, database_url, history, args)
+    return _embedded(args, payloads, history)
+
+
+def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> int:
+    """serve on a temporary store, POST, report; the folder goes unless --keep (or serve failed:
+    its log stays for the reader). Ctrl-C says so and where the store is, exit 130."""
     workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
+    store_path = workdir / "demo.db"
     secret = "whsec_" + secrets.token_hex(24)
-    database_url = f"sqlite:///{workdir / 'demo.db'}"
-    with _serve(database_url, secret, workdir / "serve.log") as url:
-        code = _post_and_report(url, payloads, secret, database_url, history, args)
+    database_url = f"sqlite:///{store_path}"
+    remove = not args.keep
+    try:
+        with _serve(database_url, secret, workdir / "serve.log") as url:
+            code = _post_and_report(url, payloads, secret, database_url, history, args)
+    except KeyboardInterrupt:
+        where = f"the demo store is kept at {store_path}" if args.keep else (
+            f"the demo store ({store_path}) is removed; --keep keeps it"
+        )  # fmt: skip
+        print(f"stripe-ledger demo: interrupted; {where}", file=sys.stderr)
+        return 130
+    except SystemExit:
+        remove = False  # serve did not start: its log stays, the message names it
+        raise
+    finally:
+        if remove:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not args.keep:
+        print("\n(the demo store is removed; `stripe-ledger demo --keep` keeps it to explore)")
+        return code
     program = "stripe-ledger" if shutil.which("stripe-ledger") else sys.argv[0]
-    url = f"LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'}"
+    url = f"LEDGER_DATABASE_URL=sqlite:///{store_path}"
     print(
-        f"\nThe demo store is kept at {workdir / 'demo.db'}; explore it with\n"
+        f"\nThe demo store is kept at {store_path}; explore it with\n"
         f"  {url} {program} report invoice_aging\n"
         f"  {url} {program} verify\n"
-        f"  sqlite3 {workdir / 'demo.db'} 'SELECT * FROM report_balances'"
+        f"  sqlite3 {store_path} 'SELECT * FROM report_balances'"
     )
     return code
 

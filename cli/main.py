@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -98,7 +100,13 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_gc()
-    return run_handler(args)
+    code = run_handler(args)
+    try:
+        sys.stdout.flush()  # here, not at exit: a reader that left is then a quiet exit
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
+    return code
 
 
 def run_handler(args: argparse.Namespace) -> int:
@@ -118,7 +126,22 @@ def run_handler(args: argparse.Namespace) -> int:
     except sa.exc.DBAPIError as error:  # e.g. a role without the privilege, a read-only file
         return fail(args.command, f"the database refused: {first_line(error)}")
     except KeyboardInterrupt:
+        print(f"stripe-ledger {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stripe-ledger report ... | head`: the reader left; say nothing
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a file descriptor (a test's capture): nothing left to flush
+    finally:
+        os.close(devnull)
 
 
 def fail(command: str, message: str, details: bool = False) -> int:
