@@ -6,12 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from cli.errors import CommandError
+from cli.metrics_args import add_metrics_arguments, start_metrics
 from cli.progress import Progress
 from ledger.consumer import Consumer
 from ledger.database import create_engine, migrate, require_migrated
 from ledger.importer import Source, copy_store, import_files, spool_stdin
 from ledger.logs import get_logger
+from ledger.metrics import StoreCollector, kafka_end_offsets
 from ledger.settings import Settings
 from ledger.store import EventStore
 
@@ -48,6 +52,11 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         args.group or settings.kafka_group,
     )
     consumer.install_signal_handlers()
+    if args.metrics_port is not None:
+        topic = args.topic or settings.kafka_topic
+        metrics = CollectorRegistry(auto_describe=False)
+        metrics.register(StoreCollector(engine, kafka_end_offsets(bootstrap, topic)))
+        start_metrics(metrics, args.metrics_host, args.metrics_port)
     # A worker waits for its database (logging each attempt) instead of crash-looping.
     require_migrated(engine, wait=consumer.stop)
     if not consumer.stop.is_set():
@@ -135,6 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SECONDS",
         help="exit after SECONDS with no new record (for batch runs and tests)",
     )
+    add_metrics_arguments(consume)
     consume.set_defaults(handler=cmd_consume)
 
     importer = subparsers.add_parser(

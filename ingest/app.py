@@ -50,6 +50,7 @@ STATS_INTERVAL_S = 60.0
 CONTENT_LENGTH_DIGITS_MAX = 12
 # How uvicorn serves the app, for `ingest` and `serve` alike (and the benchmark's verify-only
 # baseline, so that it measures the same server).
+METRICS_NAMESPACE = "stripe_ledger"
 UVICORN_OPTIONS: dict[str, Any] = {
     "workers": 1,
     "loop": "uvloop",  # ~10% more requests/s than asyncio's loop (docs/PERFORMANCE.md)
@@ -97,38 +98,45 @@ class IngestApp:
         self._stats_task: asyncio.Task[None] | None = None
         self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
+        # Every metric is stripe_ledger_*: one prefix to find them all on a shared Prometheus.
         self._requests = Counter(
             "ingest_requests",
             "Webhook requests by outcome (accepted, or the error code answered).",
             ["outcome"],
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._request_seconds = Histogram(
             "ingest_request_seconds",
             "Time from the start of a webhook request to its response.",
             buckets=_LATENCY_BUCKETS_S,
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._produce_seconds = Histogram(
             "ingest_produce_seconds",
             "Time the sink took to make an event durable (Kafka: until acks=all).",
             buckets=_LATENCY_BUCKETS_S,
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._body_bytes = Histogram(
             "ingest_body_bytes",
             "Size of webhook bodies read (bodies over the limit are not counted).",
             buckets=_BODY_BUCKETS_BYTES,
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._in_flight_gauge = Gauge(
             "ingest_requests_in_flight",
             "Webhook requests being served now.",
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._ready_gauge = Gauge(
             "ingest_sink_ready",
             "1 when the last readiness probe found the sink ready, else 0.",
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._counts: dict[str, int] = {}
