@@ -60,7 +60,7 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:
-        log.info("stop requested; finishing the current page", signal=signum)
+        log.info("stop_requested", signal=signum, then="finish the current page")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)

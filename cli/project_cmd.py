@@ -76,7 +76,7 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:
-        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        log.info("stop_requested", signal=signal.Signals(signum).name, then="finish the batch")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)

@@ -38,7 +38,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:
-        log.warning("rebuild interrupted; the live projections are untouched")
+        log.warning("rebuild_interrupted", live="untouched")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)

@@ -317,18 +317,21 @@ class IngestApp:
                 try:
                     await self.sink.stop()
                 finally:
-                    self._log_counts("ingest_stopped")
+                    self._log_counts(stopped=True)
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _log_stats(self) -> None:
         while True:
             await asyncio.sleep(self._stats_interval_s)
-            self._log_counts("ingest_stats")
+            self._log_counts(stopped=False)
 
-    def _log_counts(self, name: str) -> None:
+    def _log_counts(self, *, stopped: bool) -> None:
         counts = {f"requests_{outcome}": n for outcome, n in self._counts.items()}
-        log.info(name, in_flight=self._in_flight, **counts)
+        if stopped:
+            log.info("ingest_stopped", in_flight=self._in_flight, **counts)
+        else:
+            log.info("ingest_stats", in_flight=self._in_flight, **counts)
 
 
 def create_app(settings: Settings, sink: Sink, **options: Any) -> IngestApp:

@@ -75,7 +75,7 @@ def money(value: Any, counts: Counts, event: StoredEvent, field: str) -> int | N
         return value
     counts.refused += 1
     log.warning(
-        "non-integer amount refused",
+        "amount_refused",
         event_id=event.event_id,
         position=event.position,
         field=field,

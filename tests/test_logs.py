@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import re
 
 import pytest
 
 from cli.progress import Progress
 from ledger.logs import LIBRARY_EVENT, configure, get_logger
+from tests.conftest import ROOT
 
 
 def _json_lines(err: str) -> list[dict[str, object]]:
@@ -54,20 +57,38 @@ def test_progress_has_a_fixed_event_name_and_never_goes_back(
     )
 
 
-def test_every_fixed_event_name_is_in_the_docs_table() -> None:
-    import re
+LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-    from tests.conftest import ROOT
 
-    table = set(
-        re.findall(r"^\| `([a-z][a-z0-9_]*)` \|", (ROOT / "docs" / "LOGS.md").read_text(), re.M)
-    )
-    call = re.compile(
-        r"\blog\.(?:debug|info|warning|error|exception|critical)\(\s*\"([a-z][a-z0-9_]*)\""
-    )
-    found = set()
+def _log_calls() -> list[tuple[str, ast.expr | None]]:
+    """(where, first argument) of every ``log.<level>(...)`` call in the project's code."""
+    calls = []
     for package in ("cli", "ledger", "ingest", "projections", "reports"):
-        for path in (ROOT / package).rglob("*.py"):
-            found |= set(call.findall(path.read_text(encoding="utf-8")))
-    assert found, "the pattern finds the calls"
-    assert found <= table, sorted(found - table)
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in LEVELS
+                    and isinstance(node.func.value, ast.Name | ast.Attribute)
+                    and ast.unparse(node.func.value).endswith("log")
+                ):
+                    first = node.args[0] if node.args else None
+                    calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", first))
+    return calls
+
+
+def test_every_event_is_a_fixed_snake_case_name_in_the_docs_table() -> None:
+    docs = (ROOT / "docs" / "LOGS.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"`([a-z][a-z0-9_]*)`", "\n".join(
+        line.split("|")[1] for line in docs.splitlines() if line.startswith("| `")
+    )))  # fmt: skip
+    calls = _log_calls()
+    assert len(calls) > 40, "the scan finds the calls"
+    named = []
+    for where, first in calls:
+        literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
+        assert literal and EVENT_NAME.match(first.value), f"{where}: not a fixed event name"
+        named.append(first.value)
+    assert set(named) <= table, sorted(set(named) - table)
