@@ -305,11 +305,17 @@ class IngestApp:
                 try:
                     await self.sink.start()
                 except Exception as error:  # noqa: BLE001 - reported to the server, which exits
-                    log.error("ingest_start_failed", error=type(error).__name__)
+                    log.error(
+                        "ingest_start_failed",
+                        sink=getattr(self.sink, "destination", "sink"),
+                        error=type(error).__name__,
+                    )
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 self._stats_task = asyncio.create_task(self._log_stats())
-                log.info("ingest_started", topic=self.settings.kafka_topic)
+                # Where accepted events go: the topic (ingest) or the store (serve), never a
+                # topic that serve does not use.
+                log.info("ingest_started", sink=getattr(self.sink, "destination", "sink"))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._stats_task is not None:

@@ -71,8 +71,12 @@ def _log_calls() -> list[tuple[str, ast.expr | None]]:
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)
                     and node.func.attr in LEVELS
-                    and isinstance(node.func.value, ast.Name | ast.Attribute)
-                    and ast.unparse(node.func.value).endswith("log")
+                    and (
+                        ast.unparse(node.func.value).endswith("log")
+                        or ast.unparse(node.func.value).startswith(
+                            ("logs.get_logger(", "get_logger(")
+                        )
+                    )
                 ):
                     first = node.args[0] if node.args else None
                     calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", first))
