@@ -17,6 +17,7 @@ from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import rebuild, registry, verify, worker
+from projections.metrics import projection_lag
 from reports import periods, render, views
 from reports.money import parse_major
 from reports.query import PeriodNotSupported, UnknownReport, cli_names, run_report
@@ -110,8 +111,18 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         require_migrated(engine)
         with reachable():
             checks, drift = verify.verify(EventStore(engine), args.drift_tolerance)
+            with engine.connect() as connection:
+                head, positions = projection_lag(connection)
     finally:
         engine.dispose()
+    behind = {name: max(head - position, 0) for name, position in sorted(positions.items())}
+    lagging = max(behind.values(), default=0)
+    print(
+        f"projection lag (store head at position {head}): "
+        + (", ".join(f"{name} {n}" for name, n in behind.items()) or "no projection yet")
+        + (f"; {lagging} stored event(s) not projected yet: is `stripe-ledger project` "
+           "running?" if lagging else "")
+    )  # fmt: skip
     for check in checks:
         print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
         for failure in check.failures:

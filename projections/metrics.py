@@ -15,6 +15,14 @@ from ledger.schema import events
 from projections.registry import projection_state
 
 
+def projection_lag(connection: sa.Connection) -> tuple[int, dict[str, int]]:
+    """(store head position, each projection's checkpoint): what ``verify`` and the metrics
+    say about how far behind the projections are."""
+    head = int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
+    rows = connection.execute(sa.select(projection_state.c.name, projection_state.c.position))
+    return head, {row.name: int(row.position) for row in rows}
+
+
 class ProjectionCollector(Collector):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -22,11 +30,8 @@ class ProjectionCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock, self.engine.connect() as connection:
-            head = int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
-            rows = list(connection.execute(sa.select(projection_state)))
-            ages = {
-                row.name: oldest_unprojected_age_s(connection, int(row.position)) for row in rows
-            }
+            head, positions = projection_lag(connection)
+            ages = {n: oldest_unprojected_age_s(connection, at) for n, at in positions.items()}
         checkpoint = GaugeMetricFamily(
             f"{NAMESPACE}_projection_position", "Store position the projection has folded up to.",
             labels=["projection"],
@@ -41,8 +46,8 @@ class ProjectionCollector(Collector):
             "Seconds the oldest event the projection has not folded has been stored (0: none).",
             labels=["projection"],
         )
-        for row in sorted(rows, key=lambda r: r.name):
-            checkpoint.add_metric([row.name], int(row.position))
-            behind.add_metric([row.name], max(head - int(row.position), 0))
-            waited.add_metric([row.name], round(ages[row.name], 3))
+        for name, position in sorted(positions.items()):
+            checkpoint.add_metric([name], position)
+            behind.add_metric([name], max(head - position, 0))
+            waited.add_metric([name], round(ages[name], 3))
         yield from (checkpoint, behind, waited)

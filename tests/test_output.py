@@ -60,3 +60,27 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert done.value.code == 0
     assert capsys.readouterr().out == f"stripe-ledger {main_cli.version()}\n"
     assert main_cli.version()[0].isdigit()
+
+
+def test_verify_says_how_many_stored_events_are_not_projected_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ledger.envelope import event_from_dict
+    from ledger.store import EventStore, Incoming, utc_now
+    from tests.factory import charge_event
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = _projected_demo_store(url)
+    store = EventStore(engine)
+    head = store.head_position()
+    store.append(
+        [Incoming(event_from_dict(charge_event(n)), "import", utc_now()) for n in range(7)]
+    )
+    engine.dispose()
+    capsys.readouterr()
+    monkeypatch.setenv("LEDGER_DATABASE_URL", url)
+    monkeypatch.setenv("LEDGER_LOG_FORMAT", "json")
+    main_cli.main(["verify"])
+    out = capsys.readouterr().out
+    assert f"projection lag (store head at position {head + 7}): " in out, out
+    assert "journal 7" in out and "7 stored event(s) not projected yet" in out, out
