@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +317,11 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERNS",
         help="comma-separated event types, '*' wildcards allowed (charge.*,invoice.paid)",
     )
+    account_arguments(parser)
+
+
+def account_arguments(parser: argparse.ArgumentParser) -> None:
+    """--account ACCT | --all-accounts (neither: the platform), as every API reader takes."""
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--account", metavar="ACCT", help="one connected account (Stripe-Account: acct_...)"
@@ -391,10 +396,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cli.backfill_cmds backfill ...``: these commands without cli/main.py, with the
     same settings, logging and error handling (used by the tests)."""
+    return standalone(register, argv)
+
+
+def standalone(
+    register_commands: Callable[[argparse._SubParsersAction], None],  # type: ignore[type-arg]
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse ``argv`` with only ``register_commands``' subcommands and run the one chosen."""
     parser = argparse.ArgumentParser(prog="stripe-ledger")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    register(subparsers)
+    register_commands(subparsers)
     args = parser.parse_args(argv)
     return _run(args)
 

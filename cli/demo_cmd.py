@@ -29,6 +29,7 @@ from cli.demo_client import post_all
 from cli.demo_history import encode, generate
 from cli.errors import CommandError
 from cli.progress import Progress
+from demo.balance import run_balance_sync
 from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
@@ -36,10 +37,13 @@ from ledger.store import EventStore
 from projections import registry
 from reports import render
 from reports.query import run_report
+from reports.views import report_names
 
 SERVE_READY_S_MAX = 60.0
 CATCH_UP_S_MAX = 120.0
 DEMO_REPORTS = ("balances", "invoices", "disputes")
+# Stripe's Balance and Payout reconciliation reports, from the synced balance transactions.
+BALANCE_REPORTS = ("balance_summary", "payout_reconciliation")
 log = get_logger("demo")
 
 
@@ -214,6 +218,11 @@ def _post_and_report(
     if result.failed:
         return 1
     store = EventStore(create_engine(database_url, create=False))
+    # Stripe sends no webhook for balance transactions: fetch them, as a user's cron would.
+    code, output = run_balance_sync(history, database_url)
+    print(output)
+    if code != 0:
+        return 1
     if not _wait_for_projections(store, {event["id"] for event in history.events}):
         print(
             f"the events did not all reach the projections of {database_url} within "
@@ -225,4 +234,20 @@ def _post_and_report(
         columns, rows = run_report(store.engine, name)
         print(f"\n== report {name} ==")
         sys.stdout.write(render.render(columns, rows, "table", render.terminal_width(False)))
+    _print_balance_reports(store)
     return 0
+
+
+def _print_balance_reports(store: EventStore) -> None:
+    """The balance summary, and one payout whose balance transactions add up to its amount."""
+    for name in BALANCE_REPORTS:
+        if name not in report_names():
+            print(f"\n(report {name} is not in this version: `stripe-ledger report --help`)")
+            continue
+        columns, rows = run_report(store.engine, name)
+        if name == "payout_reconciliation" and "reconciled" in columns:
+            flag = columns.index("reconciled")
+            rows = [row for row in rows if row[flag] in (True, 1)][:1]
+            name = "payout_reconciliation (one reconciled payout)"
+        print(f"\n== report {name} ==")
+        sys.stdout.write(render.render(columns, rows, "table", render.terminal_width(False)))

@@ -7,10 +7,21 @@ exist, as Stripe v1 snapshot events of API version 2026-07-29.dahlia. ``DemoHist
 is the order a webhook endpoint would see them in: mostly by ``created``, with neighbours
 swapped, some events delayed and about 3% delivered twice (Stripe delivers at least once).
 
-Deliberate departures from Stripe's defaults, so that the journal can post everything:
+Webhooks carry what Stripe's carry: ``charge.balance_transaction`` is the ``txn_...`` id (Stripe
+never expands it in a webhook), refunds and payouts name theirs by id, and disputes embed their
+``balance_transactions`` list as Stripe sends it. The balance transactions Stripe would hold for
+the history (charges with their fee_details, refunds, dispute withdrawals and reinstatements
+with the dispute fee, payouts, their cancellations and failures, and the application fee the
+platform takes of each direct charge on the connected account; the US platform's EUR charges
+settle in USD with their exchange_rate) are in
+``DemoHistory.balance_transactions``, with each automatic payout's members, the objects their
+``source`` names and the final Balance per account: the demo serves them with the stand-in
+Stripe API (demo/standin.py) to ``balance-sync``. Every transaction's net sums, per account and
+currency, to that Balance, and every automatic payout's members (its own transaction aside) sum
+to its amount. Automatic payouts pay out available transactions only.
 
-* ``charge.balance_transaction`` is EXPANDED into the BalanceTransaction object (Stripe sends the
-  ``txn_...`` id unless the endpoint expands it), so the processing fee is in the event;
+One deliberate departure from Stripe's defaults:
+
 * ``invoice.payments`` (InvoicePayment objects, 2025-03-31.basil and later) is included, as an
   ``expand[]=payments`` would; invoices have no top-level ``charge``, ``payment_intent`` or
   ``subscription``: the subscription is ``invoice.parent.subscription_details.subscription``.
@@ -47,6 +58,16 @@ BALANCE_EVERY = 40  # a balance.available snapshot after about this many other e
 
 DISPUTE_FEE = {"usd": 1500, "eur": 2000, "jpy": 1500}
 ZERO_DECIMAL = frozenset({"jpy"})
+# Settlement currency: the US platform holds no EUR, so its EUR charges settle in USD at this
+# rate (percent: 108 = 1.08), as Stripe converts them; the connected account (DE) holds both.
+FX_SETTLEMENT: dict[tuple[str | None, str], tuple[str, int]] = {(None, "eur"): ("usd", 108)}
+APPLICATION_FEE_PERCENT = 2  # of each direct charge on the connected account, to the platform
+# A payout's balance transactions by type: (sign of the amount, reporting_category, description).
+PAYOUT_BTS = {
+    "payout": (-1, "payout", "STRIPE PAYOUT"),
+    "payout_cancel": (1, "payout_reversal", "STRIPE PAYOUT CANCELED"),
+    "payout_failure": (1, "payout_reversal", "STRIPE PAYOUT FAILED"),
+}
 
 Json = dict[str, Any]
 
@@ -56,6 +77,13 @@ class DemoHistory:
     seed: int
     events: list[Json]  # distinct events, by created
     deliveries: list[Json]  # delivery order: some out of order, some twice
+    # What Stripe's API would answer at the end of the history, per account (None = platform),
+    # all in test mode: balance transactions (``source`` an id), by created...
+    balance_transactions: dict[str | None, list[Json]] = field(default_factory=dict)
+    # ... each automatic payout's members (its own transaction included, as Stripe lists it),
+    payout_members: dict[str | None, dict[str, list[str]]] = field(default_factory=dict)
+    balances: dict[str | None, Json] = field(default_factory=dict)  # the final Balance
+    sources: dict[str, Json] = field(default_factory=dict)  # id -> its object's final state
 
     def summary(self) -> dict[str, Any]:
         """Counts: distinct events, deliveries, duplicates, out-of-order deliveries, per type."""
@@ -120,6 +148,7 @@ class _Charge:
     disputed: bool = False
     failure_code: str | None = None
     refunds: int = 0
+    application_fee: tuple[str, int] | None = None  # (fee_ id, amount): the platform's cut
 
 
 @dataclass
@@ -189,6 +218,16 @@ def _processing_fee(amount: int, currency: str) -> int:
     return (amount * 29 + 500) // 1000 + 30
 
 
+def _settled(account: str | None, currency: str, amount: int) -> tuple[str, int, float | None]:
+    """(settlement currency, amount in it, exchange_rate or None): a charge, refund or dispute
+    of ``amount`` (minor units of ``currency``) as the account's balance transaction holds it."""
+    if (account, currency) not in FX_SETTLEMENT:
+        return currency, amount, None
+    into, rate_percent = FX_SETTLEMENT[(account, currency)]
+    magnitude = (abs(amount) * rate_percent + 50) // 100  # both two-decimal: round half up
+    return into, magnitude if amount >= 0 else -magnitude, rate_percent / 100
+
+
 def _midnight_after(timestamp: int, days: int) -> int:
     return (timestamp // DAY_S + days) * DAY_S
 
@@ -211,18 +250,35 @@ class _Builder:
         self.prices: dict[tuple[str | None, str, int], tuple[str, str]] = {}
         self.pi_created: dict[str, int] = {}
         self.want_invoice_reorder = True  # one invoice.paid delivered before its finalized
+        # Ids drawn for balance transactions the webhooks never name (a payout's cancellation):
+        # from their own generator, so the rest of the history draws what it always drew.
+        self.aux_rng = random.Random(seed * 1_000_003 + 17)
+        self.application = "ca_" + self._chars(24, self.aux_rng)  # the platform's Connect app
+        self.bts: dict[str | None, list[Json]] = {None: [], self.connect.account: []}
+        self.unpaid: dict[tuple[str | None, str], list[Json]] = {}  # not yet in a payout
+        self.payout_members: dict[str | None, dict[str, list[str]]] = {
+            None: {},
+            self.connect.account: {},
+        }
 
     # ---------------------------------------------------------------- ids and small values
-    def _chars(self, count: int) -> str:
+    def _chars(self, count: int, rng: random.Random | None = None) -> str:
         """``count`` random base62 chars: one draw of bits, two chars per divmod (fast)."""
-        value = self.rng.getrandbits(6 * count + 16)
+        value = (rng or self.rng).getrandbits(6 * count + 16)
         pairs = []
         for _ in range((count + 1) // 2):
             value, pair = divmod(value, 3844)
             pairs.append(_B62_PAIRS[pair])
         return "".join(pairs)[:count]
 
-    def _id(self, prefix: str, scope: _Scope, created: int, version: str = "1") -> str:
+    def _id(
+        self,
+        prefix: str,
+        scope: _Scope,
+        created: int,
+        version: str = "1",
+        rng: random.Random | None = None,
+    ) -> str:
         """prefix + version + 5 chars of time + the account tag + 8 random chars (24 chars)."""
         value = max(created - _ID_EPOCH, 0)
         time_part = ""
@@ -230,7 +286,7 @@ class _Builder:
             value, digit = divmod(value, 62)
             time_part = _B62[digit] + time_part
         while True:
-            candidate = f"{prefix}{version}{time_part}{scope.tag}{self._chars(8)}"
+            candidate = f"{prefix}{version}{time_part}{scope.tag}{self._chars(8, rng)}"
             if candidate not in self.used_ids:
                 self.used_ids.add(candidate)
                 return candidate
@@ -359,28 +415,41 @@ class _Builder:
         return self._new_customer(scope, created, currency)
 
     def _charge_bt(self, charge: _Charge) -> Json:
-        fee = _processing_fee(charge.amount, charge.currency)
+        currency, gross, rate = _settled(charge.scope.account, charge.currency, charge.amount)
+        fee = _processing_fee(gross, currency)
+        fee_details: list[Json] = [
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ]
+        if charge.application_fee is not None:  # a direct charge on the connected account
+            fee_details.append(
+                {
+                    "amount": charge.application_fee[1],
+                    "application": self.application,
+                    "currency": charge.currency,
+                    "description": "Application fee",
+                    "type": "application_fee",
+                }
+            )
+        fee = sum(item["amount"] for item in fee_details)
         return {
             "id": self._id("txn_", charge.scope, charge.created, "3"),
             "object": "balance_transaction",
-            "amount": charge.amount,
+            "amount": gross,
             "available_on": _midnight_after(charge.created, 2),
             "balance_type": "payments",
             "created": charge.created,
-            "currency": charge.currency,
+            "currency": currency,
             "description": charge.description,
-            "exchange_rate": None,
+            "exchange_rate": rate,
             "fee": fee,
-            "fee_details": [
-                {
-                    "amount": fee,
-                    "application": None,
-                    "currency": charge.currency,
-                    "description": "Stripe processing fees",
-                    "type": "stripe_fee",
-                }
-            ],
-            "net": charge.amount - fee,
+            "fee_details": fee_details,
+            "net": gross - fee,
             "reporting_category": "charge",
             "source": charge.id,
             "status": "pending",
@@ -391,21 +460,17 @@ class _Builder:
         customer = charge.customer
         brand, last4, exp_month, exp_year = customer.card
         succeeded = charge.status == "succeeded"
-        bt: Json | str | None = None
-        if charge.balance_transaction is not None:
-            bt = dict(charge.balance_transaction)
-            bt["fee_details"] = [dict(item) for item in charge.balance_transaction["fee_details"]]
-            if now >= bt["available_on"]:
-                bt["status"] = "available"
+        # An id, as in every real webhook: the fee is in the balance transaction itself.
+        bt = None if charge.balance_transaction is None else charge.balance_transaction["id"]
         return {
             "id": charge.id,
             "object": "charge",
             "amount": charge.amount,
             "amount_captured": charge.amount if succeeded else 0,
             "amount_refunded": charge.amount_refunded,
-            "application": None,
-            "application_fee": None,
-            "application_fee_amount": None,
+            "application": self.application if charge.application_fee else None,
+            "application_fee": charge.application_fee[0] if charge.application_fee else None,
+            "application_fee_amount": charge.application_fee[1] if charge.application_fee else None,
             "balance_transaction": bt,
             "billing_details": {
                 "address": {
@@ -699,8 +764,12 @@ class _Builder:
             description,
             None,
         )
+        if scope is self.connect:  # the platform takes an application fee of each
+            fee_id = self._id("fee_", self.platform, t, rng=self.aux_rng)
+            charge.application_fee = (fee_id, max(amount * APPLICATION_FEE_PERCENT // 100, 1))
         charge.balance_transaction = self._charge_bt(charge)
         bt = charge.balance_transaction
+        self._book(scope, bt)
         self._emit(
             "payment_intent.succeeded",
             self._payment_intent_obj(
@@ -724,11 +793,61 @@ class _Builder:
             t,
             scope,
             api=api,
-            effect=("charge", currency, bt["net"], bt["available_on"]),
+            effect=("charge", bt["currency"], bt["net"], bt["available_on"]),
         )
-        key = (scope.account, currency)
+        key = (scope.account, bt["currency"])
         self.net[key] = self.net.get(key, 0) + bt["net"]
+        if charge.application_fee is not None:
+            self._application_fee(charge, t)
         return charge, t
+
+    def _application_fee(self, charge: _Charge, t: int) -> None:
+        """application_fee.created on the platform, and the platform's balance transaction
+        (type application_fee, reporting category platform_earning), pending like the charge."""
+        assert charge.application_fee is not None
+        fee_id, amount = charge.application_fee
+        platform = self.platform
+        currency, settled, rate = _settled(None, charge.currency, amount)  # the platform's
+        bt = self._simple_bt(
+            self._id("txn_", platform, t, rng=self.aux_rng),
+            platform,
+            t,
+            currency,
+            settled,
+            fee_id,
+            "application_fee",
+            "platform_earning",
+            f"Application fee from {charge.scope.account}",
+        )
+        bt.update(available_on=_midnight_after(t, 2), status="pending", exchange_rate=rate)
+        self._book(platform, bt)
+        fee = {
+            "id": fee_id,
+            "object": "application_fee",
+            "account": charge.scope.account,
+            "amount": amount,
+            "amount_refunded": 0,
+            "application": self.application,
+            "balance_transaction": bt["id"],
+            "charge": charge.id,
+            "created": t,
+            "currency": charge.currency,
+            "fee_source": {"charge": charge.id, "type": "charge"},
+            "livemode": False,
+            "originating_transaction": None,
+            "refunded": False,
+            "refunds": {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "total_count": 0,
+                "url": f"/v1/application_fees/{fee_id}/refunds",
+            },
+        }
+        effect = ("charge", currency, settled, bt["available_on"])
+        self._emit("application_fee.created", fee, t, platform, effect=effect)
+        key = (None, currency)
+        self.net[key] = self.net.get(key, 0) + settled
 
     def _refund(self, charge: _Charge, amount: int, start: int) -> None:
         """refund.created + charge.refunded (same second), later refund.updated +
@@ -740,13 +859,14 @@ class _Builder:
         before = charge.amount_refunded
         charge.amount_refunded += amount
         charge.refunds += 1
+        currency, settled, rate = _settled(scope.account, charge.currency, -amount)
         self._emit(
             "refund.created",
             self._refund_obj(refund_id, charge, amount, t, bt_id, None),
             t,
             scope,
             api=True,
-            effect=("refund", charge.currency, -amount, t),
+            effect=("refund", currency, settled, t),
         )
         previous: Json = {"amount_refunded": before}
         if charge.amount_refunded == charge.amount:
@@ -754,8 +874,13 @@ class _Builder:
         self._emit(
             "charge.refunded", self._charge_obj(charge, t), t, scope, api=True, previous=previous
         )
-        key = (scope.account, charge.currency)
-        self.net[key] = self.net.get(key, 0) - amount
+        key = (scope.account, currency)
+        self.net[key] = self.net.get(key, 0) + settled
+        refund_bt = self._simple_bt(
+            bt_id, scope, t, currency, settled, refund_id, "refund", "refund", "REFUND FOR CHARGE"
+        )
+        refund_bt["exchange_rate"] = rate
+        self._book(scope, refund_bt)
         later = t + self.rng.randint(DAY_S, 3 * DAY_S)
         ref = "".join(self.rng.choices("0123456789", k=23))
         updated = self._refund_obj(refund_id, charge, amount, t, bt_id, ref)
@@ -772,29 +897,31 @@ class _Builder:
         )
 
     def _dispute_bt(self, dispute_id: str, charge: _Charge, amount: int, fee: int, t: int) -> Json:
+        """``amount`` in the charge's currency, ``fee`` already in the settlement currency."""
         withdrawal = amount < 0
+        currency, settled, rate = _settled(charge.scope.account, charge.currency, amount)
         return {
             "id": self._id("txn_", charge.scope, t),
             "object": "balance_transaction",
-            "amount": amount,
+            "amount": settled,
             "available_on": _midnight_after(t, 2),
             "balance_type": "payments",
             "created": t,
-            "currency": charge.currency,
+            "currency": currency,
             "description": f"Chargeback {'withdrawal' if withdrawal else 'reversal'} "
             f"for {charge.id}",
-            "exchange_rate": None,
+            "exchange_rate": rate,
             "fee": fee,
             "fee_details": [
                 {
                     "amount": fee,
                     "application": None,
-                    "currency": charge.currency,
+                    "currency": currency,
                     "description": "Dispute fee",
                     "type": "stripe_fee",
                 }
             ],
-            "net": amount - fee,
+            "net": settled - fee,
             "reporting_category": "dispute" if withdrawal else "dispute_reversal",
             "source": dispute_id,
             "status": "pending",
@@ -810,7 +937,7 @@ class _Builder:
         t = start
         dispute_id = self._id("dp_", scope, t)
         amount = charge.amount - charge.amount_refunded
-        fee = DISPUTE_FEE[charge.currency]
+        fee = DISPUTE_FEE[_settled(scope.account, charge.currency, 0)[0]]  # in the settled one
         reason = self.rng.choice(DISPUTE_REASONS)
         due_by = _midnight_after(t, 14) - 1
         charge.disputed = True
@@ -864,10 +991,11 @@ class _Builder:
             dispute("needs_response", [withdrawal], 0, t),
             t,
             scope,
-            effect=("dispute", charge.currency, withdrawal["net"], t),
+            effect=("dispute", withdrawal["currency"], withdrawal["net"], t),
         )
-        key = (scope.account, charge.currency)
+        key = (scope.account, withdrawal["currency"])
         self.net[key] = self.net.get(key, 0) + withdrawal["net"]
+        self._book(scope, withdrawal)
         t2 = t + self.rng.randint(2 * DAY_S, 10 * DAY_S)
         self._emit(
             "charge.dispute.updated",
@@ -888,9 +1016,10 @@ class _Builder:
                 dispute("won", [withdrawal, reinstatement], 1, t3),
                 t3,
                 scope,
-                effect=("dispute", charge.currency, reinstatement["net"], t3),
+                effect=("dispute", reinstatement["currency"], reinstatement["net"], t3),
             )
             self.net[key] += reinstatement["net"]
+            self._book(scope, reinstatement)
 
     def _payment_story(
         self,
@@ -1407,21 +1536,145 @@ class _Builder:
         set_status("active", at)
         return at
 
+    # ---------------------------------------------------------------- balance transactions
+    def _book(self, scope: _Scope, bt: Json) -> None:
+        """A balance transaction Stripe now holds; all but payouts wait for a payout."""
+        self.bts[scope.account].append(bt)
+        if bt["type"] != "payout":
+            self.unpaid.setdefault((scope.account, bt["currency"]), []).append(bt)
+
+    def _simple_bt(
+        self,
+        bt_id: str,
+        scope: _Scope,
+        created: int,
+        currency: str,
+        amount: int,
+        source: str,
+        bt_type: str,
+        category: str,
+        description: str,
+    ) -> Json:
+        """A fee-less balance transaction, available at once (refunds, payouts, reversals)."""
+        return {
+            "id": bt_id,
+            "object": "balance_transaction",
+            "amount": amount,
+            "available_on": created,
+            "balance_type": "payments",
+            "created": created,
+            "currency": currency,
+            "description": description,
+            "exchange_rate": None,
+            "fee": 0,
+            "fee_details": [],
+            "net": amount,
+            "reporting_category": category,
+            "source": source,
+            "status": "available",
+            "type": bt_type,
+        }
+
+    def _book_payout(
+        self,
+        scope: _Scope,
+        bt_id: str,
+        created: int,
+        currency: str,
+        amount: int,
+        payout_id: str,
+        bt_type: str,
+    ) -> None:
+        """A payout's transaction: the payout takes ``amount`` out of the balance when it is
+        created; a cancellation or a failure puts it back (reporting_category payout_reversal)."""
+        sign, category, description = PAYOUT_BTS[bt_type]
+        self._book(
+            scope,
+            self._simple_bt(
+                bt_id,
+                scope,
+                created,
+                currency,
+                sign * amount,
+                payout_id,
+                bt_type,
+                category,
+                description,
+            ),
+        )
+
+    def _payout_members(
+        self, key: tuple[str | None, str], at: int, share: int, credits_max: int | None = None
+    ) -> list[Json]:
+        """The oldest available transactions not yet paid out, up to ``share`` percent of
+        what is available (or only the ``credits_max`` oldest credits): an automatic payout's
+        amount is exactly their nets' sum."""
+        ready = [
+            bt
+            for bt in self.unpaid.get(key, [])
+            if bt["available_on"] <= at and bt["created"] <= at
+        ]
+        # Debits first (a refund is paid out with the next payout), then the oldest credits.
+        ready.sort(key=lambda bt: (bt["net"] >= 0, bt["available_on"], bt["created"], bt["id"]))
+        if credits_max is not None:
+            return [bt for bt in ready if bt["net"] > 0][:credits_max]
+        target = sum(bt["net"] for bt in ready) * share // 100
+        members: list[Json] = []
+        total = 0
+        for bt in ready:
+            if total >= target and members:
+                break
+            members.append(bt)
+            total += bt["net"]
+        return members
+
+    def _take_for_payout(
+        self,
+        key: tuple[str | None, str],
+        at: int,
+        minimum: int,
+        force: bool,
+        share: int | None,
+        credits_max: int | None,
+    ) -> list[Json] | None:
+        """The transactions a payout at ``at`` pays out, taken off the unpaid list; None when
+        less than ``minimum`` (1 when forced) is available."""
+        everything = self._payout_members(key, at, 100)
+        if sum(bt["net"] for bt in everything) < (1 if force else minimum):
+            return None
+        drawn = self.rng.randint(50, 90)
+        members = self._payout_members(key, at, drawn if share is None else share, credits_max)
+        if sum(bt["net"] for bt in members) <= 0:
+            return None
+        taken = {bt["id"] for bt in members}
+        self.unpaid[key] = [bt for bt in self.unpaid[key] if bt["id"] not in taken]
+        return members
+
     # ---------------------------------------------------------------- stories: payouts
     def _payout_story(
-        self, scope: _Scope, start: int, currency: str, ending: str = "paid", force: bool = False
+        self,
+        scope: _Scope,
+        start: int,
+        currency: str,
+        ending: str = "paid",
+        force: bool = False,
+        share: int | None = None,
+        credits_max: int | None = None,
     ) -> bool:
+        """An automatic payout of ``share`` percent (default: 50 to 90) of the available
+        funds, paid, failed after paid, or canceled; False when too little is available."""
         key = (scope.account, currency)
-        available = self.net.get(key, 0)
         minimum = 1000  # $10.00, 10.00 EUR or 1000 yen
-        if available < minimum and not force:
+        paid_out = self._take_for_payout(key, start, minimum, force, share, credits_max)
+        if paid_out is None:
             return False
-        amount = max(available * self.rng.randint(50, 90) // 100, minimum)
-        if currency not in ZERO_DECIMAL:
-            amount -= amount % 100 if amount > 100 else 0
+        amount = sum(bt["net"] for bt in paid_out)
+        available = self.net.get(key, 0)
         t = start
         payout_id = self._id("po_", scope, t)
         bt_id = self._id("txn_", scope, t)
+        self._book_payout(scope, bt_id, t, currency, amount, payout_id, "payout")
+        self.payout_members[scope.account][payout_id] = [bt_id, *sorted(b["id"] for b in paid_out)]
         destination = self._id("ba_", scope, BASE_TIMESTAMP)
         state: Json = {"status": "pending", "failure": None}
 
@@ -1467,6 +1720,8 @@ class _Builder:
         if ending == "canceled":
             t += self.rng.randint(60, 3600)
             state["status"] = "canceled"
+            cancel_id = self._id("txn_", scope, t, rng=self.aux_rng)
+            self._book_payout(scope, cancel_id, t, currency, amount, payout_id, "payout_cancel")
             self._emit(
                 "payout.canceled",
                 payout(t),
@@ -1487,6 +1742,9 @@ class _Builder:
             t += self.rng.randint(DAY_S, 3 * DAY_S)
             state["status"] = "failed"
             state["failure"] = self._id("txn_", scope, t)
+            self._book_payout(
+                scope, state["failure"], t, currency, amount, payout_id, "payout_failure"
+            )
             failed_event = self._emit(
                 "payout.failed", payout(t), t, scope, effect=("payout_back", currency, amount, t)
             )
@@ -1519,9 +1777,13 @@ class _Builder:
         )
         self._payment_story(connect, self._advance(), currency="eur", refunds=())
         self._payment_story(connect, self._advance(), currency="eur", refunds=(50,))
-        self._payout_story(platform, self._advance(), "usd", "paid", force=True)
-        self._payout_story(platform, self._advance(), "usd", "failed", force=True)
-        self._payout_story(platform, self._advance(), "usd", "canceled", force=True)
+        # Automatic payouts pay out available funds only: wait until the charges above are.
+        self.clock = _midnight_after(self.clock, 3)
+        # The canceled one first: its funds come back at once for the next two.
+        self._payout_story(platform, self._advance(), "usd", "canceled", force=True, credits_max=2)
+        self.clock += 3600
+        self._payout_story(platform, self._advance(), "usd", "failed", force=True, credits_max=2)
+        self._payout_story(platform, self._advance(), "usd", "paid", force=True, share=100)
         self._payout_story(platform, self._advance(), "jpy", "paid", force=True)
         self._payout_story(connect, self._advance(), "eur", "paid", force=True)
 
@@ -1549,7 +1811,45 @@ class _Builder:
         self.entries.sort(key=lambda entry: (entry.created, entry.seq))
         events = self._with_balances()
         deliveries = self._deliveries(events)
-        return DemoHistory(seed=0, events=events, deliveries=deliveries)
+        history = DemoHistory(seed=0, events=events, deliveries=deliveries)
+        self._api_state(history, events[-1]["created"] if events else BASE_TIMESTAMP)
+        return history
+
+    def _api_state(self, history: DemoHistory, end: int) -> None:
+        """What Stripe's API holds at ``end``: the transactions (pending until available_on),
+        the final Balance per account, and the last state of each object they name."""
+        for account, bts in self.bts.items():
+            listed = []
+            available: dict[str, int] = {}
+            pending: dict[str, int] = {}
+            for bt in sorted(bts, key=lambda item: (item["created"], item["id"])):
+                done = bt["available_on"] <= end
+                listed.append({**bt, "status": "available" if done else "pending"})
+                funds = available if done else pending
+                funds[bt["currency"]] = funds.get(bt["currency"], 0) + bt["net"]
+            history.balance_transactions[account] = listed
+            currencies = sorted(set(available) | set(pending))
+            for currency in currencies:
+                available.setdefault(currency, 0)
+                pending.setdefault(currency, 0)
+            history.balances[account] = {
+                "object": "balance",
+                "available": [
+                    {"amount": available[c], "currency": c, "source_types": {"card": available[c]}}
+                    for c in currencies
+                ],
+                "livemode": False,
+                "pending": [
+                    {"amount": pending[c], "currency": c, "source_types": {"card": pending[c]}}
+                    for c in currencies
+                ],
+            }
+        history.payout_members = {k: dict(v) for k, v in self.payout_members.items()}
+        named = {bt["source"] for bts in self.bts.values() for bt in bts}
+        for event in history.events:  # by created: the last one is the final state
+            obj = event["data"]["object"]
+            if obj.get("id") in named:
+                history.sources[obj["id"]] = obj
 
     def _with_balances(self) -> list[Json]:
         """The events by created, with a balance.available snapshot now and then and one per

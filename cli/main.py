@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from cli import (
     backfill_cmds,
+    balance_sync_cmd,
     dead_letters_cmd,
     demo_cmd,
     event_types_cmd,
@@ -37,6 +38,7 @@ COMMAND_MODULES = [
     sqs_cmd,
     dead_letters_cmd,
     backfill_cmds,
+    balance_sync_cmd,
     project_cmd,
     reports_cmds,
     serve_cmd,
@@ -53,7 +55,7 @@ environment:
   STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
   LEDGER_EVENTBRIDGE_SOURCES  consume-sqs: accepted partner event source(s), comma-separated
-  STRIPE_API_KEY          sk_/rk_ key for backfill and reconcile only (or STRIPE_API_KEY_FILE)
+  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
   LEDGER_LOG_LEVEL        debug | info | warning (default info)

@@ -66,3 +66,22 @@ dead_letters = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("topic", "partition", "offset", name="dead_letters_coordinates"),
 )
+
+# balance-sync's cursor per scope (Stripe mode + account): which `created` ranges of balance
+# transactions are stored, written in the same transaction as the facts of each page, so a
+# killed run resumes at its last stored page (a file in the working directory would be lost).
+balance_sync_cursors = sa.Table(
+    "balance_sync_cursors",
+    metadata,
+    sa.Column("scope_key", sa.String(255), primary_key=True),
+    sa.Column("account", sa.String(255)),  # NULL = the platform account
+    sa.Column("livemode", sa.Boolean, nullable=False),
+    # JSON [[lo, hi], ...]: inclusive unix-second ranges whose transactions are all stored.
+    sa.Column("intervals", sa.Text, nullable=False),
+    # The oldest `created` of a transaction last seen unsettled (pending, or a payout not yet
+    # paid/failed): every pass reads again from there, so a change becomes a new fact.
+    sa.Column("unsettled_from", sa.BigInteger),
+    sa.Column("opening_stored", sa.Boolean, nullable=False),
+    sa.Column("complete_passes", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

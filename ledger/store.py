@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,11 +222,14 @@ class EventStore:
         *,
         dead: Sequence[DeadLetter] = (),
         offsets: Mapping[tuple[str, int], int] | None = None,
+        also: Callable[[sa.Connection], None] | None = None,
     ) -> AppendResult:
         """Append events, dead letters and consumer offsets in ONE transaction.
 
         Known event ids are skipped and counted as duplicates. ``offsets`` maps (topic,
         partition) to the next offset to read; a stored offset never moves backwards.
+        ``also`` runs in the same transaction after the appends (a reader's cursor that must
+        move exactly when its events are stored, as balance-sync's does).
         """
         with self.engine.connect().execution_options(**WRITE) as connection:
             with connection.begin():
@@ -236,6 +239,8 @@ class EventStore:
                 dead_lettered = self._append_dead_letters(connection, dead)
                 if offsets:
                     self._save_offsets(connection, offsets)
+                if also is not None:
+                    also(connection)
         return AppendResult(
             appended=appended,
             duplicates=len(incoming) - appended,

@@ -122,6 +122,7 @@ class StripeApi:
         self._wait = wait
         self._attempts_max = attempts_max
         self.requests = 0  # every HTTP request made, retries included
+        self.api_version: str | None = None  # Stripe-Version of the last answer, if it had one
 
     def get(self, path: str, params: Mapping[str, Any], account: str | None) -> dict[str, Any]:
         """One GET with retries; the decoded JSON object, or StripeApiError/Interrupted."""
@@ -161,6 +162,7 @@ class StripeApi:
                 if self._wait(delay_s):
                     raise Interrupted() from None
                 continue
+            self.api_version = _header(response.headers, "Stripe-Version") or self.api_version
             data = response.data
             if not isinstance(data, dict):
                 raise StripeApiError(f"GET {path}: the response is not a JSON object")

@@ -50,6 +50,7 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "verify": ["verify"],
         "backfill": ["backfill", "--since", "1h"],
         "reconcile": ["reconcile", "--since", "1h"],
+        "balance-sync": ["balance-sync", "--once"],
         "demo": ["demo", "--events", "10", "--url", "http://127.0.0.1:1/webhooks/stripe"],
     }
 

@@ -45,6 +45,11 @@ def _objects(history: DemoHistory, object_type: str) -> dict[str, list[Json]]:
     return found
 
 
+def _bt(history: DemoHistory, account: str | None, txn_id: str) -> Json:
+    [bt] = [bt for bt in history.balance_transactions[account] if bt["id"] == txn_id]
+    return bt
+
+
 def _walk(value: Any, path: str = "$") -> Any:
     """Yield (path, key, value) for every dict entry and list item in a JSON value."""
     if isinstance(value, dict):
@@ -98,7 +103,10 @@ def test_no_floats_anywhere_and_money_is_integers(history: DemoHistory) -> None:
     money_seen = 0
     for event in history.deliveries:
         for path, key, value in _walk(event):
-            assert not isinstance(value, float), f"{event['type']} {path}.{key} is a float"
+            # A balance transaction's exchange_rate is the one decimal Stripe sends (a dispute
+            # embeds its transactions); money never is.
+            if key != "exchange_rate":
+                assert not isinstance(value, float), f"{event['type']} {path}.{key} is a float"
             if key in MONEY_KEYS and value is not None:
                 assert type(value) is int, f"{event['type']} {path}.{key} = {value!r}"
                 money_seen += 1
@@ -143,13 +151,16 @@ def test_customers_subscriptions_and_payments(history: DemoHistory) -> None:
             if charge["status"] != "succeeded":
                 continue
             assert charge["captured"] is True and charge["amount_captured"] == charge["amount"]
-            bt = charge["balance_transaction"]
+            # An id, never expanded, as in every real webhook; the transaction is in the API.
+            assert isinstance(charge["balance_transaction"], str)
+            bt = _bt(history, event["account"], charge["balance_transaction"])
             assert bt["object"] == "balance_transaction" and bt["id"].startswith("txn_")
-            assert (bt["type"], bt["currency"], bt["amount"]) == (
-                "charge",
-                charge["currency"],
-                charge["amount"],
-            )
+            assert bt["source"] == charge["id"] and bt["type"] == "charge"
+            if bt["exchange_rate"] is None:
+                assert (bt["currency"], bt["amount"]) == (charge["currency"], charge["amount"])
+            else:  # settled in another currency, as Stripe converts it
+                assert bt["currency"] != charge["currency"]
+                assert bt["amount"] == round(charge["amount"] * bt["exchange_rate"])
             assert bt["fee"] == sum(item["amount"] for item in bt["fee_details"]) > 0
             assert bt["fee_details"][0]["type"] == "stripe_fee"
             assert bt["net"] == bt["amount"] - bt["fee"]
@@ -323,7 +334,8 @@ def test_jpy_is_zero_decimal(history: DemoHistory) -> None:
     assert charges
     for charge in charges:
         assert 500 <= charge["amount"] <= 30_000  # yen, not "cents of yen"
-        assert charge["balance_transaction"]["fee"] == (charge["amount"] * 36 + 500) // 1000
+        bt = _bt(history, None, charge["balance_transaction"])
+        assert bt["fee"] == (charge["amount"] * 36 + 500) // 1000
     currencies = {e["data"]["object"].get("currency") for e in history.events}
     assert {"usd", "jpy"} <= currencies
 
@@ -362,7 +374,8 @@ def test_deliveries_are_mostly_but_not_always_in_order(history: DemoHistory) -> 
             seen.add(event["id"])
             first_seen.append(event)
     backwards = sum(
-        1 for before, after in zip(first_seen, first_seen[1:], strict=False)
+        1
+        for before, after in zip(first_seen, first_seen[1:], strict=False)
         if after["created"] < before["created"]
     )
     assert 0 < backwards < 0.1 * len(first_seen)
@@ -376,9 +389,10 @@ def test_a_pair_for_one_object_is_delivered_newest_first(history: DemoHistory) -
     for object_events in _objects(history, "payout").values():
         for older in object_events:
             for newer in object_events:
-                if newer["created"] > older["created"] and position[newer["id"]] < position[
-                    older["id"]
-                ]:
+                if (
+                    newer["created"] > older["created"]
+                    and position[newer["id"]] < position[older["id"]]
+                ):
                     reversed_pairs.append((older["type"], newer["type"]))
     assert ("payout.paid", "payout.failed") in reversed_pairs
 
@@ -400,10 +414,10 @@ def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoH
     dispute_txns: set[str] = set()
     for event in history.events:
         obj, key = event["data"]["object"], event["account"]
-        if event["type"] == "charge.succeeded":
-            expected[key, obj["currency"]] += obj["balance_transaction"]["net"]
-        elif event["type"] == "refund.created":
-            expected[key, obj["currency"]] -= obj["amount"]
+        # Charges, refunds and application fees count in the currency they settle in.
+        if event["type"] in ("charge.succeeded", "refund.created", "application_fee.created"):
+            bt = _bt(history, key, obj["balance_transaction"])
+            expected[key, bt["currency"]] += bt["net"]
         elif event["type"].startswith("charge.dispute."):
             for bt in obj["balance_transactions"]:
                 if bt["id"] not in dispute_txns:
@@ -425,3 +439,129 @@ def test_the_last_balance_snapshot_matches_the_money_in_the_story(history: DemoH
     nonzero = {key: value for key, value in reported.items() if value}
     assert nonzero == {key: value for key, value in expected.items() if value}
     assert {currency for _, currency in nonzero} >= {"usd", "jpy", "eur"}
+
+
+# -- the balance transactions Stripe would hold (served by the stand-in to balance-sync) ------
+
+
+def _per_scope_currency(history: DemoHistory) -> tuple[Counter[Any], Counter[Any]]:
+    nets: Counter[tuple[str | None, str]] = Counter()
+    for account, bts in history.balance_transactions.items():
+        for bt in bts:
+            nets[account, bt["currency"]] += bt["net"]
+    balances: Counter[tuple[str | None, str]] = Counter()
+    for account, balance in history.balances.items():
+        assert balance["object"] == "balance" and balance["livemode"] is False
+        for item in balance["available"] + balance["pending"]:
+            balances[account, item["currency"]] += item["amount"]
+    return nets, balances
+
+
+@pytest.mark.parametrize("seed, size", [(7, 400), (3, 3000)])
+def test_every_transactions_net_sums_to_the_final_balance(seed: int, size: int) -> None:
+    history = generate(seed=seed, events=size)
+    nets, balances = _per_scope_currency(history)
+    assert nets == balances
+    assert {currency for _, currency in nets} >= {"usd", "jpy", "eur"}
+    assert set(history.balance_transactions) == {None, *{e["account"] for e in history.events}}
+    for bts in history.balance_transactions.values():
+        for bt in bts:
+            assert bt["net"] == bt["amount"] - bt["fee"]
+            assert bt["fee"] == sum(item["amount"] for item in bt["fee_details"])
+            assert isinstance(bt["source"], str) and bt["source"] in history.sources
+            assert bt["status"] in ("available", "pending")
+        assert len({bt["id"] for bt in bts}) == len(bts)
+    types = Counter(bt["type"] for bts in history.balance_transactions.values() for bt in bts)
+    for bt_type in (
+        "charge",
+        "refund",
+        "adjustment",
+        "payout",
+        "payout_cancel",
+        "payout_failure",
+        "application_fee",
+    ):
+        assert types[bt_type] > 0, bt_type
+
+
+@pytest.mark.parametrize("seed, size", [(7, 400), (3, 3000)])
+def test_every_automatic_payouts_transactions_sum_to_its_amount(seed: int, size: int) -> None:
+    history = generate(seed=seed, events=size)
+    paid_out: set[str] = set()
+    for account, members in history.payout_members.items():
+        by_id = {bt["id"]: bt for bt in history.balance_transactions[account]}
+        for payout_id, txn_ids in members.items():
+            payout = history.sources[payout_id]
+            assert payout["object"] == "payout" and payout["automatic"] is True
+            [own] = [by_id[t] for t in txn_ids if by_id[t]["type"] == "payout"]
+            assert own["id"] == payout["balance_transaction"] and own["net"] == -payout["amount"]
+            others = [by_id[t] for t in txn_ids if t != own["id"]]
+            assert sum(bt["net"] for bt in others) == payout["amount"] > 0
+            # Automatic payouts pay out available funds, each transaction at most once.
+            assert all(bt["available_on"] <= payout["created"] for bt in others)
+            assert not paid_out & set(txn_ids)
+            paid_out.update(txn_ids)
+    assert sum(len(members) for members in history.payout_members.values()) >= 4
+
+
+def test_disputes_keep_their_embedded_balance_transactions(history: DemoHistory) -> None:
+    for event in history.events:
+        obj = event["data"]["object"]
+        if obj.get("object") == "dispute":
+            for bt in obj["balance_transactions"]:
+                assert bt["object"] == "balance_transaction"  # as Stripe sends them
+                assert _bt(history, event["account"], bt["id"])["net"] == bt["net"]
+        elif obj.get("object") in ("charge", "refund", "payout"):
+            assert not isinstance(obj.get("balance_transaction"), dict)
+
+
+def test_connected_charges_pay_the_platform_an_application_fee(history: DemoHistory) -> None:
+    """A direct charge on the connected account: its fee_details carry the application fee, and
+    the platform holds an application_fee transaction of that amount (platform_earning)."""
+    fees = {
+        e["data"]["object"]["id"]: e
+        for e in history.events
+        if e["type"] == "application_fee.created"
+    }
+    connected = [
+        e["data"]["object"]
+        for e in history.events
+        if e["type"] == "charge.succeeded" and e["account"] is not None
+    ]
+    assert connected and len(fees) == len(connected)
+    platform = {bt["source"]: bt for bt in history.balance_transactions[None]}
+    for charge in connected:
+        fee_event = fees[charge["application_fee"]]
+        assert fee_event["account"] is None  # the platform's event
+        fee = fee_event["data"]["object"]
+        assert (fee["charge"], fee["amount"]) == (charge["id"], charge["application_fee_amount"])
+        bt = _bt(history, fee["account"], charge["balance_transaction"])
+        [item] = [i for i in bt["fee_details"] if i["type"] == "application_fee"]
+        assert item["amount"] == fee["amount"] and bt["net"] == bt["amount"] - bt["fee"]
+        earning = platform[fee["id"]]
+        assert (earning["type"], earning["reporting_category"]) == (
+            "application_fee",
+            "platform_earning",
+        )
+        rate = earning["exchange_rate"] or 1  # a EUR fee settles in the platform's USD
+        assert earning["net"] == round(fee["amount"] * rate)
+        assert earning["id"] == fee["balance_transaction"]
+
+
+def test_the_platforms_eur_charges_settle_in_usd() -> None:
+    """Settlement currency: the US platform holds no EUR; its EUR charges, their refunds and
+    disputes, and the application fees of EUR charges, become USD balance transactions with the
+    exchange_rate, so the platform's balance has no EUR in it."""
+    history = generate(seed=3, events=3000)
+    platform = history.balance_transactions[None]
+    assert {bt["currency"] for bt in platform} == {"usd", "jpy"}
+    converted = [bt for bt in platform if bt["exchange_rate"] is not None]
+    assert {bt["type"] for bt in converted} >= {"charge", "refund", "application_fee"}
+    assert all(bt["currency"] == "usd" and bt["exchange_rate"] == 1.08 for bt in converted)
+    eur_charges = [
+        e for e in history.events
+        if e["type"] == "charge.succeeded" and e["account"] is None
+        and e["data"]["object"]["currency"] == "eur"
+    ]  # fmt: skip
+    assert eur_charges  # still presented to the customer in EUR
+    assert {c["currency"] for c in history.balances[None]["available"]} == {"usd", "jpy"}

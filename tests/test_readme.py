@@ -58,10 +58,20 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     (tmp_path / "events.jsonl").write_bytes(
         b"\n".join(encode(charge_event(n)) for n in range(25)) + b"\n"
     )
-    # These need services (see the docstring); backfill/reconcile need the Stripe API: they run
-    # against stripe-mock in tests/test_backfill.py.
-    # consume-sqs needs an SQS queue: it runs against ElasticMQ in tests/test_sqs_consumer.py.
-    skipped = {"consume", "consume-sqs", "ingest", "serve", "copy-store", "backfill", "reconcile"}
+    # These need services (see the docstring); backfill/reconcile/balance-sync need the Stripe
+    # API: they run against stripe-mock and the stand-in in tests/test_backfill.py and
+    # tests/test_balance_sync.py. consume-sqs needs an SQS queue: it runs against ElasticMQ in
+    # tests/test_sqs_consumer.py.
+    skipped = {
+        "consume",
+        "consume-sqs",
+        "ingest",
+        "serve",
+        "copy-store",
+        "backfill",
+        "reconcile",
+        "balance-sync",
+    }
     # `serve` (the README's first command) migrates at start-up; here `migrate` stands in for it.
     assert run_cli(["migrate"], env).returncode == 0
     ran = []
@@ -91,6 +101,15 @@ def test_the_demo_shows_the_three_reports(tmp_path: Path) -> None:
     posted = re.search(r"posted (\d+) deliveries .*: (\d+) accepted, 0 failed", out)
     assert posted and posted[1] == posted[2], out  # every delivery, duplicates included
     assert " JPY" in out and "acct_" in out and "lost" in out and "void" in out
+    # The balance transactions come from balance-sync against the stand-in, for both accounts.
+    synced = re.search(r"balance-sync: (\d+) balance transactions .* \(2 complete\)", out)
+    assert synced and int(synced[1]) > 0, out
+    assert "== report balance_summary ==" in out
+    assert "== report payout_reconciliation (one reconciled payout) ==" in out
+    # With them the journal agrees with Stripe to the cent: every drift is 0.
+    balances = out.split("== report balances ==")[1].split("rows)")[0].splitlines()[3:-1]
+    drifts = [line.split()[-2:] for line in balances]
+    assert len(drifts) >= 4 and all(amount in ("0", "0.00") for amount, _ in drifts), balances
 
 
 def test_report_json_is_for_machines(tmp_path: Path) -> None:

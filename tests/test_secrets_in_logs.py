@@ -126,7 +126,7 @@ def test_no_secret_key_or_signature_in_any_log_line(
         outputs.append(out)
         assert code == 0, out[-2000:]
 
-        # backfill and reconcile: a fake key, an API that is not there.
+        # backfill, reconcile and balance-sync: a fake key, an API that is not there.
         api_env = env_for(
             f"sqlite:///{tmp_path / 'backfill.db'}",
             STRIPE_API_KEY=api_key,
@@ -134,7 +134,11 @@ def test_no_secret_key_or_signature_in_any_log_line(
             **debug,
         )
         assert _cli(["migrate"], api_env)[0] == 0
-        for args in (["backfill", "--since", "1h"], ["reconcile", "--since", "1h"]):
+        for args in (
+            ["backfill", "--since", "1h"],
+            ["reconcile", "--since", "1h"],
+            ["balance-sync", "--since", "1h"],
+        ):
             code, out = _cli(args, api_env)
             outputs.append(out)
             assert code != 0, "an unreachable API must be an error"

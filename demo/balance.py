@@ -1,0 +1,42 @@
+"""The demo's balance-sync: its history's balance transactions, served by the stand-in Stripe
+API on loopback, fetched by the real ``stripe-ledger balance-sync`` (a child process with a
+throw-away ``sk_test_`` key in its environment, never on its command line)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from typing import Any
+
+from demo.standin import Standin, from_demo
+
+SYNC_S_MAX = 600.0  # the whole sync of a demo history, bounded
+
+
+def run_balance_sync(history: Any, database_url: str) -> tuple[int, str]:
+    """(exit status, what balance-sync printed) for ``history`` synced into ``database_url``:
+    every account, from the history's first second to its last (it is dated ahead of now)."""
+    if not history.events:
+        return 0, "balance-sync: the history is empty"
+    since_s = history.events[0]["created"]
+    until_s = history.events[-1]["created"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    with Standin(from_demo(history)) as base:
+        env.update(
+            LEDGER_DATABASE_URL=database_url,
+            STRIPE_API_BASE=base,
+            STRIPE_API_KEY="sk_test_demo" + secrets.token_hex(12),
+        )
+        env.setdefault("LEDGER_LOG_FORMAT", "json")
+        command = [sys.executable, "-m", "cli.main", "balance-sync", "--all-accounts"]
+        command += ["--since", str(since_s), "--until", str(until_s)]
+        try:
+            result = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=SYNC_S_MAX
+            )
+        except subprocess.TimeoutExpired:
+            return 1, f"balance-sync did not finish within {SYNC_S_MAX:.0f} s"
+    lines = [line for line in result.stderr.splitlines() if "progress" not in line]
+    return result.returncode, "\n".join([result.stdout.strip(), *lines[-5:]]).strip()
