@@ -65,7 +65,7 @@ def _summary(letter: dead_letters.Letter) -> dict[str, Any]:
 def _list(store: EventStore, args: argparse.Namespace) -> int:
     if not 0 < args.limit <= LIST_LIMIT_MAX:
         raise CommandError(f"--limit must be between 1 and {LIST_LIMIT_MAX}, got {args.limit}")
-    letters = dead_letters.page(store, args.after, args.limit)
+    letters = dead_letters.page(store, args.after, args.limit, args.sources)
     rows = [_summary(letter) for letter in letters]
     if args.format == "json":
         print(json.dumps(rows, indent=1))
@@ -84,8 +84,8 @@ def _list(store: EventStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(store: EventStore, letter_id: int) -> int:
-    letter = dead_letters.get(store, letter_id)
+def _show(store: EventStore, letter_id: int, sources: tuple[str, ...]) -> int:
+    letter = dead_letters.get(store, letter_id, sources)
     if letter is None:
         raise CommandError(f"no dead letter with id {letter_id}")
     for key, value in _summary(letter).items():
@@ -103,13 +103,13 @@ def _show(store: EventStore, letter_id: int) -> int:
 def _retry(store: EventStore, args: argparse.Namespace) -> int:
     if args.all:
         totals = dead_letters.RetryTotals()
-        for letters in dead_letters.all_letters(store):
+        for letters in dead_letters.all_letters(store, args.sources):
             done = dead_letters.retry(store, letters)
             totals.appended += done.appended
             totals.already_stored += done.already_stored
             totals.refused += done.refused
     else:
-        letter = dead_letters.get(store, args.id)
+        letter = dead_letters.get(store, args.id, args.sources)
         if letter is None:
             raise CommandError(f"no dead letter with id {args.id}")
         totals = dead_letters.retry(store, [letter])
@@ -124,12 +124,13 @@ def _retry(store: EventStore, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    args.sources = settings.eventbridge_sources  # consume-sqs's dead letters are EventBridge's
     store = _store(settings)
     try:
         if args.action == "list":
             return _list(store, args)
         if args.action == "show":
-            return _show(store, args.id)
+            return _show(store, args.id, args.sources)
         return _retry(store, args)
     finally:
         store.engine.dispose()

@@ -19,10 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.envelope import EnvelopeError, StripeEvent, parse_event
+from ledger.eventbridge import parse_eventbridge
 from ledger.schema import dead_letters, events
 from ledger.store import EventStore, Incoming, KafkaCoordinates
 
 DEAD_LETTERS_PAGE_MAX = 500  # rows per read and per append transaction
+# consume-sqs files its dead letters under this topic prefix (ledger/sqs_consumer.py's
+# DEAD_LETTER_TOPIC_PREFIX; not imported: that module needs boto3 to load).
+SQS_DEAD_LETTER_TOPIC_PREFIX = "sqs:"
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,23 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def _letters(store: EventStore, rows: list[Any]) -> list[Letter]:
+def _parse(row: Any, sources: tuple[str, ...]) -> StripeEvent:
+    """The parser of the door the record came through: an SQS message body is an EventBridge
+    event (consume-sqs files it under topic ``sqs:QUEUE``); a Kafka record is a webhook body."""
+    if row.topic is not None and row.topic.startswith(SQS_DEAD_LETTER_TOPIC_PREFIX):
+        if not sources:
+            raise EnvelopeError(
+                "an EventBridge dead letter: set LEDGER_EVENTBRIDGE_SOURCES to parse it"
+            )
+        return parse_eventbridge(bytes(row.raw), sources)
+    return parse_event(bytes(row.raw))
+
+
+def _letters(store: EventStore, rows: list[Any], sources: tuple[str, ...]) -> list[Letter]:
     parsed: list[tuple[Any, StripeEvent | None, str | None]] = []
     for row in rows:
         try:
-            parsed.append((row, parse_event(bytes(row.raw)), None))
+            parsed.append((row, _parse(row, sources), None))
         except EnvelopeError as error:
             parsed.append((row, None, str(error)))
     ids = sorted({event.event_id for _, event, _ in parsed if event is not None})
@@ -71,18 +87,21 @@ def _letters(store: EventStore, rows: list[Any]) -> list[Letter]:
     ]
 
 
-def page(store: EventStore, after_id: int = 0, limit: int = 50) -> list[Letter]:
-    """Dead letters with id > ``after_id``, oldest first, at most ``limit``."""
+def page(
+    store: EventStore, after_id: int = 0, limit: int = 50, sources: tuple[str, ...] = ()
+) -> list[Letter]:
+    """Dead letters with id > ``after_id``, oldest first, at most ``limit``. ``sources``: the
+    EventBridge partner sources, to parse what consume-sqs dead-lettered."""
     assert 0 < limit <= DEAD_LETTERS_PAGE_MAX, limit
-    return _letters(store, store.dead_letter_rows(limit, after_id))
+    return _letters(store, store.dead_letter_rows(limit, after_id), sources)
 
 
-def get(store: EventStore, letter_id: int) -> Letter | None:
+def get(store: EventStore, letter_id: int, sources: tuple[str, ...] = ()) -> Letter | None:
     with store.engine.connect() as connection:
         row = connection.execute(
             sa.select(dead_letters).where(dead_letters.c.id == letter_id)
         ).first()
-    return _letters(store, [row])[0] if row is not None else None
+    return _letters(store, [row], sources)[0] if row is not None else None
 
 
 def count(store: EventStore) -> int:
@@ -91,10 +110,10 @@ def count(store: EventStore) -> int:
     return int(total or 0)
 
 
-def all_letters(store: EventStore) -> Iterator[list[Letter]]:
+def all_letters(store: EventStore, sources: tuple[str, ...] = ()) -> Iterator[list[Letter]]:
     """Every dead letter, a page at a time (bounded memory)."""
     after = 0
-    while letters := page(store, after, DEAD_LETTERS_PAGE_MAX):
+    while letters := page(store, after, DEAD_LETTERS_PAGE_MAX, sources):
         yield letters
         after = letters[-1].id
 

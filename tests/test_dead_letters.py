@@ -73,3 +73,24 @@ def test_unknown_ids_and_bad_limits_are_one_line_errors(
         code, _, err = _run(argv, capsys)
         assert code == 2 and err.startswith("stripe-ledger dead-letters: error: "), err
         assert err.count("\n") == 1
+
+
+def test_an_eventbridge_dead_letter_from_consume_sqs_is_parsed_as_eventbridge(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.sqs_util import SOURCE, eventbridge_envelope
+
+    store = EventStore(create_engine(sqlite_url))
+    migrate(store.engine)
+    raw = json.dumps(eventbridge_envelope(charge_event(7))).encode()
+    coordinates = KafkaCoordinates("sqs:stripe-events", 0, 12345)  # as consume-sqs files it
+    store.append([], dead=[DeadLetter(raw, "source not configured then", utc_now(), coordinates)])
+    monkeypatch.setenv("LEDGER_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("LEDGER_LOG_FORMAT", "json")
+    monkeypatch.delenv("LEDGER_EVENTBRIDGE_SOURCES", raising=False)
+    assert _statuses(capsys) == ["refused"]  # no sources configured: cannot tell
+    monkeypatch.setenv("LEDGER_EVENTBRIDGE_SOURCES", SOURCE)
+    assert _statuses(capsys) == ["retriable"]
+    code, out, _ = _run(["retry", "--all"], capsys)
+    assert code == 0 and "retried: 1 appended" in out
+    assert store.event_ids() == ["evt_test00000007"]
