@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ledger import balance_facts
 from ledger.store import StoredEvent
 from projections import accounts as acc
 from projections.base import Counts, currency_of, data_object, money, string, timestamp
@@ -43,9 +44,9 @@ from projections.merge import (
     tie_key,
 )
 
-BT_FACT = "ledger.balance_transaction"
-BALANCE_FACT = "ledger.balance"
-OPENING_FACT = "ledger.opening_balance"
+BT_FACT = balance_facts.BALANCE_TRANSACTION_FACT
+BALANCE_FACT = balance_facts.BALANCE_FACT
+OPENING_FACT = balance_facts.OPENING_BALANCE_FACT
 DESCRIPTION_CHARS_MAX = 200
 
 CHARGE_LIFECYCLE = Lifecycle({"pending": 0, "succeeded": 1, "failed": 1})

@@ -9,9 +9,7 @@ figures (fees included) once the balance transactions are known; never a movemen
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from cli.reports_cmds import prepare_read_side
+from ledger import balance_facts
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
@@ -64,21 +63,12 @@ def bt_fact(
     account: str | None = None,
     livemode: bool = False,
 ) -> dict[str, Any]:
-    """A balance transaction as balance-sync records it (docs/BALANCE_SYNC.md's fact format)."""
-    canonical = json.dumps({"bt": bt, "automatic_payout_id": payout}, sort_keys=True,
-                           separators=(",", ":"))  # fmt: skip
-    payload = {
-        "id": f"bt_{bt['id']}_{hashlib.sha256(canonical.encode()).hexdigest()[:16]}",
-        "object": "event",
-        "type": "ledger.balance_transaction",
-        "api_version": None,
-        "created": fetched_at,
-        "livemode": livemode,
-        "account": account,
-        "data": {"object": bt},
-        "ledger": {"automatic_payout_id": payout},
-    }
-    return payload
+    """A balance transaction as balance-sync records it (docs/BALANCE_SYNC.md)."""
+    fact = balance_facts.bt_fact(
+        bt, automatic_payout_id=payout, fetched_s=fetched_at, livemode=livemode,
+        account=account, api_version=None,
+    )  # fmt: skip
+    return fact.payload
 
 
 def txn(
@@ -337,11 +327,13 @@ def test_dispute_lost_and_won_with_fees(ledger: Any) -> None:
                "charge": "ch_dp", "status": "needs_response", "created": T0 + DAY,
                "balance_transactions": []}  # fmt: skip
     withdrawn = usd(
-        ledger([
-            event("charge.succeeded", ch, T0),
-            event("charge.dispute.created", dispute, T0 + DAY),
-            event("charge.dispute.funds_withdrawn", dispute, T0 + DAY),  # no embedded txn
-        ])  # fmt: skip
+        ledger(
+            [
+                event("charge.succeeded", ch, T0),
+                event("charge.dispute.created", dispute, T0 + DAY),
+                event("charge.dispute.funds_withdrawn", dispute, T0 + DAY),  # no embedded txn
+            ]
+        )  # fmt: skip
     )
     assert (withdrawn["dispute_losses"], withdrawn["stripe"]) == (1_000, 0)  # fee unknown yet
     withdrawal = txn("txn_dw", -1_000, "dispute", "dp_1", T0 + DAY, fee=1_500, kind="adjustment")
@@ -372,11 +364,13 @@ def test_a_payout_leaves_the_balance_when_created_and_reconciles(ledger: Any) ->
     snapshot = {"object": "balance", "available": [{"amount": 2_000, "currency": "usd"}],
                 "pending": [{"amount": 0, "currency": "usd"}]}  # fmt: skip
     created = usd(
-        ledger([
-            event("charge.succeeded", ch, T0),
-            event("payout.created", payout("po_1", 8_000, T0 + DAY, "pending"), T0 + DAY),
-            event("balance.available", snapshot, T0 + DAY + 1),
-        ])  # fmt: skip
+        ledger(
+            [
+                event("charge.succeeded", ch, T0),
+                event("payout.created", payout("po_1", 8_000, T0 + DAY, "pending"), T0 + DAY),
+                event("balance.available", snapshot, T0 + DAY + 1),
+            ]
+        )  # fmt: skip
     )
     assert (created["stripe"], created["payouts_in_transit"]) == (2_000, 8_000)
     _, rows = run_report(ledger.engine, "balances")
@@ -443,11 +437,13 @@ def test_application_fees_and_transfers_move_the_platform_balance(ledger: Any) -
                 "amount_reversed": 0, "created": T0, "balance_transaction": "txn_tr1",
                 "reversals": {"object": "list", "data": []}}  # fmt: skip
     figures = usd(
-        ledger([
-            event("application_fee.created", fee, T0),
-            event("transfer.created", transfer, T0),
-            event("charge.succeeded", charge("ch_dest", 10_000, T0), T0),
-        ])  # fmt: skip
+        ledger(
+            [
+                event("application_fee.created", fee, T0),
+                event("transfer.created", transfer, T0),
+                event("charge.succeeded", charge("ch_dest", 10_000, T0), T0),
+            ]
+        )  # fmt: skip
     )
     assert figures["stripe"] == 10_000 - 9_000 + 1_000
     reversal = {"id": "trr_1", "object": "transfer_reversal", "amount": 4_000, "currency": "usd",
@@ -456,10 +452,12 @@ def test_application_fees_and_transfers_move_the_platform_balance(ledger: Any) -
                  "reversals": {"object": "list", "data": [reversal]}}  # fmt: skip
     refunded = {**fee, "amount_refunded": 300}
     figures = usd(
-        ledger([
-            event("transfer.reversed", reversed_, T0 + DAY),
-            event("application_fee.refunded", refunded, T0 + DAY),
-        ])  # fmt: skip
+        ledger(
+            [
+                event("transfer.reversed", reversed_, T0 + DAY),
+                event("application_fee.refunded", refunded, T0 + DAY),
+            ]
+        )  # fmt: skip
     )
     assert figures["stripe"] == 10_000 - 9_000 + 4_000 + 1_000 - 300
     assert figures["connect_transfers"] == 5_000
