@@ -45,12 +45,13 @@ def _db_url(admin_url: str, name: str) -> str:
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def fixture(admin_url: str, events: int) -> str:
-    """A database holding ``events`` distinct demo events (made once, then reused)."""
+def fixture(admin_url: str, events: int, label: str = "rebuild") -> str:
+    """A database ``bench_<label>_<events>`` holding ``events`` distinct demo events (made
+    once, then reused)."""
     from cli.demo_history import encode, generate
     from ledger.envelope import event_from_dict
 
-    name = f"bench_rebuild_{events}"
+    name = f"bench_{label}_{events}"
     admin = admin_engine(admin_url)
     url = _db_url(admin_url, name)
     with admin.connect() as connection:

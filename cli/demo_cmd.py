@@ -70,6 +70,11 @@ def register(subparsers: Any) -> None:
         "--keep", action="store_true",
         help="keep the temporary store (and serve's log) to explore afterwards; default: removed",
     )  # fmt: skip
+    parser.add_argument(
+        "--dashboard", action="store_true",
+        help="then serve the dashboard over the demo store on 127.0.0.1 until Ctrl-C",
+    )  # fmt: skip
+    parser.add_argument("--dashboard-port", type=int, default=8050, help="its port (8050)")
     parser.set_defaults(handler=run)
 
 
@@ -165,8 +170,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> int:
-    """serve on a temporary store, POST, report; the folder goes unless --keep (or serve failed:
-    its log stays for the reader). Ctrl-C says so and where the store is, exit 130."""
+    """serve on a temporary store, POST, report (then the dashboard, with --dashboard); the
+    folder goes at the end unless --keep (or serve failed: its log stays for the reader).
+    Ctrl-C says so and where the store is, exit 130."""
     workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
     store_path = workdir / "demo.db"
     secret = "whsec_" + secrets.token_hex(24)
@@ -175,6 +181,12 @@ def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> 
     try:
         with _serve(database_url, secret, workdir / "serve.log") as url:
             code = _post_and_report(url, payloads, secret, database_url, history, args)
+        _explain(args, store_path)
+        if code == 0 and args.dashboard:
+            from cli.dashboard_cmd import serve_dashboard
+
+            return serve_dashboard(database_url, "127.0.0.1", args.dashboard_port)
+        return code
     except KeyboardInterrupt:
         where = f"the demo store is kept at {store_path}" if args.keep else (
             f"the demo store ({store_path}) is removed; --keep keeps it"
@@ -187,18 +199,22 @@ def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> 
     finally:
         if remove:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _explain(args: argparse.Namespace, store_path: Path) -> None:
+    """Where the store is and how to explore it, or that it goes at the end."""
     if not args.keep:
-        print("\n(the demo store is removed; `stripe-ledger demo --keep` keeps it to explore)")
-        return code
+        print("\n(the demo store is removed at the end; `stripe-ledger demo --keep` keeps it)")
+        return
     program = "stripe-ledger" if shutil.which("stripe-ledger") else sys.argv[0]
     url = f"LEDGER_DATABASE_URL=sqlite:///{store_path}"
     print(
         f"\nThe demo store is kept at {store_path}; explore it with\n"
         f"  {url} {program} report invoice_aging\n"
         f"  {url} {program} verify\n"
-        f"  sqlite3 {store_path} 'SELECT * FROM report_balances'"
+        f"  sqlite3 {store_path} 'SELECT * FROM report_balances'\n"
+        f"  {url} {program} dashboard   # then open http://127.0.0.1:8050/"
     )
-    return code
 
 
 def _post_and_report(

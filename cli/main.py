@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cli import (
     backfill_cmds,
     balance_sync_cmd,
+    dashboard_cmd,
     dead_letters_cmd,
     demo_cmd,
     event_types_cmd,
@@ -24,6 +25,7 @@ from cli import (
     reports_cmds,
     serve_cmd,
     sqs_cmd,
+    thin_events_cmd,
 )
 from cli.errors import CommandError, one_line
 from ledger.database import DatabaseError, first_line
@@ -39,8 +41,10 @@ COMMAND_MODULES = [
     dead_letters_cmd,
     backfill_cmds,
     balance_sync_cmd,
+    thin_events_cmd,
     project_cmd,
     reports_cmds,
+    dashboard_cmd,
     serve_cmd,
     demo_cmd,
     event_types_cmd,
@@ -55,8 +59,10 @@ environment:
   STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
   LEDGER_EVENTBRIDGE_SOURCES  consume-sqs: accepted partner event source(s), comma-separated
-  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync (or STRIPE_API_KEY_FILE)
+  STRIPE_API_KEY          sk_/rk_ key for backfill, reconcile, balance-sync and
+                          thin-events fetch (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
+  LEDGER_DASHBOARD_TOKEN  the dashboard's token, required when it binds off loopback
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)
   LEDGER_LOG_LEVEL        debug | info | warning (default info)
 """

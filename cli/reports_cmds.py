@@ -20,7 +20,7 @@ from projections import rebuild, registry, verify, worker
 from projections.metrics import projection_lag
 from reports import periods, render, views
 from reports.money import parse_major
-from reports.query import PeriodNotSupported, UnknownReport, cli_names, run_report
+from reports.query import NotScoped, PeriodNotSupported, UnknownReport, cli_names, run_report
 
 log = get_logger("cli")
 
@@ -86,7 +86,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         }
         with reachable():
             columns, rows = run_report(engine, args.name, args.account, args.livemode, **instants)
-    except (UnknownReport, PeriodNotSupported, ValueError) as error:
+    except (UnknownReport, PeriodNotSupported, NotScoped, ValueError) as error:
         raise CommandError(str(error)) from None
     except sa.exc.DBAPIError as error:
         if _views_missing(engine, f"report_{args.name.replace('-', '_')}"):

@@ -290,7 +290,8 @@ class IngestApp:
             return 500, "internal_error", error_body("internal_error", "the sink failed"), []
         self._produce_seconds.observe(time.perf_counter() - produce_started)
         log.debug("webhook_accepted", event_id=event.event_id, type=event.type)
-        return 200, "accepted", accepted_body(event), []
+        # A thin event (v2 reference) is accepted like any event; counted apart (docs/INGEST.md).
+        return 200, "accepted_thin" if event.thin else "accepted", accepted_body(event), []
 
     def _count(self, outcome: str) -> None:
         self._requests.labels(outcome=outcome).inc()

@@ -66,9 +66,7 @@ def verify_and_parse(
     try:
         return event_from_dict(value, raw)
     except EnvelopeError as error:
-        thin = isinstance(value, dict) and value.get("object") == "v2.core.event"
-        code = "thin_event_not_supported" if thin else "not_a_stripe_event"
-        raise Rejection(400, code, str(error)) from None
+        raise Rejection(400, "not_a_stripe_event", str(error)) from None
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -1,11 +1,19 @@
 """The event envelope: what makes a byte string a Stripe event, and the fields the store indexes.
 
-One parser for every door (webhook, Kafka record, import file, backfill) so that all of them
-accept and refuse exactly the same inputs. It never raises anything but ``EnvelopeError``.
+One parser for every door (webhook, Kafka record, import file, backfill, EventBridge) so that all
+of them accept and refuse exactly the same inputs. It never raises anything but ``EnvelopeError``.
+
+Two shapes are Stripe events: the v1 snapshot event (``object: "event"``, ``created`` in unix
+seconds, the object itself in ``data.object``) and the v2 thin event (``object: "v2.core.event"``,
+``created`` an ISO-8601 string, only a reference in ``related_object``, the Connect account in
+``context``). A thin event is stored as what it is, indexed from its reference; the projections
+know none of its types, so they skip it, and ``ledger.thin_events`` fetches its snapshot
+counterpart when an API key is configured (docs/INGEST.md, "Thin events").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,7 +28,16 @@ SOURCES = ("webhook", "import", "backfill")
 # What the store's columns can hold: a JSON value that fits one parses, but fails the INSERT, and
 # a record that cannot be stored would stop its Kafka partition for good (issue 8).
 CREATED_MAX = 2**63 - 1  # BIGINT
-INDEXED_STR_CHARS_MAX = {"account": 255, "api_version": 64, "object_type": 255, "object_id": 255}
+INDEXED_STR_CHARS_MAX = {
+    "account": 255,
+    "api_version": 64,
+    "object_type": 255,
+    "object_id": 255,
+    "context": 255,
+}
+SNAPSHOT_OBJECT = "event"
+THIN_OBJECT = "v2.core.event"
+ISO_CREATED_CHARS_MAX = 64  # "2024-09-17T06:20:52.246Z" is 24
 # \u0000 or a UTF-16 surrogate escape: the only ways valid UTF-8 JSON can hold a NUL character or
 # a lone surrogate, which PostgreSQL text and JSONB refuse. Only then is the payload walked.
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
@@ -32,20 +49,25 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StripeEvent:
-    """A validated Stripe (v1 snapshot) event with the fields the store indexes."""
+    """A validated Stripe event (v1 snapshot or v2 thin) with the fields the store indexes."""
 
     event_id: str
     type: str
     api_version: str | None
     created: int  # Stripe's timestamp, unix seconds
     livemode: bool
-    account: str | None  # Connect account, None for the platform account
-    object_type: str | None  # data.object.object
-    object_id: str | None  # data.object.id
+    account: str | None  # Connect account (a thin event's context), None for the platform
+    object_type: str | None  # data.object.object (a thin event's related_object.type)
+    object_id: str | None  # data.object.id (a thin event's related_object.id)
     payload: dict[str, Any]
     # The bytes the payload was parsed from, when there were any: the PostgreSQL store writes
     # them as they came instead of encoding the payload again. Not part of the event's identity.
     raw: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def thin(self) -> bool:
+        """A v2 thin event: a reference to an object, not a snapshot of it."""
+        return self.payload.get("object") == THIN_OBJECT
 
 
 def _depth_ok(raw_text: str) -> bool:
@@ -131,26 +153,48 @@ def event_from_dict(payload: Any, raw: bytes | None = None) -> StripeEvent:
     if not isinstance(payload, dict):
         raise EnvelopeError("JSON is not an object")
     kind = payload.get("object")
-    if kind == "v2.core.event":
+    if kind not in (SNAPSHOT_OBJECT, THIN_OBJECT):
         raise EnvelopeError(
-            "v2 thin events (object 'v2.core.event') are not accepted; "
-            "send snapshot events (object 'event') to this endpoint"
+            "JSON is not a Stripe event "
+            "(object must be 'event', or 'v2.core.event' for a thin event)"
         )
-    if kind != "event":
-        raise EnvelopeError("JSON is not a Stripe event (object must be 'event')")
     event_id = payload.get("id")
     if not isinstance(event_id, str) or not 0 < len(event_id) <= EVENT_ID_CHARS_MAX:
         raise EnvelopeError("event has no valid 'id'")
     event_type = payload.get("type")
     if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_CHARS_MAX:
         raise EnvelopeError("event has no valid 'type'")
-    created = payload.get("created")
-    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= CREATED_MAX:
-        raise EnvelopeError("event has no valid 'created' (unix seconds)")
     livemode = payload.get("livemode", False)
     if not isinstance(livemode, bool):
         raise EnvelopeError("event field 'livemode' must be true or false")
-    data = payload.get("data")
+    if kind == THIN_OBJECT:
+        created = _iso_created(payload.get("created"))
+        account = _optional_str(payload, "context")
+        object_type, object_id = _related_object(payload.get("related_object"))
+        api_version = None  # thin payloads are unversioned
+    else:
+        created = _unix_created(payload.get("created"))
+        account = _optional_str(payload, "account")
+        object_type, object_id = _data_object(payload.get("data"))
+        api_version = _optional_str(payload, "api_version")
+    if (raw is None or _SUSPECT_ESCAPE.search(raw)) and not _storable_strings(payload):
+        raise EnvelopeError("event holds a NUL character or a lone surrogate")
+    return StripeEvent(
+        event_id=event_id,
+        type=event_type,
+        api_version=api_version,
+        created=created,
+        livemode=livemode,
+        account=account,
+        object_type=object_type,
+        object_id=object_id,
+        payload=payload,
+        raw=raw,
+    )
+
+
+def _data_object(data: Any) -> tuple[str | None, str | None]:
+    """A snapshot event's data.object -> its (object, id) when they are strings."""
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         raise EnvelopeError("event has no 'data.object'")
@@ -159,20 +203,51 @@ def event_from_dict(payload: Any, raw: bytes | None = None) -> StripeEvent:
     for key, value in (("object_type", object_type), ("object_id", object_id)):
         if isinstance(value, str) and len(value) > INDEXED_STR_CHARS_MAX[key]:
             raise EnvelopeError(f"data.object's {key[7:]!r} is longer than 255 characters")
-    if (raw is None or _SUSPECT_ESCAPE.search(raw)) and not _storable_strings(payload):
-        raise EnvelopeError("event holds a NUL character or a lone surrogate")
-    return StripeEvent(
-        event_id=event_id,
-        type=event_type,
-        api_version=_optional_str(payload, "api_version"),
-        created=created,
-        livemode=livemode,
-        account=_optional_str(payload, "account"),
-        object_type=object_type if isinstance(object_type, str) else None,
-        object_id=object_id if isinstance(object_id, str) else None,
-        payload=payload,
-        raw=raw,
+    return (
+        object_type if isinstance(object_type, str) else None,
+        object_id if isinstance(object_id, str) else None,
     )
+
+
+def _related_object(related: Any) -> tuple[str | None, str | None]:
+    """A thin event's related_object (nullable) -> its (type, id)."""
+    if related is None:
+        return None, None
+    if not isinstance(related, dict):
+        raise EnvelopeError("thin event field 'related_object' must be an object or null")
+    found: list[str | None] = []
+    for key, column in (("type", "object_type"), ("id", "object_id")):
+        value = related.get(key)
+        if value is not None and not isinstance(value, str):
+            raise EnvelopeError(f"related_object's {key!r} must be a string")
+        if isinstance(value, str) and len(value) > INDEXED_STR_CHARS_MAX[column]:
+            raise EnvelopeError(f"related_object's {key!r} is longer than 255 characters")
+        found.append(value)
+    return found[0], found[1]
+
+
+def _unix_created(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= CREATED_MAX:
+        raise EnvelopeError("event has no valid 'created' (unix seconds)")
+    return value
+
+
+def _iso_created(value: Any) -> int:
+    """A thin event's ``created`` ("2024-09-17T06:20:52.246Z") -> unix seconds (floored)."""
+    problem = "thin event has no valid 'created' (an ISO-8601 date-time with a time zone)"
+    if not isinstance(value, str) or not 0 < len(value) <= ISO_CREATED_CHARS_MAX:
+        raise EnvelopeError(problem)
+    try:
+        when = dt.datetime.fromisoformat(value)
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+        # Floored: 06:20:52.246 is second 06:20:52, as Stripe's own unix timestamps count.
+        seconds = int(when.timestamp() // 1)
+    except (ValueError, OverflowError):
+        raise EnvelopeError(problem) from None
+    if not 0 <= seconds <= CREATED_MAX:
+        raise EnvelopeError(problem)
+    return seconds
 
 
 def parse_event(raw: bytes) -> StripeEvent:

@@ -1,8 +1,8 @@
 """A small reader of Stripe's list endpoints: raw JSON pages, bounded retries, one client.
 
-Only the backfill/reconcile commands talk to the Stripe API; ingest and the workers never do,
-so the API key (``STRIPE_API_KEY`` or ``STRIPE_API_KEY_FILE``) is read here and nowhere else,
-and is never logged or printed (error texts go through ``redact_text`` as well).
+Only backfill/reconcile, balance-sync and thin-events fetch talk to the Stripe API; ingest and
+the workers never do, so the API key (``STRIPE_API_KEY`` or ``STRIPE_API_KEY_FILE``) is read
+here and nowhere else, and is never logged or printed (error texts go through ``redact_text``).
 
 Retries are ours, not the library's (``max_network_retries=0``): 429, 5xx and connection errors
 are retried up to ``API_ATTEMPTS_MAX`` attempts in all, waiting what ``Retry-After`` asks (capped
@@ -35,7 +35,13 @@ Wait = Callable[[float], bool]
 
 
 class StripeApiError(Exception):
-    """A Stripe request failed for good; the message is safe to show (no key)."""
+    """A Stripe request failed for good; the message is safe to show (no key).
+
+    ``status``: the HTTP status of the last answer, None when there was none (no connection)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Interrupted(Exception):
@@ -124,11 +130,25 @@ class StripeApi:
         self.requests = 0  # every HTTP request made, retries included
         self.api_version: str | None = None  # Stripe-Version of the last answer, if it had one
 
-    def get(self, path: str, params: Mapping[str, Any], account: str | None) -> dict[str, Any]:
-        """One GET with retries; the decoded JSON object, or StripeApiError/Interrupted."""
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        account: str | None,
+        *,
+        context: str | None = None,
+    ) -> dict[str, Any]:
+        """One GET with retries; the decoded JSON object, or StripeApiError/Interrupted.
+
+        ``account``: the Stripe-Account header (v1); ``context``: the Stripe-Context header,
+        which /v2 endpoints and a thin event's related object take instead."""
+        assert not (account and context), "Stripe-Account or Stripe-Context, not both"
         request = dict(params)
         if account:
             request["stripe_account"] = account
+        if context:
+            request["stripe_context"] = context
+        who = account or context
         attempt = 0
         while True:
             attempt += 1
@@ -138,11 +158,13 @@ class StripeApi:
             except stripe.StripeError as error:
                 status = error.http_status
                 reason = redact_text(str(error.user_message or error) or type(error).__name__)
+                reason = " ".join(reason.split())  # one line: the library's texts hold newlines
                 if not _retryable(error) or attempt >= self._attempts_max:
                     raise StripeApiError(
-                        f"GET {path}{' for ' + account if account else ''} failed"
+                        f"GET {path}{' for ' + who if who else ''} failed"
                         f"{' after ' + str(attempt) + ' attempts' if attempt > 1 else ''}: "
-                        f"{'HTTP ' + str(status) + ': ' if status else ''}{reason[:300]}"
+                        f"{'HTTP ' + str(status) + ': ' if status else ''}{reason[:300]}",
+                        status,
                     ) from None
                 asked = retry_after_s(error.headers)
                 delay_s = (
@@ -153,7 +175,7 @@ class StripeApi:
                 log.warning(
                     "stripe_request_retry",
                     path=path,
-                    account=account,
+                    account=who,
                     status=status,
                     attempt=attempt,
                     retry_after_s=asked,

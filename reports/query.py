@@ -20,6 +20,17 @@ class UnknownReport(ValueError):
         super().__init__(f"no report named {name!r}; available: {', '.join(cli_names())}")
 
 
+# The pipeline's views: one row per store, projection, dead letter or partition, not per
+# account and mode, so --account/--livemode do not apply and they sort by their first column.
+UNSCOPED = frozenset({"store_position", "projection_checkpoints", "dead_letters",
+                      "consumer_offsets"})  # fmt: skip
+
+
+class NotScoped(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"--account/--livemode do not apply to {name.replace('_', '-')}")
+
+
 class PeriodNotSupported(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -48,6 +59,11 @@ def run_report(
         return periods.trial_balance(engine, as_of, account, livemode)
     if (since is not None or until is not None) and name not in periods.TIME_COLUMNS:
         raise PeriodNotSupported(name)
+    if name in UNSCOPED:
+        if account is not None or livemode is not None:
+            raise NotScoped(name)
+        return _run(engine, sa.select(sa.text("*")).select_from(sa.table(f"report_{name}"))
+                    .order_by(sa.text("1")))  # fmt: skip
     time_column = periods.TIME_COLUMNS.get(name, "account")
     view = sa.table(
         f"report_{name}", sa.column("account"), sa.column("livemode"), sa.column(time_column)
@@ -67,6 +83,10 @@ def run_report(
     statement = statement.order_by(
         view.c.livemode, sa.func.coalesce(view.c.account, ""), sa.text("1"), sa.text("3")
     )
+    return _run(engine, statement)
+
+
+def _run(engine: sa.Engine, statement: sa.Select[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
     with engine.connect() as connection:
         result = connection.execute(statement)
         return list(result.keys()), [tuple(row) for row in result]

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -37,6 +36,7 @@ from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from ledger.stripe_api import API_ATTEMPTS_MAX, StripeApi, StripeApiError, retry_after_s
 from tests.factory import charge_event
+from tests.json_http import json_server
 from tests.kafka_util import ROOT, cli_env
 
 CLI = [sys.executable, "-m", "cli.backfill_cmds"]  # the same handlers cli/main.py registers
@@ -260,30 +260,12 @@ class FakeStripe:
 def fake_stripe() -> Iterator[tuple[FakeStripe, str]]:
     fake = FakeStripe([])
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            url = urlparse(self.path)
-            status, headers, body = fake.handle(url.path, parse_qs(url.query))
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+    def handle(path: str, _headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        url = urlparse(path)
+        return fake.handle(url.path, parse_qs(url.query))
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(handle) as base:
+        yield fake, base
 
 
 def distinct_events(n: int, *, newest: int = NOW_S - 3600) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "backfill": ["backfill", "--since", "1h"],
         "reconcile": ["reconcile", "--since", "1h"],
         "balance-sync": ["balance-sync", "--once"],
+        "thin-events": ["thin-events", "status"],
+        "dashboard": ["dashboard", "--port", "0"],
         "demo": ["demo", "--events", "10", "--url", "http://127.0.0.1:1/webhooks/stripe"],
     }
 

@@ -222,24 +222,30 @@ def test_json_that_is_not_a_stripe_event(port: int, payload: object) -> None:
     assert _refused(port, body, stripe_signature(body)) == "not_a_stripe_event"
 
 
-def test_v2_thin_event_is_refused(port: int) -> None:
+def test_v2_thin_event_is_accepted_and_on_the_topic_as_it_came(
+    port: int, kafka_bootstrap: str, topic: str
+) -> None:
     thin = {
         "id": "evt_test_65R9Ijk8",
         "object": "v2.core.event",
         "type": "v1.billing.meter.error_report_triggered",
         "livemode": False,
         "created": "2024-09-17T06:20:52.246Z",
+        "context": "acct_thin",
         "related_object": {
             "id": "mtr_test_1",
             "type": "billing.meter",
             "url": "/v1/billing/meters/mtr_test_1",
         },
     }
-    body = json.dumps(thin).encode()
+    body = json.dumps(thin).encode()  # thin events are signed the same way
     status, answer = post_webhook(port, body, stripe_signature(body))
-    assert status == 400
-    assert answer["error"] == "thin_event_not_supported"
-    assert "thin" in answer["message"]
+    assert (status, answer) == (200, {"status": "accepted", "event_id": "evt_test_65R9Ijk8"})
+    [record] = read_topic(kafka_bootstrap, topic, 1)
+    assert (record.key, record.value) == (b"acct_thin", body)  # keyed by its context
+    thin = metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted_thin"}')
+    assert thin == 1  # counted apart
+    assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted"}') == 0
 
 
 # -- size limits ------------------------------------------------------------------------------

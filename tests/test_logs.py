@@ -64,7 +64,7 @@ EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 def _log_calls() -> list[tuple[str, ast.expr | None]]:
     """(where, first argument) of every ``log.<level>(...)`` call in the project's code."""
     calls = []
-    for package in ("cli", "ledger", "ingest", "projections", "reports"):
+    for package in ("cli", "ledger", "ingest", "projections", "reports", "demo"):
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if (

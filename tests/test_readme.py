@@ -61,7 +61,8 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     # These need services (see the docstring); backfill/reconcile/balance-sync need the Stripe
     # API: they run against stripe-mock and the stand-in in tests/test_backfill.py and
     # tests/test_balance_sync.py. consume-sqs needs an SQS queue: it runs against ElasticMQ in
-    # tests/test_sqs_consumer.py.
+    # tests/test_sqs_consumer.py. `dashboard` serves until stopped: tests/test_dashboard_http.py
+    # runs it.
     skipped = {
         "consume",
         "consume-sqs",
@@ -71,13 +72,14 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
         "backfill",
         "reconcile",
         "balance-sync",
+        "dashboard",
     }
     # `serve` (the README's first command) migrates at start-up; here `migrate` stands in for it.
     assert run_cli(["migrate"], env).returncode == 0
     ran = []
     for command in _lines("stripe-ledger "):
         argv = shlex.split(command)[1:]
-        if argv[0] in skipped:
+        if argv[0] in skipped or argv[:2] == ["thin-events", "fetch"]:  # fetch: test_thin_events
             continue
         if argv[0] == "import":
             argv[1] = str(tmp_path / argv[1])
@@ -90,6 +92,7 @@ def test_the_readme_commands_run_in_order(tmp_path: Path) -> None:
     assert "imported 25 events: 25 new, 0 already known" in outputs["import"]
     assert "[ok] journal entries balance" in outputs["verify"]
     assert "charge.dispute.funds_withdrawn" in outputs["event-types"]
+    assert "thin events: 0 stored, 0 fetched" in outputs["thin-events"]
 
 
 def test_the_demo_shows_the_three_reports(tmp_path: Path) -> None:

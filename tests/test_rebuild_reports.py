@@ -67,6 +67,15 @@ REPORT_COLUMNS = {
     "trial_balance": [
         "account", "livemode", "currency", "ledger_account", "debits", "credits", "balance",
     ],
+    "events": [
+        "position", "event_id", "account", "livemode", "type", "created", "object_type",
+        "object_id", "source",
+    ],
+    "invoice_history": ["invoice_id", "account", "livemode", "status", "reached_at"],
+    "store_position": ["position", "event_id", "created", "received_at"],
+    "projection_checkpoints": ["projection", "live_generation", "checkpoint", "lag_positions"],
+    "dead_letters": ["id", "topic", "partition", "offset", "error", "received_at"],
+    "consumer_offsets": ["topic", "partition", "next_offset", "updated_at"],
 }  # fmt: skip
 HOOKS = (views.drop_views, views.create_views)
 
