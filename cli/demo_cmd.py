@@ -203,13 +203,17 @@ def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> 
 
 def _explain(args: argparse.Namespace, store_path: Path) -> None:
     """Where the store is and how to explore it, or that it goes at the end."""
-    if not args.keep:
+    if not args.keep and not args.dashboard:
         print("\n(the demo store is removed at the end; `stripe-ledger demo --keep` keeps it)")
         return
     program = "stripe-ledger" if shutil.which("stripe-ledger") else sys.argv[0]
     url = f"LEDGER_DATABASE_URL=sqlite:///{store_path}"
+    where = (
+        f"kept at {store_path}" if args.keep
+        else f"at {store_path} while the dashboard runs (then removed; --keep keeps it)"
+    )  # fmt: skip
     print(
-        f"\nThe demo store is kept at {store_path}; explore it with\n"
+        f"\nThe demo store is {where}; explore it with\n"
         f"  {url} {program} report invoice_aging\n"
         f"  {url} {program} verify\n"
         f"  sqlite3 {store_path} 'SELECT * FROM report_balances'\n"
