@@ -18,7 +18,15 @@ def _json_lines(err: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in err.splitlines() if line.strip()]
 
 
-def test_library_records_are_json_lines_in_json_mode(capsys: pytest.CaptureFixture[str]) -> None:
+def test_library_records_are_json_lines_in_json_mode(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in serve and ingest (uvicorn with log_config=None): uvicorn's loggers propagate to the
+    # root handler. A test that ran uvicorn with its own logging config may have changed that.
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    monkeypatch.setattr(uvicorn_error, "propagate", True)
+    monkeypatch.setattr(uvicorn_error, "handlers", [])
+    monkeypatch.setattr(uvicorn_error, "disabled", False)
     configure("json", "info")
     logging.getLogger("kafka.conn").warning(
         "connect to %s failed, secret whsec_%s", "127.0.0.1:1", "abc123"
