@@ -23,10 +23,11 @@ def test_library_records_are_json_lines_in_json_mode(
 ) -> None:
     # As in serve and ingest (uvicorn with log_config=None): uvicorn's loggers propagate to the
     # root handler. A test that ran uvicorn with its own logging config may have changed that.
-    uvicorn_error = logging.getLogger("uvicorn.error")
-    monkeypatch.setattr(uvicorn_error, "propagate", True)
-    monkeypatch.setattr(uvicorn_error, "handlers", [])
-    monkeypatch.setattr(uvicorn_error, "disabled", False)
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "propagate", True)
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logger, "disabled", False)
     configure("json", "info")
     logging.getLogger("kafka.conn").warning(
         "connect to %s failed, secret whsec_%s", "127.0.0.1:1", "abc123"
