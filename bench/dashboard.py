@@ -4,11 +4,11 @@
 Not a test and not part of ``bench.run``: ``python -m bench.dashboard [EVENTS ...]``.
 ``demo`` (the default) is `make demo`'s data (seed 7, 400 events) in a SQLite file; a number N
 is a PostgreSQL store of N distinct demo events (``bench.rebuild.fixture``, COPY, kept as
-``bench_dashboard_N``; BENCH_FRESH=1 refills it) projected by ``stripe-ledger project``, so
-that the dashboard reads what a real deployment's reports read. Each page is requested once to
-warm up, then ``REPEATS`` times in a row; the figures are client-side wall times (request to
-last byte) in ms: median, p95 and max. The table goes to stdout (Markdown) and
-bench/results/dashboard.json.
+``bench_dashboard_N_m<newest migration>``; BENCH_FRESH=1 refills it) projected by
+``stripe-ledger project``, so that the dashboard reads what a real deployment's reports
+read. Each page is requested once to warm up, then ``REPEATS`` times in a row; the figures
+are client-side wall times (request to last byte) in ms: median, p95 and max. The table goes
+to stdout (Markdown) and bench/results/dashboard.json.
 """
 
 from __future__ import annotations

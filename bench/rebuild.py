@@ -2,8 +2,9 @@
 
 The store is filled once with ``COPY`` (the demo generator's distinct events, seeds 1, 2, ...
 of 100,000 each, columns as ``EventStore.append`` writes them) into a database that is kept
-between runs (``bench_rebuild_<N>``; BENCH_FRESH=1 rebuilds it). The rebuild runs in a child
-process (``python -m bench.rebuild URL BUDGET``), so that its VmHWM is the rebuild's peak RSS.
+between runs (``bench_rebuild_<N>_m<newest migration>``; BENCH_FRESH=1 rebuilds it). The
+rebuild runs in a child process (``python -m bench.rebuild URL BUDGET``), so that its VmHWM
+is the rebuild's peak RSS.
 
 events/s = store events / seconds to rebuild all three projections (one pass over the store
 feeds all three). A rebuild that would take longer than ``BENCH_REBUILD_BUDGET_S`` (default
@@ -45,13 +46,23 @@ def _db_url(admin_url: str, name: str) -> str:
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def _schema_tag() -> str:
+    """The revision number of the newest migration file (``0006``)."""
+    from migrations import MIGRATIONS_DIR
+
+    revisions = sorted(path.name[:4] for path in (MIGRATIONS_DIR / "versions").glob("0*.py"))
+    return revisions[-1]
+
+
 def fixture(admin_url: str, events: int, label: str = "rebuild") -> str:
-    """A database ``bench_<label>_<events>`` holding ``events`` distinct demo events (made
-    once, then reused)."""
+    """A database ``bench_<label>_<events>_m<newest migration>`` holding ``events`` distinct
+    demo events (made once, then reused)."""
     from cli.demo_history import encode, generate
     from ledger.envelope import event_from_dict
 
-    name = f"bench_{label}_{events}"
+    # The schema's newest migration is part of the name: a database kept by a checkout with
+    # other migrations (an older or a newer tree on the same server) is never reused.
+    name = f"bench_{label}_{events}_m{_schema_tag()}"
     admin = admin_engine(admin_url)
     url = _db_url(admin_url, name)
     with admin.connect() as connection:
