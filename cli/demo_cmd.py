@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.demo_client import post_all
-from cli.demo_history import encode, generate
+from cli.demo_history import encode, generate_before
 from cli.errors import CommandError
 from cli.progress import Progress
 from demo.balance import run_balance_sync
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         engine = create_engine(settings.database_url, create=False)
         require_migrated(engine)
         engine.dispose()
-    history = generate(args.seed, args.events)
+    history = generate_before(int(time.time()), args.seed, args.events)
     payloads = [encode(event) for event in history.deliveries]
     summary = history.summary()
     print(
