@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.runtime-installed
 
 .PHONY: install lock demo services services-down lint test test-fast bench clean help
 BENCH_SCALE ?= full
@@ -25,7 +26,16 @@ install: $(STAMP)  ## create the virtual environment and install the project
 lock: install  ## regenerate the hashed lock files after changing a dependency (PyPI)
 	bash scripts/lock.sh
 
-demo: install  ## see it work: a signed Stripe history through the embedded mode, then the reports
+# The demo needs the runtime dependencies only (no mypy, ruff, cfn-lint, hypothesis): a fresh
+# clone's `make demo` installs those, says so, and reuses a full `make install` when there is one.
+$(RUNTIME_STAMP): pyproject.toml requirements/runtime.lock
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $(RUNTIME_STAMP); else \
+	  echo "make demo: installing stripe-ledger and its runtime dependencies into $(VENV) (once)"; \
+	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && \
+	  $(PY) -m pip install -q --require-hashes -r requirements/runtime.lock && \
+	  $(PY) -m pip install -q --no-deps -e . && touch $(RUNTIME_STAMP); fi
+
+demo: $(RUNTIME_STAMP)  ## see it work: a signed Stripe history through the embedded mode, then the reports
 	$(VENV)/bin/stripe-ledger demo
 
 services:  ## start PostgreSQL, Kafka and ElasticMQ (SQS) (prints the export lines)

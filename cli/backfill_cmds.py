@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cli.errors import CommandError
 from cli.progress import Progress
 from ledger.backfill import (
     DEFAULT_STATE_FILE,
@@ -59,7 +60,7 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:
-        log.info("stop requested; finishing the current page", signal=signum)
+        log.info("stop_requested", signal=signum, then="finish the current page")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)
@@ -72,7 +73,7 @@ def _api(stop: threading.Event) -> StripeApi:
 
 
 def _store(settings: Settings) -> EventStore:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     return EventStore(engine)
 
@@ -131,8 +132,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         every_s = parse_duration_s(args.every) if args.every else None
         parse_since(args.since or DEFAULT_SINCE, dt.datetime.now(dt.UTC))  # fail early
     except BackfillError as error:
-        print(f"stripe-ledger backfill: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     stop = _stop_on_signals()
     api = _api(stop)
     producer = None
@@ -185,7 +185,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         print("backfill: stopped while waiting to retry; resume by running again", flush=True)
         return 0
     except (StripeApiError, BackfillError) as error:
-        print(f"stripe-ledger backfill: {error}", file=sys.stderr)
+        print(f"stripe-ledger backfill: error: {error}", file=sys.stderr)
         return 1
     finally:
         if producer is not None:
@@ -262,8 +262,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         now = dt.datetime.now(dt.UTC)
         since = _since(args, now)
     except BackfillError as error:
-        print(f"stripe-ledger reconcile: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     stop = _stop_on_signals()
     api = _api(stop)
     store = _store(settings)
@@ -292,7 +291,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         print("reconcile: stopped", file=sys.stderr)
         return 130
     except (StripeApiError, BackfillError) as error:
-        print(f"stripe-ledger reconcile: {error}", file=sys.stderr)
+        print(f"stripe-ledger reconcile: error: {error}", file=sys.stderr)
         return 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cli.backfill_cmds import _api, _stop_on_signals, _store, account_arguments, standalone
+from cli.errors import CommandError
 from cli.progress import Progress
 from ledger.backfill import BackfillError, iter_accounts, parse_duration_s, parse_since
 from ledger.balance_sync import (
@@ -62,8 +63,7 @@ def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
     try:
         every_s, run_s_max = _parse(args)
     except BackfillError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     stop = _stop_on_signals()
     api = _api(stop)
     store = _store(settings)
@@ -101,7 +101,7 @@ def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
         print("balance-sync: stopped while waiting to retry; run again to continue", flush=True)
         return 0
     except (StripeApiError, BalanceSyncError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from ledger.database import create_engine, reachable
 from ledger.settings import Settings
 
 TOKEN_CHARS_MIN = 16
@@ -59,12 +60,20 @@ def serve_dashboard(database_url: str, host: str, port: int) -> int:
     from reports.dashboard.db import open_engine
 
     if not 0 <= port <= 65535:
-        print("stripe-ledger dashboard: --port must be 0..65535", file=sys.stderr)
+        print("stripe-ledger dashboard: error: --port must be 0..65535", file=sys.stderr)
         return 2
     token, error = dashboard_token(host)
     if error:
-        print(f"stripe-ledger dashboard: {error}", file=sys.stderr)
+        print(f"stripe-ledger dashboard: error: {error}", file=sys.stderr)
         return 2
+    # A bad URL, a missing file or directory, an unreachable server: one line and exit 2 now,
+    # not a dashboard that answers 503 to every page.
+    probe = create_engine(database_url, read_only=True)
+    try:
+        with reachable(), probe.connect():
+            pass
+    finally:
+        probe.dispose()
     app = create_app(open_engine(database_url), token)
     shown = f"[{host}]" if ":" in host else host
     print(f"dashboard: http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)

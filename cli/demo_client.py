@@ -210,8 +210,13 @@ def post_all(
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C (or a closed pipe) in the waiting thread
+        with lock:
+            result.aborted = True  # the senders take no new body and end
+        raise
     result.elapsed_s = time.monotonic() - started
     if problems:
         raise problems[0]

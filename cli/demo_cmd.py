@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from cli.demo_client import post_all
-from cli.demo_history import encode, generate
+from cli.demo_history import encode, generate_before
+from cli.errors import CommandError
 from cli.progress import Progress
 from demo.balance import run_balance_sync
-from ledger.database import create_engine
+from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
-from ledger.settings import Settings, SettingsError
+from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import registry
 from reports import render
@@ -64,6 +66,10 @@ def register(subparsers: Any) -> None:
         "with STRIPE_WEBHOOK_SECRET, read the reports from LEDGER_DATABASE_URL",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="parallel senders (8)")
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="keep the temporary store (and serve's log) to explore afterwards; default: removed",
+    )  # fmt: skip
     parser.add_argument(
         "--dashboard", action="store_true",
         help="then serve the dashboard over the demo store on 127.0.0.1 until Ctrl-C",
@@ -128,11 +134,27 @@ def _wait_for_projections(store: EventStore, event_ids: set[str]) -> bool:
     return False
 
 
+def _check_url(url: str) -> None:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise CommandError(f"--url must be http(s)://HOST[:PORT]/PATH, got {url!r}")
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        raise CommandError(f"--url has a bad port: {url!r}") from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.events <= 10_000_000 or not 1 <= args.concurrency <= 256:
-        print("stripe-ledger demo: --events 1..10000000, --concurrency 1..256", file=sys.stderr)
-        return 2
-    history = generate(args.seed, args.events)
+        raise CommandError("--events must be 1..10000000 and --concurrency 1..256")
+    if args.url:
+        _check_url(args.url)
+        settings.require_webhook_secrets()
+        # The reports are read from LEDGER_DATABASE_URL: a bad one fails before any POST.
+        engine = create_engine(settings.database_url, create=False)
+        require_migrated(engine)
+        engine.dispose()
+    history = generate_before(int(time.time()), args.seed, args.events)
     payloads = [encode(event) for event in history.deliveries]
     summary = history.summary()
     print(
@@ -140,33 +162,63 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{summary['deliveries']} deliveries ({summary['duplicate_deliveries']} duplicated, "
         f"{summary['out_of_order_deliveries']} out of order)"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
     if args.url:
-        try:
-            secret = settings.require_webhook_secrets()[0]
-        except SettingsError as error:
-            print(f"stripe-ledger demo: {error}", file=sys.stderr)
-            return 2
+        secret = settings.require_webhook_secrets()[0]
         database_url = settings.database_url
         return _post_and_report(args.url, payloads, secret, database_url, history, args)
+    return _embedded(args, payloads, history)
+
+
+def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> int:
+    """serve on a temporary store, POST, report (then the dashboard, with --dashboard); the
+    folder goes at the end unless --keep (or serve failed: its log stays for the reader).
+    Ctrl-C says so and where the store is, exit 130."""
+    workdir = Path(tempfile.mkdtemp(prefix="stripe-ledger-demo-"))
+    store_path = workdir / "demo.db"
     secret = "whsec_" + secrets.token_hex(24)
-    database_url = f"sqlite:///{workdir / 'demo.db'}"
-    with _serve(database_url, secret, workdir / "serve.log") as url:
-        code = _post_and_report(url, payloads, secret, database_url, history, args)
+    database_url = f"sqlite:///{store_path}"
+    remove = not args.keep
+    try:
+        with _serve(database_url, secret, workdir / "serve.log") as url:
+            code = _post_and_report(url, payloads, secret, database_url, history, args)
+        _explain(args, store_path)
+        if code == 0 and args.dashboard:
+            from cli.dashboard_cmd import serve_dashboard
+
+            return serve_dashboard(database_url, "127.0.0.1", args.dashboard_port)
+        return code
+    except KeyboardInterrupt:
+        where = f"the demo store is kept at {store_path}" if args.keep else (
+            f"the demo store ({store_path}) is removed; --keep keeps it"
+        )  # fmt: skip
+        print(f"stripe-ledger demo: interrupted; {where}", file=sys.stderr)
+        return 130
+    except SystemExit:
+        remove = False  # serve did not start: its log stays, the message names it
+        raise
+    finally:
+        if remove:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _explain(args: argparse.Namespace, store_path: Path) -> None:
+    """Where the store is and how to explore it, or that it goes at the end."""
+    if not args.keep and not args.dashboard:
+        print("\n(the demo store is removed at the end; `stripe-ledger demo --keep` keeps it)")
+        return
     program = "stripe-ledger" if shutil.which("stripe-ledger") else sys.argv[0]
-    url = f"LEDGER_DATABASE_URL=sqlite:///{workdir / 'demo.db'}"
+    url = f"LEDGER_DATABASE_URL=sqlite:///{store_path}"
+    where = (
+        f"kept at {store_path}" if args.keep
+        else f"at {store_path} while the dashboard runs (then removed; --keep keeps it)"
+    )  # fmt: skip
     print(
-        f"\nThe demo store is kept at {workdir / 'demo.db'}; explore it with\n"
+        f"\nThe demo store is {where}; explore it with\n"
         f"  {url} {program} report invoice_aging\n"
         f"  {url} {program} verify\n"
-        f"  sqlite3 {workdir / 'demo.db'} 'SELECT * FROM report_balances'\n"
+        f"  sqlite3 {store_path} 'SELECT * FROM report_balances'\n"
         f"  {url} {program} dashboard   # then open http://127.0.0.1:8050/"
     )
-    if code == 0 and args.dashboard:
-        from cli.dashboard_cmd import serve_dashboard
-
-        return serve_dashboard(database_url, "127.0.0.1", args.dashboard_port)
-    return code
 
 
 def _post_and_report(
@@ -185,7 +237,7 @@ def _post_and_report(
     )
     if result.failed:
         return 1
-    store = EventStore(create_engine(database_url))
+    store = EventStore(create_engine(database_url, create=False))
     # Stripe sends no webhook for balance transactions: fetch them, as a user's cron would.
     code, output = run_balance_sync(history, database_url)
     print(output)
@@ -201,7 +253,7 @@ def _post_and_report(
     for name in DEMO_REPORTS:
         columns, rows = run_report(store.engine, name)
         print(f"\n== report {name} ==")
-        sys.stdout.write(render.render(columns, rows, "table"))
+        sys.stdout.write(render.render(columns, rows, "table", render.terminal_width(False)))
     _print_balance_reports(store)
     return 0
 
@@ -218,4 +270,4 @@ def _print_balance_reports(store: EventStore) -> None:
             rows = [row for row in rows if row[flag] in (True, 1)][:1]
             name = "payout_reconciliation (one reconciled payout)"
         print(f"\n== report {name} ==")
-        sys.stdout.write(render.render(columns, rows, "table"))
+        sys.stdout.write(render.render(columns, rows, "table", render.terminal_width(False)))

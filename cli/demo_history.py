@@ -233,14 +233,15 @@ def _midnight_after(timestamp: int, days: int) -> int:
 
 
 class _Builder:
-    def __init__(self, seed: int, target: int) -> None:
+    def __init__(self, seed: int, target: int, base_s: int = BASE_TIMESTAMP) -> None:
+        self.base_s = base_s  # the history's first second
         self.rng = random.Random(seed)
         self.target = target
         self.entries: list[_Entry] = []
         self.seq = 0
         self.story_events = 0
         self.used_ids: set[str] = set()
-        self.clock = BASE_TIMESTAMP
+        self.clock = base_s
         self.forced_pairs: list[tuple[str, str]] = []  # (older, newer): deliver newer first
         self.net: dict[tuple[str | None, str], int] = {}  # rough running balance per scope
         self.platform = _Scope(None, self._chars(10), "US", (("usd", 70), ("jpy", 20), ("eur", 10)))
@@ -1079,7 +1080,7 @@ class _Builder:
         key = (scope.account, currency, amount)
         if key not in self.prices:
             self.prices[key] = (
-                self._id("price_", scope, BASE_TIMESTAMP),
+                self._id("price_", scope, self.base_s),
                 "prod_" + self._chars(14),
             )
         price_id, product_id = self.prices[key]
@@ -1675,7 +1676,7 @@ class _Builder:
         bt_id = self._id("txn_", scope, t)
         self._book_payout(scope, bt_id, t, currency, amount, payout_id, "payout")
         self.payout_members[scope.account][payout_id] = [bt_id, *sorted(b["id"] for b in paid_out)]
-        destination = self._id("ba_", scope, BASE_TIMESTAMP)
+        destination = self._id("ba_", scope, self.base_s)
         state: Json = {"status": "pending", "failure": None}
 
         def payout(now: int) -> Json:
@@ -1812,7 +1813,7 @@ class _Builder:
         events = self._with_balances()
         deliveries = self._deliveries(events)
         history = DemoHistory(seed=0, events=events, deliveries=deliveries)
-        self._api_state(history, events[-1]["created"] if events else BASE_TIMESTAMP)
+        self._api_state(history, events[-1]["created"] if events else self.base_s)
         return history
 
     def _api_state(self, history: DemoHistory, end: int) -> None:
@@ -1873,7 +1874,7 @@ class _Builder:
             if since >= BALANCE_EVERY and self.rng.random() < 0.25:
                 since = 0
                 events.append(self._balance_event(account, entry.created, available, pending))
-        end = self.entries[-1].created + 60 if self.entries else BASE_TIMESTAMP
+        end = self.entries[-1].created + 60 if self.entries else self.base_s
         for account in (None, self.connect.account):
             if available[account] or pending[account]:
                 events.append(self._balance_event(account, end, available, pending))
@@ -1980,19 +1981,31 @@ class _Builder:
         return deliveries
 
 
-def generate(seed: int = 7, events: int = 400) -> DemoHistory:
-    """A history of about ``events`` distinct events (at least the ~150 of the scripted stories)."""
+def generate(seed: int = 7, events: int = 400, base_s: int = BASE_TIMESTAMP) -> DemoHistory:
+    """A history of about ``events`` distinct events (at least the ~150 of the scripted stories),
+    starting at ``base_s`` (the same seed and base give the same history)."""
     # Hundreds of thousands of small dicts, none of them in a cycle: without this the cyclic
     # collector rescans the growing heap again and again and 100k events take 3x as long.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        history = _Builder(seed, max(int(events), 1)).build()
+        history = _Builder(seed, max(int(events), 1), base_s).build()
     finally:
         if was_enabled:
             gc.enable()
     history.seed = seed
     return history
+
+
+def generate_before(now_s: int, seed: int = 7, events: int = 400) -> DemoHistory:
+    """The same history moved back by whole days, if need be, so that none of it is after
+    ``now_s``: a demo shows a past, never a future (same seed and day, same history)."""
+    history = generate(seed, events)
+    last_s = history.events[-1]["created"] if history.events else BASE_TIMESTAMP
+    if last_s <= now_s:
+        return history
+    days = -(-(last_s - now_s) // 86_400)  # ceiling: whole days keep the daily reports aligned
+    return generate(seed, events, BASE_TIMESTAMP - days * 86_400)
 
 
 def encode(event: Json) -> bytes:

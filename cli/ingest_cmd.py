@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         sink = KafkaSink(settings)
     except SettingsError as error:
-        print(f"stripe-ledger ingest: {error}", file=sys.stderr)
+        print(f"stripe-ledger ingest: error: {error}", file=sys.stderr)
         return 2
 
     server = make_server(

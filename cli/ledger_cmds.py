@@ -6,11 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
+from cli.errors import CommandError
+from cli.metrics_args import add_metrics_arguments, start_metrics
 from cli.progress import Progress
 from ledger.consumer import Consumer
 from ledger.database import create_engine, migrate, require_migrated
-from ledger.importer import copy_store, import_file, spool_stdin
+from ledger.importer import Source, copy_store, import_files, spool_stdin
 from ledger.logs import get_logger
+from ledger.metrics import StoreCollector, kafka_end_offsets
 from ledger.settings import Settings
 from ledger.store import EventStore
 
@@ -18,7 +23,7 @@ log = get_logger("cli")
 
 
 def _store(settings: Settings) -> EventStore:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     return EventStore(engine)
 
@@ -39,7 +44,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = settings.require_kafka()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     consumer = Consumer(
         EventStore(engine),
         bootstrap,
@@ -47,6 +52,11 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         args.group or settings.kafka_group,
     )
     consumer.install_signal_handlers()
+    if args.metrics_port is not None:
+        topic = args.topic or settings.kafka_topic
+        metrics = CollectorRegistry(auto_describe=False)
+        metrics.register(StoreCollector(engine, kafka_end_offsets(bootstrap, topic)))
+        start_metrics(metrics, args.metrics_host, args.metrics_port)
     # A worker waits for its database (logging each attempt) instead of crash-looping.
     require_migrated(engine, wait=consumer.stop)
     if not consumer.stop.is_set():
@@ -55,34 +65,43 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    if args.files.count("-") > 1:
+        raise CommandError("standard input (-) can be named once")
+    for name in args.files:
+        if name != "-" and (not Path(name).exists() or Path(name).is_dir()):
+            raise CommandError(f"no such file: {name}")
     store = _store(settings)
-    spooled = args.file == "-"
-    path = spool_stdin() if spooled else Path(args.file)
-    if not spooled and not path.is_file():
-        print(f"stripe-ledger import: no such file: {path}", file=sys.stderr)
-        return 2
+    spooled = spool_stdin() if "-" in args.files else None
+    sources = [
+        Source(spooled, "<stdin>") if name == "-" and spooled else Source(Path(name), name)
+        for name in args.files
+    ]
     progress = Progress("import", 0, log)
     try:
-        result = import_file(
-            store, path, on_progress=progress.update, label="<stdin>" if spooled else None
+        result = import_files(
+            store, sources, on_progress=progress.update, allow_conflicts=args.allow_conflicts
         )
     finally:
         progress.finish()
-        if spooled:
-            path.unlink(missing_ok=True)
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+    conflicting = len(result.conflicts)
+    conflicts = f", {conflicting} conflicting (the first payload kept)" if conflicting else ""
     print(
-        f"imported {result.events} events: {result.appended} new, {result.duplicates} already known"
+        f"imported {result.events} events: {result.appended} new, "
+        f"{result.duplicates - conflicting} already known{conflicts}"
     )
+    for event_id in result.conflicts[:20]:
+        print(f"conflict: {event_id} is stored with a different payload", file=sys.stderr)
     return 0
 
 
 def cmd_copy_store(args: argparse.Namespace, settings: Settings) -> int:
-    source_engine = create_engine(args.source)
+    source_engine = create_engine(args.source, create=False, name="--from")
     require_migrated(source_engine)
     target_engine = create_engine(settings.database_url)
     if source_engine.url == target_engine.url:
-        print("stripe-ledger copy-store: source and target are the same database", file=sys.stderr)
-        return 2
+        raise CommandError("source and target are the same database")
     migrate(target_engine)
     progress = Progress("copy-store", 0, log)
     try:
@@ -125,16 +144,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SECONDS",
         help="exit after SECONDS with no new record (for batch runs and tests)",
     )
+    add_metrics_arguments(consume)
     consume.set_defaults(handler=cmd_consume)
 
     importer = subparsers.add_parser(
         "import",
-        help="append Stripe events from a file (JSON lines or a JSON array; - for stdin)",
-        description="Validate every event of FILE, then append them through the same idempotent "
-        "path as the consumer (source 'import'). A file with any invalid event imports nothing "
-        "and the error names each bad line. Events already stored are counted, not duplicated.",
+        help="append Stripe events from files (JSON lines, an array, one event, a list object)",
+        description="Validate every event of every FILE, then append them through the same "
+        "idempotent path as the consumer (source 'import'). A FILE holds JSON lines, a JSON "
+        "array, one (pretty-printed) event as the Dashboard or the Stripe CLI gives it, or "
+        "Stripe's list object (GET /v1/events). Any invalid event imports nothing and the error "
+        "names the file and line of each. Events already stored are counted, not duplicated; an "
+        "id stored with a different payload is a conflict: exit 2, nothing imported, unless "
+        "--allow-conflicts (then the stored payload stays and the rest is imported).",
     )
-    importer.add_argument("file", metavar="FILE", help="path, or - for standard input")
+    importer.add_argument(
+        "files", nargs="+", metavar="FILE", help="paths, or - for standard input"
+    )
+    importer.add_argument(
+        "--allow-conflicts",
+        action="store_true",
+        help="import the rest when some ids are stored with another payload (reported)",
+    )
     importer.set_defaults(handler=cmd_import)
 
     copier = subparsers.add_parser(

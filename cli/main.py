@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
+import os
+import signal
 import sys
 from collections.abc import Sequence
+
+import sqlalchemy as sa
 
 from cli import (
     backfill_cmds,
     balance_sync_cmd,
     dashboard_cmd,
+    dead_letters_cmd,
     demo_cmd,
     event_types_cmd,
     ingest_cmd,
@@ -21,7 +27,8 @@ from cli import (
     sqs_cmd,
     thin_events_cmd,
 )
-from ledger.database import DatabaseError
+from cli.errors import CommandError, one_line
+from ledger.database import DatabaseError, first_line
 from ledger.importer import ImportFileError
 from ledger.logs import configure
 from ledger.settings import Settings, SettingsError
@@ -31,6 +38,7 @@ COMMAND_MODULES = [
     ingest_cmd,
     ledger_cmds,
     sqs_cmd,
+    dead_letters_cmd,
     backfill_cmds,
     balance_sync_cmd,
     thin_events_cmd,
@@ -60,6 +68,14 @@ environment:
 """
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" outside an install."""
+    try:
+        return importlib.metadata.version("stripe-ledger")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stripe-ledger",
@@ -68,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"stripe-ledger {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module in COMMAND_MODULES:
@@ -91,7 +108,13 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_gc()
-    return run_handler(args)
+    code = run_handler(args)
+    try:
+        sys.stdout.flush()  # here, not at exit: a reader that left is then a quiet exit
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
+    return code
 
 
 def run_handler(args: argparse.Namespace) -> int:
@@ -102,11 +125,42 @@ def run_handler(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         configure(settings.log_format, settings.log_level)
         return int(args.handler(args, settings))
-    except (SettingsError, DatabaseError, ImportFileError) as error:
-        print(f"stripe-ledger {args.command}: {error}", file=sys.stderr)
-        return 2
+    except ImportFileError as error:  # its first line, then each bad line of the file
+        return fail(args.command, str(error), details=True)
+    except (SettingsError, DatabaseError, CommandError) as error:
+        return fail(args.command, str(error))
+    except sa.exc.OperationalError as error:  # the database went away, or never answered
+        return fail(args.command, f"cannot reach the database: {first_line(error)}")
+    except sa.exc.DBAPIError as error:  # e.g. a role without the privilege, a read-only file
+        return fail(args.command, f"the database refused: {first_line(error)}")
     except KeyboardInterrupt:
+        print(f"stripe-ledger {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stripe-ledger report ... | head`: the reader left; say nothing
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a file descriptor (a test's capture): nothing left to flush
+    finally:
+        os.close(devnull)
+
+
+def fail(command: str, message: str, details: bool = False) -> int:
+    """Every command's error line (stderr) and exit status: configuration and input errors.
+
+    ``details``: the lines after the first are printed too (import's list of bad lines)."""
+    print(f"stripe-ledger {command}: error: {one_line(message)}", file=sys.stderr)
+    if details:
+        for line in message.strip().splitlines()[1:]:
+            print(line, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

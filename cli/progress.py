@@ -22,6 +22,8 @@ class Progress:
         self.done = 0
 
     def update(self, done: int, total: int | None = None) -> None:
+        # Senders on several threads report out of order: the count shown never goes back.
+        done = max(done, self.done)
         self.done = done
         if total is not None:
             self.total = total
@@ -39,7 +41,8 @@ class Progress:
         elif now - self.last_log >= LOG_EVERY_S or done >= self.total:
             self.last_log = now
             self.log.info(
-                f"{self.what} progress",
+                "progress",  # a fixed event name; what is progressing is a field
+                task=self.what,
                 done=done,
                 total=self.total,
                 per_s=round(rate),

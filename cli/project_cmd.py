@@ -7,12 +7,18 @@ import signal
 import threading
 from typing import Any
 
-from ledger.database import DatabaseError, create_engine, require_migrated
+from prometheus_client import CollectorRegistry
+
+from cli.errors import CommandError
+from cli.metrics_args import add_metrics_arguments, start_metrics
+from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
+from ledger.metrics import StoreCollector
 from ledger.retry import retrying
 from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import registry, worker
+from projections.metrics import ProjectionCollector
 
 log = get_logger("cli.project")
 
@@ -50,27 +56,27 @@ def register(subparsers: Any) -> None:
         default=worker.BATCH_EVENTS_MAX,
         help=f"events per transaction (default {worker.BATCH_EVENTS_MAX}, at most 10000)",
     )
+    add_metrics_arguments(parser)
     parser.set_defaults(handler=run_project)
 
 
 def run_project(args: argparse.Namespace, settings: Settings) -> int:
     """The handler (cli/main.py has read the settings and configured logging)."""
     if args.until_idle is not None and args.until_idle < 0:
-        log.error("--until-idle must be >= 0")
-        return 2
+        raise CommandError(f"--until-idle must be >= 0, got {args.until_idle}")
     if not 0 < args.batch_size <= 10_000:
-        log.error("--batch-size must be between 1 and 10000")
-        return 2
-    try:
-        engine = create_engine(settings.database_url)
-        require_migrated(engine)
-    except DatabaseError as error:
-        log.error("cannot project", error=str(error))
-        return 1
+        raise CommandError(f"--batch-size must be between 1 and 10000, got {args.batch_size}")
+    engine = create_engine(settings.database_url, create=False)
+    require_migrated(engine)
+    if args.metrics_port is not None:
+        metrics = CollectorRegistry(auto_describe=False)
+        metrics.register(StoreCollector(engine))
+        metrics.register(ProjectionCollector(engine))
+        start_metrics(metrics, args.metrics_host, args.metrics_port)
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:
-        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        log.info("stop_requested", signal=signal.Signals(signum).name, then="finish the batch")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)

@@ -10,12 +10,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cli.errors import CommandError
 from cli.progress import Progress
-from ledger.database import WRITE, create_engine, require_migrated
+from ledger.database import WRITE, create_engine, first_line, reachable, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore
 from projections import rebuild, registry, verify, worker
+from projections.metrics import projection_lag
 from reports import periods, render, views
 from reports.money import parse_major
 from reports.query import NotScoped, PeriodNotSupported, UnknownReport, cli_names, run_report
@@ -39,13 +41,13 @@ def prepare_read_side(engine: sa.Engine, *, refresh_views: bool = True) -> None:
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     prepare_read_side(engine)
     stop = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:
-        log.warning("rebuild interrupted; the live projections are untouched")
+        log.warning("rebuild_interrupted", live="untouched")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)
@@ -71,48 +73,81 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if stop.is_set() else 0
 
 
+def _views_missing(engine: sa.Engine, view: str) -> bool:
+    """Whether ``view`` is absent; an error while looking counts as "cannot tell" (False)."""
+    try:
+        inspector = sa.inspect(engine)
+        return not inspector.has_table(view) and view not in inspector.get_view_names()
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+    # Read-only: a read-only SQLite file or directory, or the ledger_reporting role, which may
+    # read the report_* views and nothing else (no schema check, no view creation here).
+    engine = create_engine(settings.database_url, read_only=True)
     try:
         instants = {
             name: periods.parse_instant(getattr(args, name))
             for name in ("since", "until", "as_of")
             if getattr(args, name) is not None
         }
-        columns, rows = run_report(engine, args.name, args.account, args.livemode, **instants)
+        with reachable():
+            columns, rows = run_report(engine, args.name, args.account, args.livemode, **instants)
     except (UnknownReport, PeriodNotSupported, NotScoped, ValueError) as error:
-        print(f"stripe-ledger report: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     except sa.exc.DBAPIError as error:
-        view = f"report_{args.name.replace('-', '_')}"
-        if not sa.inspect(engine).has_table(view) and view not in (
-            sa.inspect(engine).get_view_names()
-        ):
-            print(
-                "stripe-ledger report: the report views do not exist yet: run "
-                "`stripe-ledger migrate` first",
-                file=sys.stderr,
-            )
-            return 2
-        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        print(f"stripe-ledger report: cannot read the report: {detail}", file=sys.stderr)
-        return 1
-    sys.stdout.write(render.render(columns, rows, args.format))
+        if _views_missing(engine, f"report_{args.name.replace('-', '_')}"):
+            raise CommandError(
+                "the report views do not exist yet: run `stripe-ledger migrate` first"
+            ) from None
+        raise CommandError(f"cannot read the report: {first_line(error)}") from None
+    finally:
+        engine.dispose()
+    sys.stdout.write(render.render(columns, rows, args.format, render.terminal_width(args.wide)))
     return 0
 
 
+def _lag_of(connection: sa.Connection) -> tuple[int, dict[str, int]]:
+    """projection_lag from the report views (all the reporting role may read)."""
+    rows = connection.execute(
+        sa.text("SELECT projection, checkpoint, lag_positions FROM report_projection_checkpoints")
+    ).all()
+    head = max((int(r.checkpoint) + int(r.lag_positions) for r in rows), default=0)
+    return head, {r.projection: int(r.checkpoint) for r in rows}
+
+
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
-    require_migrated(engine)
-    prepare_read_side(engine)
     try:
         parse_major(args.drift_tolerance, "usd")
     except ValueError as error:
-        print(f"stripe-ledger verify: error: --drift-tolerance: {error}", file=sys.stderr)
-        return 2
-    checks, drift = verify.verify(EventStore(engine), args.drift_tolerance)
+        raise CommandError(f"--drift-tolerance: {error}") from None
+    # Checks only, read-only: the scratch fold uses temporary tables; the views are migrate's.
+    engine = create_engine(settings.database_url, read_only=True)
+    try:
+        with reachable():
+            full = verify.can_read_store(engine)
+        if full:
+            require_migrated(engine)
+        with reachable():
+            checks, drift = verify.verify(EventStore(engine), args.drift_tolerance)
+            with engine.connect() as connection:
+                head, positions = projection_lag(connection) if full else _lag_of(connection)
+    finally:
+        engine.dispose()
+    if not full:
+        print("verify as a reporting role: the checks the report views can show")
+    behind = {name: max(head - position, 0) for name, position in sorted(positions.items())}
+    lagging = max(behind.values(), default=0)
+    print(
+        f"projection lag (store head at position {head}): "
+        + (", ".join(f"{name} {n}" for name, n in behind.items()) or "no projection yet")
+        + (f"; {lagging} stored event(s) not projected yet: is `stripe-ledger project` "
+           "running?" if lagging else "")
+    )  # fmt: skip
     for check in checks:
-        print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+        mark = "skip" if check.skipped else "ok" if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}")
         for failure in check.failures:
             print(f"       {failure}")
     print("drift against Stripe's balance snapshots:")
@@ -166,6 +201,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     mode.add_argument("--testmode", dest="livemode", action="store_const", const=False,
                       help="only test-mode rows")  # fmt: skip
     report.add_argument("--format", choices=render.FORMATS, default="table")
+    report.add_argument(
+        "--wide", action="store_true",
+        help="every column, however wide (a table on a terminal otherwise fits its width)",
+    )  # fmt: skip
     report.set_defaults(handler=cmd_report, livemode=None)
 
     verify_parser = subparsers.add_parser(

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         settings.require_webhook_secrets()
     except SettingsError as error:
-        print(f"stripe-ledger serve: {error}", file=sys.stderr)
+        print(f"stripe-ledger serve: error: {error}", file=sys.stderr)
         return 2
     log = logs.get_logger("serve")
     engine = create_engine(settings.database_url)

@@ -11,10 +11,10 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cli.errors import CommandError
 from ledger.database import create_engine, require_migrated
 from ledger.retry import TRANSIENT_DB_ERRORS
 from ledger.settings import Settings, SettingsError
@@ -126,7 +126,7 @@ def cmd_consume_sqs(args: argparse.Namespace, settings: Settings) -> int:
         queue_name(args.queue_url)
     except SqsError as error:
         raise SettingsError(f"--queue-url: {error}") from None
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     store = EventStore(engine)
     producer = None
     transient: tuple[type[BaseException], ...] = TRANSIENT_DB_ERRORS
@@ -154,8 +154,7 @@ def cmd_consume_sqs(args: argparse.Namespace, settings: Settings) -> int:
         if not consumer.stop.is_set() and consumer.check_queue() is not None:
             consumer.run(until_idle_s=args.until_idle)
     except SqsError as error:
-        print(f"stripe-ledger consume-sqs: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     finally:
         if producer is not None:
             producer.close(10)

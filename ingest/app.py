@@ -54,6 +54,7 @@ CONTENT_LENGTH_DIGITS_MAX = 12
 BODY_FREE_BYTES = 64 * 1024
 # How uvicorn serves the app, for `ingest` and `serve` alike (and the benchmark's verify-only
 # baseline, so that it measures the same server).
+METRICS_NAMESPACE = "stripe_ledger"
 UVICORN_OPTIONS: dict[str, Any] = {
     "workers": 1,
     "loop": "uvloop",  # ~10% more requests/s than asyncio's loop (docs/PERFORMANCE.md)
@@ -103,38 +104,45 @@ class IngestApp:
         self._stats_task: asyncio.Task[None] | None = None
         self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
+        # Every metric is stripe_ledger_*: one prefix to find them all on a shared Prometheus.
         self._requests = Counter(
             "ingest_requests",
             "Webhook requests by outcome (accepted, or the error code answered).",
             ["outcome"],
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._request_seconds = Histogram(
             "ingest_request_seconds",
             "Time from the start of a webhook request to its response.",
             buckets=_LATENCY_BUCKETS_S,
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._produce_seconds = Histogram(
             "ingest_produce_seconds",
             "Time the sink took to make an event durable (Kafka: until acks=all).",
             buckets=_LATENCY_BUCKETS_S,
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._body_bytes = Histogram(
             "ingest_body_bytes",
             "Size of webhook bodies read (bodies over the limit are not counted).",
             buckets=_BODY_BUCKETS_BYTES,
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._in_flight_gauge = Gauge(
             "ingest_requests_in_flight",
             "Webhook requests being served now.",
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._ready_gauge = Gauge(
             "ingest_sink_ready",
             "1 when the last readiness probe found the sink ready, else 0.",
+            namespace=METRICS_NAMESPACE,
             registry=self.registry,
         )
         self._counts: dict[str, int] = {}
@@ -337,11 +345,17 @@ class IngestApp:
                 try:
                     await self.sink.start()
                 except Exception as error:  # noqa: BLE001 - reported to the server, which exits
-                    log.error("ingest_start_failed", error=type(error).__name__)
+                    log.error(
+                        "ingest_start_failed",
+                        sink=getattr(self.sink, "destination", "sink"),
+                        error=type(error).__name__,
+                    )
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 self._stats_task = asyncio.create_task(self._log_stats())
-                log.info("ingest_started", topic=self.settings.kafka_topic)
+                # Where accepted events go: the topic (ingest) or the store (serve), never a
+                # topic that serve does not use.
+                log.info("ingest_started", sink=getattr(self.sink, "destination", "sink"))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._stats_task is not None:
@@ -349,18 +363,21 @@ class IngestApp:
                 try:
                     await self.sink.stop()
                 finally:
-                    self._log_counts("ingest_stopped")
+                    self._log_counts(stopped=True)
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _log_stats(self) -> None:
         while True:
             await asyncio.sleep(self._stats_interval_s)
-            self._log_counts("ingest_stats")
+            self._log_counts(stopped=False)
 
-    def _log_counts(self, name: str) -> None:
+    def _log_counts(self, *, stopped: bool) -> None:
         counts = {f"requests_{outcome}": n for outcome, n in self._counts.items()}
-        log.info(name, in_flight=self._in_flight, **counts)
+        if stopped:
+            log.info("ingest_stopped", in_flight=self._in_flight, **counts)
+        else:
+            log.info("ingest_stats", in_flight=self._in_flight, **counts)
 
 
 def create_app(settings: Settings, sink: Sink, **options: Any) -> IngestApp:

@@ -70,6 +70,7 @@ class KafkaSink:
     ) -> None:
         self._config = producer_config(settings)
         self._topic = settings.kafka_topic
+        self.destination = f"kafka:{settings.kafka_topic}"  # what the start-up line names
         self._timeout_s = produce_timeout_s
         self._producer: KafkaProducer | None = None
         self._executor: ThreadPoolExecutor | None = None

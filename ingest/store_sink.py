@@ -50,6 +50,8 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 class StoreSink:
     def __init__(self, store: EventStore) -> None:
         self.store = store
+        # What the start-up line names: the store (no password), not a Kafka topic.
+        self.destination = "store:" + store.engine.url.render_as_string(hide_password=True)
         self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=QUEUE_EVENTS_MAX)
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None

@@ -315,7 +315,7 @@ def backfill(
     totals = BackfillTotals()
     if warning:
         totals.warnings.append(warning)
-        log.warning(warning)
+        log.warning("backfill_warning", warning=warning)
     top = now_s - LIST_LAG_S  # the newest second we may mark as complete
     for account in accounts:
         if should_stop():

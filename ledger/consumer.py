@@ -116,7 +116,7 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.drain()  # the batch being appended commits (or fails) before offsets are re-read
-        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         stored = retrying("database", lambda: self.store.offsets(self.positions.topic), self.stop)
@@ -131,7 +131,7 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         self.positions.assigned = bool(assigned)
         self.positions.assigned_at = time.monotonic()
         log.info(
-            "partitions assigned",
+            "partitions_assigned",
             partitions={tp.partition: stored.get(tp.partition, "beginning") for tp in assigned},
         )
 
@@ -207,8 +207,9 @@ class Consumer:
                 if not self.positions.assigned and now - warned >= UNASSIGNED_WARN_EVERY_S:
                     warned = now
                     log.warning(
-                        "no partitions assigned yet: is the broker reachable and the topic there?",
+                        "no_partitions_assigned",  # is the broker reachable, the topic there?
                         waited_s=round(now - started),
+                        topic=self.topic,
                         bootstrap=self.bootstrap,
                     )
                 records = [record for part in batch.values() for record in part]
@@ -221,7 +222,7 @@ class Consumer:
                         if self.positions.assigned or now - started >= max(
                             until_idle_s, ASSIGNMENT_WAIT_S_MIN
                         ):
-                            log.info("idle, exiting", idle_s=round(now - idle_since, 1))
+                            log.info("idle_exit", idle_s=round(now - idle_since, 1))
                             break
             self._drain(consumer)
         finally:
@@ -278,7 +279,7 @@ class Consumer:
         self.stats.duplicates += result.duplicates
         self.stats.dead_lettered += result.dead_lettered
         log.info(
-            "batch stored",
+            "batch_stored",
             records=in_flight.records,
             appended=result.appended,
             duplicates=result.duplicates,
@@ -299,15 +300,15 @@ class Consumer:
                 }
             )
         except KafkaError as error:
-            log.debug("kafka offset commit skipped", error=str(error))
+            log.debug("offset_commit_skipped", error=str(error))
 
     def _close(self, consumer: KafkaConsumer) -> None:
         try:
             consumer.close(autocommit=False, timeout_ms=SHUTDOWN_CLOSE_TIMEOUT_MS)
         except KafkaError as error:  # leaving the group is best effort; offsets are safe
-            log.warning("leaving the consumer group failed", error=str(error))
+            log.warning("group_leave_failed", error=str(error))
         log.info(
-            "consumer stopped",
+            "consumer_stopped",
             batches=self.stats.batches,
             records=self.stats.records,
             appended=self.stats.appended,

@@ -7,6 +7,8 @@ one into a log line (the secrets test checks the whole output of a run).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import sys
@@ -66,9 +68,13 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         cache_logger_on_first_use=False,
     )
     # Libraries (kafka-python, alembic, uvicorn) log through the standard library: keep their
-    # warnings, on stderr, also redacted.
+    # warnings, on stderr, also redacted, and in JSON mode as JSON lines like ours.
     handler = _StderrHandler()
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        _RedactingFormatter("%(levelname)s %(name)s: %(message)s")
+        if use_console
+        else _JsonRecordFormatter()
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -98,6 +104,27 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact_text(super().format(record))
+
+
+LIBRARY_EVENT = "library_log"  # the one event name of every standard-library record
+
+
+class _JsonRecordFormatter(logging.Formatter):
+    """A library's record as one JSON line shaped like ours: the fixed event name, the logger
+    and the message as fields (a message is the library's sentence, never our event name)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        fields: dict[str, Any] = {
+            "event": LIBRARY_EVENT,
+            "logger": record.name,
+            "message": redact_text(record.getMessage()),
+            "level": record.levelname.lower(),
+            "timestamp": created.isoformat().replace("+00:00", "Z"),
+        }
+        if record.exc_info:
+            fields["exception"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(fields, default=str)
 
 
 def get_logger(name: str) -> Any:

@@ -52,7 +52,8 @@ def retrying(
             attempt += 1
             delay_ms = backoff_ms(attempt)
             log.warning(
-                f"{what} unavailable, retrying",
+                "dependency_unavailable",
+                dependency=what,
                 attempt=attempt,
                 retry_in_ms=delay_ms,
                 error=str(getattr(error, "orig", None) or error).splitlines()[0][:300],
@@ -61,7 +62,7 @@ def retrying(
                 return None
             continue
         if attempt:
-            log.info(f"{what} available again", attempts=attempt)
+            log.info("dependency_available", dependency=what, attempts=attempt)
         return result
 
 
@@ -69,7 +70,7 @@ def stop_on_signals(stop: threading.Event) -> None:
     """SIGTERM and SIGINT set ``stop``: a worker finishes its batch, then exits 0."""
 
     def handle(signum: int, _frame: Any) -> None:
-        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        log.info("stop_requested", signal=signal.Signals(signum).name, then="finish the batch")
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)

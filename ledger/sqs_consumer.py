@@ -251,8 +251,8 @@ class SqsConsumer:
         found: dict[str, str] = attributes.get("Attributes") or {}
         if "RedrivePolicy" not in found:
             log.warning(
-                "the queue has no redrive policy: poison messages will come back forever; "
-                "give it a dead-letter queue (deploy/aws/eventbridge.yaml does)",
+                "no_redrive_policy",  # poison comes back forever: give the queue a DLQ
+                fix="a dead-letter queue (deploy/aws/eventbridge.yaml has one)",
                 queue=self.queue,
             )
         return found
@@ -266,9 +266,9 @@ class SqsConsumer:
                 self._process(messages)
                 idle_since = time.monotonic()
             elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
-                log.info("idle, exiting", idle_s=round(time.monotonic() - idle_since, 1))
+                log.info("idle_exit", idle_s=round(time.monotonic() - idle_since, 1))
                 break
-        log.info("sqs consumer stopped", **vars(self.stats))
+        log.info("sqs_consumer_stopped", **vars(self.stats))
         return self.stats
 
     def _receive(self, count: int, wait_s: int) -> list[dict[str, Any]] | None:
@@ -306,7 +306,7 @@ class SqsConsumer:
                 transient=self.sink_transient,
             )
         if result is None:  # stopped while the sink was away: nothing deleted, nothing lost
-            log.info("stopped before the batch was stored; its messages will come back")
+            log.info("stopped_before_store", messages="will come back")
             return
         deleted = self._delete(batch.stored_receipts)
         stats = self.stats
@@ -319,7 +319,7 @@ class SqsConsumer:
         stats.deleted += deleted
         stats.delete_failures += len(batch.stored_receipts) - deleted
         log.info(
-            "batch stored",
+            "sqs_batch_stored",
             messages=len(messages),
             appended=result.appended,
             duplicates=result.duplicates,
@@ -328,7 +328,7 @@ class SqsConsumer:
             left_for_redrive=len(batch.poison_receipts),
         )
         for letter in batch.dead:
-            log.warning("poison message left for the queue's redrive", error=letter.error)
+            log.warning("poison_left_for_redrive", error=letter.error)
 
     def _delete(self, receipts: Sequence[str]) -> int:
         """Delete stored messages, ten per call; returns how many SQS confirmed. A failure
@@ -343,7 +343,7 @@ class SqsConsumer:
                 break
             deleted += len(response.get("Successful") or [])
             for failure in response.get("Failed") or []:
-                log.warning("delete failed; the message will come back", code=failure.get("Code"))
+                log.warning("delete_failed", code=failure.get("Code"))
         return deleted
 
     @contextmanager
@@ -375,6 +375,6 @@ class SqsConsumer:
                     QueueUrl=self.queue_url, Entries=entries
                 )
             except (*_SQS_ERRORS, ClientError) as error:  # the next beat tries again
-                log.warning("visibility extension failed", error=str(error)[:300])
+                log.warning("visibility_extension_failed", error=str(error)[:300])
                 return
-        log.info("visibility extended", messages=len(receipts), seconds=self.visibility_timeout_s)
+        log.info("visibility_extended", messages=len(receipts), seconds=self.visibility_timeout_s)

@@ -380,6 +380,17 @@ class EventStore:
         with self.engine.connect() as connection:
             return list(connection.execute(sa.select(events.c.event_id)).scalars())
 
+    def payloads_of(self, event_ids: Sequence[str]) -> dict[str, Any]:
+        """The stored payload of each of ``event_ids`` that is stored (import's conflict check)."""
+        assert len(event_ids) <= READ_BATCH_EVENTS_MAX, len(event_ids)
+        if not event_ids:
+            return {}
+        statement = sa.select(events.c.event_id, events.c.payload).where(
+            events.c.event_id.in_(list(event_ids))
+        )
+        with self.engine.connect() as connection:
+            return {row.event_id: row.payload for row in connection.execute(statement)}
+
     def offsets(self, topic: str) -> dict[int, int]:
         """The next offset to read per partition of ``topic``, as stored with the events."""
         statement = sa.select(kafka_offsets.c.partition, kafka_offsets.c.next_offset).where(
@@ -388,7 +399,13 @@ class EventStore:
         with self.engine.connect() as connection:
             return {row.partition: row.next_offset for row in connection.execute(statement)}
 
-    def dead_letter_rows(self, limit: int = 100) -> list[sa.Row[Any]]:
-        statement = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+    def dead_letter_rows(self, limit: int = 100, after_id: int = 0) -> list[sa.Row[Any]]:
+        """Dead letters with id > ``after_id``, oldest first, at most ``limit``."""
+        statement = (
+            sa.select(dead_letters)
+            .where(dead_letters.c.id > after_id)
+            .order_by(dead_letters.c.id)
+            .limit(limit)
+        )
         with self.engine.connect() as connection:
             return list(connection.execute(statement))

@@ -173,7 +173,7 @@ class StripeApi:
                     else backoff_ms(attempt) / 1000
                 )
                 log.warning(
-                    "stripe request failed, retrying",
+                    "stripe_request_retry",
                     path=path,
                     account=who,
                     status=status,

@@ -77,7 +77,7 @@ def money(value: Any, counts: Counts, event: StoredEvent, field: str) -> int | N
         return value
     counts.refused += 1
     log.warning(
-        "non-integer amount refused",
+        "amount_refused",
         event_id=event.event_id,
         position=event.position,
         field=field,
@@ -203,6 +203,16 @@ class Projection:
         """Create the generation's tables (a no-op for those that exist)."""
         tables = self.cached_tables(generation)
         next(iter(tables.values())).metadata.create_all(connection, tables=list(tables.values()))
+
+    def create_scratch_tables(self, connection: sa.Connection, generation: int) -> None:
+        """The generation's tables as TEMPORARY ones (verify's throw-away fold): seen by this
+        connection only, and creatable on a read-only SQLite file or by a role without CREATE."""
+        tables = self.tables(sa.MetaData(), generation)
+        for table in tables.values():
+            table._prefixes = ["TEMPORARY"]  # the same columns and indexes, in the temp schema
+        next(iter(tables.values())).metadata.create_all(
+            connection, tables=list(tables.values()), checkfirst=False
+        )
 
     def drop_tables(self, connection: sa.Connection, generation: int) -> None:
         tables = self.cached_tables(generation)

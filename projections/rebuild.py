@@ -220,7 +220,7 @@ def rebuild_many(
         total = store.count()
         position = done = 0
         counts = {projection.name: Counts() for projection in projections}
-        log.info("rebuild started", generations=generations)
+        log.info("rebuild_started", generations=generations)
         while not stop.is_set():
             batch = reader.read(position)
             chunk_counts = _apply_chunk(engine, projections, batch, generations, holder)
@@ -239,12 +239,12 @@ def rebuild_many(
                         counts[name].add(chunk)
                     break
         else:
-            log.warning("rebuild stopped; the live projections are untouched")
+            log.warning("rebuild_stopped", live="untouched")
             return None
         with engine.connect().execution_options(**WRITE) as connection, connection.begin():
             for projection in projections:
                 projection.drop_tables(connection, old[projection.name])
-        log.info("rebuild swapped", old=old, new=generations, position=position, events=done)
+        log.info("rebuild_swapped", old=old, new=generations, position=position, events=done)
         return [
             RebuildResult(p.name, old[p.name], generations[p.name], position, done, counts[p.name])
             for p in projections

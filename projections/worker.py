@@ -56,7 +56,7 @@ class _Waiter:
                 self.connection = psycopg.connect(url, autocommit=True, connect_timeout=10)
                 self.connection.execute(f"LISTEN {LISTEN_CHANNEL}")
             except Exception as error:  # noqa: BLE001 - polling is always a correct fallback
-                log.warning("LISTEN unavailable, polling instead", error=str(error)[:200])
+                log.warning("listen_unavailable", error=str(error)[:200])
                 self.connection = None
 
     def wait(self, stop: threading.Event) -> None:
@@ -66,7 +66,7 @@ class _Waiter:
                     pass
                 return
             except Exception as error:  # noqa: BLE001
-                log.warning("LISTEN connection lost, polling instead", error=str(error)[:200])
+                log.warning("listen_lost", error=str(error)[:200])
                 self.close()
         stop.wait(self.interval_s)
 
@@ -243,7 +243,7 @@ def run(
                         break
                     generations[name], positions[name] = fresh[name]
                     log.warning(
-                        "checkpoint moved by another worker: reloaded",
+                        "checkpoint_moved",
                         projection=name,
                         position=positions[name],
                     )
@@ -252,7 +252,7 @@ def run(
                 stats.per_projection[name].add(counts)
                 batch_counts[name] = counts.as_dict()
             log.info(
-                "batch projected",
+                "batch_projected",
                 events=len(events),
                 first=events[0].position,
                 last=events[-1].position,

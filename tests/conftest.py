@@ -6,6 +6,9 @@ starts the real services itself with ``scripts/services.sh up``.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +21,45 @@ import sqlalchemy as sa
 from bench.common import drop_database, services_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# Real Stripe payloads and facts, copied into the repository (tests/fixtures/README.md names
+# each file's source): a fresh clone has no ../shared beside it.
+STRIPE_FIXTURES = ROOT / "tests" / "fixtures" / "stripe"
+
+# Every file a test opens beside the repository (../shared, another checkout): recorded by an
+# audit hook, and each test that opened one fails (tests/test_fixtures.py checks the hook).
+# Only siblings of the clone are watched, and not where they are everyone's (/, $HOME, the
+# temporary directory that holds every test's tmp_path): the venv and the interpreter may live
+# anywhere.
+WATCH_BESIDE = ROOT.parent not in (Path("/"), Path.home(), Path(tempfile.gettempdir()).resolve())
+OUTSIDE_READS: list[str] = []
+
+
+def beside(path: str, root: Path) -> bool:
+    """Whether ``path`` is in ``root``'s parent directory but not in ``root`` (the hook's test)."""
+    absolute = os.path.abspath(path)
+    return absolute.startswith(str(root.parent) + os.sep) and not absolute.startswith(
+        str(root) + os.sep
+    )
+
+
+def _audit_open(event: str, args: tuple[object, ...]) -> None:
+    if event != "open" or not WATCH_BESIDE or not args:
+        return
+    if isinstance(args[0], str | bytes | os.PathLike):
+        path = os.fsdecode(args[0])
+        if beside(path, ROOT):
+            OUTSIDE_READS.append(path)
+
+
+sys.addaudithook(_audit_open)
+
+
+@pytest.fixture(autouse=True)
+def _no_reads_outside_the_repository() -> Iterator[None]:
+    OUTSIDE_READS.clear()
+    yield
+    opened, OUTSIDE_READS[:] = list(OUTSIDE_READS), []
+    assert not opened, f"a test read outside the repository (copy it to tests/fixtures/): {opened}"
 
 
 @pytest.fixture(scope="session")

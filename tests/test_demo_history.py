@@ -11,7 +11,7 @@ import pytest
 
 from cli.demo_history import API_VERSION, DemoHistory, encode, generate, iter_payloads
 from ledger.envelope import event_from_dict, parse_event
-from tests.conftest import SHARED
+from tests.conftest import STRIPE_FIXTURES
 
 Json = dict[str, Any]
 STRIPE_ID = re.compile(r"^[a-z_]+_[0-9A-Za-z]{14,}$")
@@ -256,7 +256,7 @@ def test_invoice_open_void(history: DemoHistory) -> None:
 
 
 def test_invoice_statuses_follow_stripes_transitions(history: DemoHistory) -> None:
-    machines = json.loads((SHARED / "stripe" / "state_machines.json").read_text())
+    machines = json.loads((STRIPE_FIXTURES / "state_machines.json").read_text())
     allowed = {(t["from"], t["to"]) for t in machines["invoice"]["transitions"]}
     for path in _invoice_paths(history):
         statuses = [status for _, status in path]
@@ -565,3 +565,18 @@ def test_the_platforms_eur_charges_settle_in_usd() -> None:
     ]  # fmt: skip
     assert eur_charges  # still presented to the customer in EUR
     assert {c["currency"] for c in history.balances[None]["available"]} == {"usd", "jpy"}
+
+
+def test_the_demo_history_is_never_dated_after_now() -> None:
+    from cli.demo_history import BASE_TIMESTAMP, generate_before
+
+    ahead = generate(seed=7, events=400)
+    last = ahead.events[-1]["created"]
+    assert last > BASE_TIMESTAMP
+    assert generate_before(last + 1, seed=7, events=400).events == ahead.events  # already past
+    now = BASE_TIMESTAMP + 3_600  # an hour into the history's first day
+    moved = generate_before(now, seed=7, events=400)
+    assert moved.events[-1]["created"] <= now
+    assert moved.events[0]["created"] < ahead.events[0]["created"]
+    assert (ahead.events[0]["created"] - moved.events[0]["created"]) % 86_400 == 0  # whole days
+    assert len(moved.events) == len(ahead.events)

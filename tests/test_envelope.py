@@ -8,7 +8,7 @@ import pytest
 
 from ledger.envelope import EnvelopeError, parse_event
 from ledger.settings import EVENT_BODY_BYTES_MAX
-from tests.conftest import SHARED
+from tests.conftest import STRIPE_FIXTURES
 from tests.factory import charge_event, encode
 
 
@@ -53,7 +53,7 @@ def test_refuses_what_is_not_an_event(raw: bytes, reason: str) -> None:
 
 
 def test_every_real_sample_with_an_envelope_parses() -> None:
-    paths = sorted((SHARED / "stripe" / "samples").glob("*.json"))
+    paths = sorted((STRIPE_FIXTURES / "samples").glob("*.json"))
     assert len(paths) >= 40
     refused = {}
     for path in paths:

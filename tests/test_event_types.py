@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,15 +11,15 @@ from cli import event_types_cmd
 from ledger.settings import Settings
 from projections import catalogue
 from projections.registry import PROJECTIONS
+from tests.conftest import STRIPE_FIXTURES
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-SHARED_TYPES = SHARED / "stripe" / "event_types.json"
+STRIPE_TYPES = STRIPE_FIXTURES / "event_types.json"
 
 
 def test_the_projects_copy_of_the_type_list_is_stripes_list() -> None:
     ours = [item["type"] for item in catalogue.known_types()]
     assert len(ours) == len(set(ours)) == 265
-    assert ours == [item["type"] for item in json.loads(SHARED_TYPES.read_text())]
+    assert ours == [item["type"] for item in json.loads(STRIPE_TYPES.read_text())]
 
 
 def test_every_type_a_projection_handles_is_a_stripe_event_type() -> None:

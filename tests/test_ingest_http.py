@@ -93,7 +93,7 @@ def test_valid_signature_is_acknowledged_and_on_the_topic(
         assert headers["event_id"] == json.loads(body)["id"].encode()
         assert headers["received_at_ms"].isdigit()
         assert abs(int(headers["received_at_ms"]) / 1000 - time.time()) < 600
-    assert metric(port, 'ingest_requests_total{outcome="accepted"}') == 2
+    assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted"}') == 2
 
 
 def test_bytes_payload_non_ascii_and_unknown_type_forwarded(
@@ -153,7 +153,7 @@ def test_wrong_signature_is_refused(port: int, kafka_bootstrap: str, topic: str)
     assert _refused(port, body, stripe_signature(body, "whsec_notours")) == "signature_mismatch"
     tampered = body.replace(b"charge.succeeded", b"charge.refunded")
     assert _refused(port, tampered, stripe_signature(body)) == "signature_mismatch"
-    assert metric(port, 'ingest_requests_total{outcome="signature_mismatch"}') == 2
+    assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="signature_mismatch"}') == 2
     assert read_topic(kafka_bootstrap, topic, 0) == []
 
 
@@ -243,8 +243,9 @@ def test_v2_thin_event_is_accepted_and_on_the_topic_as_it_came(
     assert (status, answer) == (200, {"status": "accepted", "event_id": "evt_test_65R9Ijk8"})
     [record] = read_topic(kafka_bootstrap, topic, 1)
     assert (record.key, record.value) == (b"acct_thin", body)  # keyed by its context
-    assert metric(port, 'ingest_requests_total{outcome="accepted_thin"}') == 1  # counted apart
-    assert metric(port, 'ingest_requests_total{outcome="accepted"}') == 0
+    thin = metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted_thin"}')
+    assert thin == 1  # counted apart
+    assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted"}') == 0
 
 
 # -- size limits ------------------------------------------------------------------------------
@@ -328,17 +329,17 @@ def test_health_ready_and_metrics(port: int) -> None:
     assert headers["content-type"].startswith("text/plain")
     metrics = text.decode()
     for name in (
-        "ingest_requests_total",
-        "ingest_request_seconds_bucket",
-        "ingest_produce_seconds_bucket",
-        "ingest_body_bytes_bucket",
-        "ingest_requests_in_flight",
+        "stripe_ledger_ingest_requests_total",
+        "stripe_ledger_ingest_request_seconds_bucket",
+        "stripe_ledger_ingest_produce_seconds_bucket",
+        "stripe_ledger_ingest_body_bytes_bucket",
+        "stripe_ledger_ingest_requests_in_flight",
     ):
         assert name in metrics
-    assert metric(port, 'ingest_requests_total{outcome="missing_signature"}') == 1
-    assert metric(port, "ingest_produce_seconds_count") == 1
+    assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="missing_signature"}') == 1
+    assert metric(port, "stripe_ledger_ingest_produce_seconds_count") == 1
     # The unsigned request was refused before its body was read: only one body counted.
-    assert metric(port, "ingest_body_bytes_sum") == len(body)
+    assert metric(port, "stripe_ledger_ingest_body_bytes_sum") == len(body)
     assert SECRET not in metrics
 
 
@@ -361,8 +362,8 @@ def test_unreachable_broker_answers_503_never_2xx(settings: Settings) -> None:
             assert answer["error"] == "sink_unavailable"
         # Signature errors are still 400 (checked before the sink is involved).
         assert post_webhook(port, event_body(), "t=1,v1=00")[0] == 400
-        assert metric(port, 'ingest_requests_total{outcome="sink_unavailable"}') == 3
-        assert metric(port, 'ingest_requests_total{outcome="accepted"}') == 0
+        assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="sink_unavailable"}') == 3
+        assert metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted"}') == 0
 
 
 def test_in_flight_bound_answers_503(settings: Settings) -> None:
@@ -442,7 +443,8 @@ def test_burst_of_2000_concurrent_requests_all_acknowledged_all_on_topic(
     with serve_cli(env, tmp_path / "ingest.log") as port:
         with ThreadPoolExecutor(clients) as pool:
             batches = list(pool.map(lambda i: client(port, i), range(clients)))
-        assert metric(port, 'ingest_requests_total{outcome="accepted"}') == clients * per_client
+        accepted = metric(port, 'stripe_ledger_ingest_requests_total{outcome="accepted"}')
+        assert accepted == clients * per_client
     results = [r for batch in batches for r in batch]
     assert len(results) == clients * per_client
     assert {status for status, _ in results} == {200}

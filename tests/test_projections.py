@@ -7,7 +7,6 @@ import itertools
 import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,10 @@ from ledger.store import EventStore, Incoming, utc_now
 from projections import registry, worker
 from projections.base import Counts, table_name, upcast_all
 from projections.upcast import upcast
+from tests.conftest import STRIPE_FIXTURES
 from tests.test_projection_world import TOTALS, World, stored, worlds
 
-STRIPE = Path(__file__).resolve().parent.parent.parent / "shared" / "stripe"
+STRIPE = STRIPE_FIXTURES
 GENERATIONS = itertools.count(100)  # fresh table generations per hypothesis example
 PROPERTY = settings(
     max_examples=30,

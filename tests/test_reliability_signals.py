@@ -211,10 +211,15 @@ def test_project_during_a_database_outage_backs_off_logs_and_catches_up(
         projector.kill()
         proxy.close()
     lines = projector.log_lines()
-    retries = [e for e in lines if e["event"] == "database unavailable, retrying"]
+    retries = [e for e in lines if _database_event(e, "unavailable")]
     assert retries and all(e["retry_in_ms"] > 0 for e in retries)
-    assert any(e["event"] == "database available again" for e in lines), [e["event"] for e in lines]
+    assert any(_database_event(e, "available") for e in lines), [e["event"] for e in lines]
     assert all(p == db.head() for p in db.checkpoints().values())
     db.close()
     run(["verify"], env)
     print("project outage:", json.dumps({"events": len(history), "retries": len(retries)}))
+
+
+def _database_event(line: dict[str, object], state: str) -> bool:
+    """A retry line of the database: dependency_unavailable / dependency_available."""
+    return line.get("event") == f"dependency_{state}" and line.get("dependency") == "database"

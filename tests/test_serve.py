@@ -47,6 +47,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[int, str]]:
 def _projector_pid(worker: Worker) -> int:
     listening = [line for line in worker.log_lines() if line.get("event") == "serve_listening"]
     assert listening, worker.log_path.read_text()
+    (started,) = [line for line in worker.log_lines() if line.get("event") == "ingest_started"]
+    assert str(started["sink"]).startswith("store:") and "topic" not in started  # not Kafka
     return int(listening[0]["projector_pid"])
 
 

@@ -158,7 +158,8 @@ def test_poison_and_other_sources_reach_the_dlq_and_are_one_dead_letter_each(
     finally:
         db.close()
     assert "not valid JSON" in errors[0] and "not a configured Stripe partner" in errors[1], errors
-    batches = [line for line in json_lines(log.read_bytes()) if line.get("event") == "batch stored"]
+    lines = json_lines(log.read_bytes())
+    batches = [line for line in lines if line.get("event") == "sqs_batch_stored"]
     assert sum(line["dead_lettered"] for line in batches) == 2  # rows: once per message
     assert sum(line["left_for_redrive"] for line in batches) == 4  # receives: 2 x 2
 
@@ -230,7 +231,7 @@ def test_queue_unreachable_is_retried_and_nothing_is_lost(
         wait_until(lambda: _count_events(sqlite_url) > 0, "the first events")
         proxy.cut()
         queue.send(bodies[100:])  # straight to the server: the worker cannot see it
-        wait_until(lambda: "sqs queue unavailable, retrying" in _logs(log), "a logged retry")
+        wait_until(lambda: '"dependency": "sqs queue"' in _logs(log), "a logged retry")
         assert worker.alive()
         proxy.restore()
         wait_until(lambda: queue.count() == 0, "the queue drained", timeout_s=120)
@@ -262,7 +263,7 @@ def test_visibility_is_extended_while_the_batch_waits_for_its_commit(
         args = u.consume_args(queue, sqs_endpoint, "--batch", "1000", "--visibility-timeout", "2")
         worker = Worker(args, u.worker_env(postgres_url), log)
         try:
-            wait_until(lambda: "visibility extended" in _logs(log), "a heartbeat")
+            wait_until(lambda: "visibility_extended" in _logs(log), "a heartbeat")
             time.sleep(7)  # > 3 visibility timeouts
             stolen = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)
             assert not stolen.get("Messages"), "the batch became visible while in flight"

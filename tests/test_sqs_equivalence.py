@@ -68,7 +68,7 @@ def _via_sqs(env: dict[str, str], queue: u.Queue, endpoint: str, tmp_path: Path)
     assert worker.wait(900) == 0, log.read_text()[-3000:]
     lines = json_lines(log.read_bytes())
     started = next(_stamp(line) for line in lines if line.get("event") == "consuming")
-    batches = [line for line in lines if line.get("event") == "batch stored"]
+    batches = [line for line in lines if line.get("event") == "sqs_batch_stored"]
     assert batches, log.read_text()[-3000:]
     return sum(line["messages"] for line in batches) / (_stamp(batches[-1]) - started)
 

@@ -110,7 +110,7 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
                     context = build(connection, f)
             except sa.exc.DBAPIError as error:
                 reason = type(error.orig).__name__
-                log.warning("dashboard read failed", page=name, error=reason)
+                log.warning("dashboard_read_failed", page=name, error=reason)
                 if reason == "QueryCanceled":  # PostgreSQL's statement_timeout
                     return PlainTextResponse(
                         f"this page took longer than {db.STATEMENT_TIMEOUT_MS / 1000:g} s: "
