@@ -142,7 +142,14 @@ def check_fresh_fold(store: EventStore, projection: Projection) -> Check:
                 ]
                 if not events:
                     break
-                fold(connection, projection, events, upcast_all(events), SCRATCH_GENERATION)
+                fold(
+                    connection,
+                    projection,
+                    events,
+                    upcast_all(events),
+                    SCRATCH_GENERATION,
+                    record=False,
+                )
                 position = events[-1].position
             fresh = checksum(projection.dump(connection, SCRATCH_GENERATION))
         finally:

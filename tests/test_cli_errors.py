@@ -36,7 +36,7 @@ DATABASE_FREE = {"ingest", "event-types"}
 def _commands(tmp: Path) -> dict[str, list[str]]:
     return {
         "migrate": ["migrate"],
-        "serve": ["serve", "--port", "0", "--no-project"],
+        "serve": ["serve", "--port", "9", "--no-project"],  # 0 is refused (issue 19/20)
         "consume": ["consume", "--until-idle", "0"],
         "consume-sqs": [
             "consume-sqs", "--queue-url", "http://127.0.0.1:1/000000000000/q", "--until-idle", "0",
