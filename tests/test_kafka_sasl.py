@@ -113,7 +113,9 @@ def test_ingest_and_consume_with_scram_credentials(
 
 
 def test_sasl_without_a_username_is_a_one_line_error(tmp_path: Path, topic: str) -> None:
-    env = _sasl_env(f"sqlite:///{tmp_path / 'ledger.db'}", "127.0.0.1:9", topic)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert run(["migrate"], env_for(url)).returncode == 0
+    env = _sasl_env(url, "127.0.0.1:9", topic)
     del env["LEDGER_KAFKA_SASL_USERNAME"]
     done = subprocess.run(
         [*CLI, "consume", "--until-idle", "1"],
