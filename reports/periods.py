@@ -32,7 +32,8 @@ Scope = tuple[str | None, bool, str]
 Rows = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def _where(account: str | None, livemode: bool | None) -> tuple[str, dict[str, Any]]:
+def scope_filter(account: str | None, livemode: bool | None) -> tuple[str, dict[str, Any]]:
+    """SQL over a report view's account/livemode columns; 'platform' is the NULL account."""
     clauses: list[str] = ["1 = 1"]
     params: dict[str, Any] = {}
     if account == "platform":
@@ -56,7 +57,7 @@ def balance_summary(
     """Stripe's Balance summary for ``[since, until)``: starting balance (the opening balance
     plus every balance transaction before ``since``), activity by gross/fee/net (all but
     payouts), payouts, ending balance = starting + activity net + payouts."""
-    where, params = _where(account, livemode)
+    where, params = scope_filter(account, livemode)
     totals: dict[Scope, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUMMARY_COLUMNS[3:], 0))
     with engine.connect() as connection:
         openings = connection.execute(
@@ -104,7 +105,7 @@ def trial_balance(
     engine: sa.Engine, as_of: int | None, account: str | None = None, livemode: bool | None = None
 ) -> Rows:
     """Debits, credits and balance per ledger account of the postings before ``as_of``."""
-    where, params = _where(account, livemode)
+    where, params = scope_filter(account, livemode)
     if as_of is not None:
         where += " AND COALESCE(posted_at, 0) < :as_of"
         params["as_of"] = as_of
