@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
         "QuickBooks Online take one currency per file: with several, --output FILE writes "
         "FILE's name with .CUR before its suffix for each. Same store, same bytes.",
     )
-    parser.add_argument("--format", required=True, choices=export.FORMATS)
+    parser.add_argument(
+        "--format", choices=export.FORMATS, help="the layout (required but with --print-mapping)"
+    )
     parser.add_argument("--since", metavar="DATE", help="from this instant (inclusive; a date "
                         "is midnight UTC)")  # fmt: skip
     parser.add_argument("--until", metavar="DATE", help="up to this instant (exclusive)")
@@ -80,6 +82,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(export.default_mapping_toml())
         return 0
     try:
+        if args.format is None:
+            raise export.ExportError(f"--format is required: {', '.join(export.FORMATS)}")
         mapping = export.load_mapping(args.accounts) if args.accounts else None
         since = periods.parse_instant(args.since) if args.since else None
         until = periods.parse_instant(args.until) if args.until else None
