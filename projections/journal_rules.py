@@ -575,14 +575,17 @@ def _charge_estimates(cid: str, f: dict[str, Any], bts: dict[str, Any]) -> Impli
 def _dispute_estimates(did: str, f: dict[str, Any], bts: dict[str, Any]) -> Implied:
     entries: Implied = {}
     amount, currency = f["amount"] or 0, f["currency"]
-    categories = {bt_category(bt, "dispute") for bt in bts.values()}
+    # by sign, not label: a withdrawal takes money, a reinstatement gives it back (some
+    # payloads label both `dispute`)
+    withdrawn = any(bt["amount"] < 0 for bt in bts.values())
+    reinstated = any(bt["amount"] > 0 for bt in bts.values())
     if not amount or not currency:
         return entries
-    if f["withdrawn_at"] is not None and "dispute" not in categories:
+    if f["withdrawn_at"] is not None and not withdrawn:
         entries[f"{did}:withdrawal"] = _estimate(
             "dispute", currency, -amount, acc.DISPUTE_LOSSES, f["withdrawn_at"], did
         )
-    if f["reinstated_at"] is not None and "dispute_reversal" not in categories:
+    if f["reinstated_at"] is not None and not reinstated:
         entries[f"{did}:reinstatement"] = _estimate(
             "dispute_reversal", currency, amount, acc.DISPUTE_LOSSES, f["reinstated_at"], did
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ledger.database import DatabaseError
 from projections.base import Projection, table_name
 from projections.disputes import DisputesProjection
 from projections.invoices import InvoicesProjection
@@ -86,6 +87,24 @@ def ensure(connection: sa.Connection, projection: Projection) -> tuple[int, int]
         return FIRST_GENERATION, 0
     projection.create_tables(connection, row.live_generation)  # no-op when they exist
     return int(row.live_generation), int(row.position)
+
+
+class ProjectionOutdated(DatabaseError):
+    """The live tables were made by another version of a projection's code."""
+
+
+def require_current(connection: sa.Connection, projection: Projection, generation: int) -> None:
+    """Refuse to fold into live tables whose columns are not the ones this code writes (a store
+    projected by an older stripe-ledger): a rebuild makes them anew from the store."""
+    inspector = sa.inspect(connection)
+    for table in projection.cached_tables(generation).values():
+        found = {column["name"] for column in inspector.get_columns(table.name)}
+        if found != set(table.c.keys()):
+            raise ProjectionOutdated(
+                f"the {projection.name} projection's tables ({table.name}) were made by another "
+                f"version of stripe-ledger: run `stripe-ledger rebuild {projection.name}` "
+                "(it rebuilds them from the event store beside the live ones)"
+            )
 
 
 def advance(connection: sa.Connection, name: str, generation: int, old: int, new: int) -> bool:

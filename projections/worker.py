@@ -81,9 +81,11 @@ class _Waiter:
 def prepare(engine: sa.Engine, projections: Iterable[Projection]) -> dict[str, tuple[int, int]]:
     """Register the projections, create live tables and views: name -> (generation, position)."""
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        return {
-            projection.name: registry.ensure(connection, projection) for projection in projections
-        }
+        found = {}
+        for projection in projections:
+            found[projection.name] = registry.ensure(connection, projection)
+            registry.require_current(connection, projection, found[projection.name][0])
+        return found
 
 
 def apply_batch(
