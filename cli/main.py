@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from cli import (
     backfill_cmds,
+    books_cmd,
     demo_cmd,
     event_types_cmd,
-    export_cmd,
     ingest_cmd,
     ledger_cmds,
     project_cmd,
@@ -30,7 +30,7 @@ COMMAND_MODULES = [
     backfill_cmds,
     project_cmd,
     reports_cmds,
-    export_cmd,
+    books_cmd,
     serve_cmd,
     demo_cmd,
     event_types_cmd,

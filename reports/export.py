@@ -27,12 +27,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
 from projections import accounts as acc
-from reports import periods
+from reports import closing, periods
 from reports.money import exponent
 
 FORMATS = ("beancount", "hledger", "csv-gl", "xero-csv", "qbo-csv")
@@ -180,8 +179,33 @@ def read_postings(
     since: int | None,
     until: int | None,
     currency: str | None = None,
-) -> list[Any]:
-    """The journal's postings of one account and mode in ``[since, until)``, in a total order."""
+) -> list[closing.Posting]:
+    """The books' postings of one account and mode in ``[since, until)``: the live journal,
+    or where a month is closed, its frozen rows and adjustments (reports/closing.py)."""
+    with engine.connect() as connection:
+        books = closing.effective_postings(connection, account, livemode)
+        if books is None:
+            books = _journal(connection, account, livemode, since, until, currency)
+    code = currency.lower() if currency else None
+    return sorted(
+        (
+            p for p in books
+            if (since is None or p.posted_at >= since)
+            and (until is None or p.posted_at < until)
+            and (code is None or p.currency == code)
+        ),
+        key=lambda p: (p.currency, p.posted_at, p.entry_id, p.ledger_account, p.adjustment),
+    )  # fmt: skip
+
+
+def _journal(
+    connection: sa.Connection,
+    account: str | None,
+    livemode: bool,
+    since: int | None,
+    until: int | None,
+    currency: str | None,
+) -> list[closing.Posting]:
     where, params = periods.scope_filter("platform" if account is None else account, livemode)
     clauses = [where]
     if since is not None:
@@ -196,22 +220,21 @@ def read_postings(
     sql = (
         "SELECT currency, COALESCE(posted_at, 0) AS posted_at, entry_id, kind, ledger_account, "
         "amount, automatic_payout_id, object_type, object_id, estimated FROM report_journal "
-        f"WHERE {' AND '.join(clauses)} "
-        "ORDER BY currency, COALESCE(posted_at, 0), entry_id, ledger_account "
-        "LIMIT :rows_max"
+        f"WHERE {' AND '.join(clauses)} LIMIT :rows_max"
     )
     params["rows_max"] = EXPORT_POSTINGS_MAX + 1
-    with engine.connect() as connection:
-        rows = list(connection.execute(sa.text(sql), params))
+    rows = list(connection.execute(sa.text(sql), params))
     if len(rows) > EXPORT_POSTINGS_MAX:
         raise ExportError(
             f"more than {EXPORT_POSTINGS_MAX} postings in the period: narrow --since/--until"
         )
-    return rows
+    return [closing.posting_of(row) for row in rows]
 
 
-def _group_of(row: Any, group_by: str) -> tuple[str, str]:
+def _group_of(row: closing.Posting, group_by: str) -> tuple[str, str]:
     """(group key, kind of key) of one posting."""
+    if row.adjustment:  # each late change of a closed entry stays its own, named entry
+        return f"adjusts:{row.entry_id}", "adjustment"
     if group_by == "transaction":
         return str(row.entry_id), "entry"
     if group_by == "payout":
@@ -222,7 +245,7 @@ def _group_of(row: Any, group_by: str) -> tuple[str, str]:
     return "day", "day"
 
 
-def group_postings(rows: Iterable[Any], group_by: str, mapping: Mapping) -> list[Group]:
+def group_postings(rows: Iterable[closing.Posting], group_by: str, mapping: Mapping) -> list[Group]:
     """Sum the postings into exported entries; drop accounts that sum to zero in an entry."""
     assert group_by in GROUPS, group_by
     groups: dict[tuple[str, str, str], Group] = {}
@@ -254,6 +277,8 @@ def group_postings(rows: Iterable[Any], group_by: str, mapping: Mapping) -> list
 
 def _narration(group: Group, group_by: str) -> str:
     entries = f"{group.entries} {'entry' if group.entries == 1 else 'entries'}"
+    if group.key.startswith("adjusts:"):
+        return f"Adjustment of {group.key.removeprefix('adjusts:')} (late for a closed period)"
     if group.key == "day":
         return f"Stripe activity {group.day} ({entries})"
     if group_by == "payout":

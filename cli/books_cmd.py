@@ -1,5 +1,6 @@
-"""``stripe-ledger export``: the journal as books for Beancount, hledger, Xero, QuickBooks Online
-or any general ledger (reports/export.py does the work; this only wires the command line)."""
+"""``stripe-ledger export`` (the journal as books for Beancount, hledger, Xero, QuickBooks Online
+or any general ledger) and ``close-period`` (a month whose books never change again).
+reports/export.py and reports/closing.py do the work; this only wires the command line."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.database import create_engine
+from ledger.database import create_engine, require_migrated
+from ledger.logs import get_logger
 from ledger.settings import Settings
-from reports import export, periods
+from reports import closing, export, periods
+
+log = get_logger("cli")
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +54,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--currency", help="only this currency (e.g. usd)")
     parser.add_argument("--output", metavar="FILE", type=Path, help="write here, not stdout")
     parser.set_defaults(handler=cmd_export)
+
+    close = subparsers.add_parser(
+        "close-period",
+        help="close a month: its export never changes again; late facts become adjustments",
+        description="Freeze the books of one account and mode up to the end of MONTH (the "
+        "first close freezes all history before it; months close in order). A fact that "
+        "arrives later for a closed month posts, in every export, as an adjustment entry dated "
+        "the first instant of the first open month, naming the entry it adjusts. --reopen "
+        "unfreezes the last closed month; every close and reopen is logged (period_close_log).",
+    )
+    close.add_argument("period", metavar="MONTH", help="the month, YYYY-MM (e.g. 2026-11)")
+    close.add_argument("--account", default="platform",
+                       help="the Connect account (acct_...) or 'platform' (default)")  # fmt: skip
+    close.add_argument("--livemode", action="store_true", help="live mode (default: test mode)")
+    close.add_argument("--reopen", action="store_true", help="reopen the last closed month")
+    close.set_defaults(handler=cmd_close_period)
 
 
 def _targets(output: Path | None, files: dict[str, str]) -> list[tuple[Path | None, str]]:
@@ -108,4 +129,27 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _write_atomically(path, text)
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_close_period(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    require_migrated(engine)
+    account = None if args.account == "platform" else args.account
+    scope = f"{args.account}, {'live' if args.livemode else 'test'} mode"
+    now_s = int(time.time())
+    try:
+        if args.reopen:
+            released = closing.reopen_period(engine, args.period, account, args.livemode, now_s)
+            log.warning("period reopened", period=args.period, scope=scope, postings=released)
+            print(f"reopened {args.period} ({scope}): {released} frozen postings released")
+            return 0
+        closure = closing.close_period(engine, args.period, account, args.livemode, now_s)
+    except ValueError as error:  # PeriodError
+        print(f"stripe-ledger close-period: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"closed {closure.period} ({scope}): {closure.postings} postings frozen, "
+        f"sha256 {closure.digest}"
+    )
     return 0
