@@ -265,3 +265,40 @@ def _log(
         {"key": _key(account), "livemode": livemode, "period": period, "action": action,
          "at": at_s, "detail": detail[:500]},
     )  # fmt: skip
+
+
+def frozen_trial_balance(
+    connection: sa.Connection, as_of: int, account: str | None, livemode: bool | None
+) -> tuple[set[tuple[str | None, bool]], list[tuple[Any, ...]]]:
+    """The scopes whose books are frozen at ``as_of`` (up to their watermark) and their trial
+    balance rows from the frozen postings: account, livemode, currency, ledger account, debits,
+    credits, balance. After the watermark the books equal the live journal (see above)."""
+    marks = connection.execute(
+        sa.text(
+            "SELECT account_key, livemode, MAX(until_s) FROM closed_periods "
+            "GROUP BY account_key, livemode"
+        )  # fmt: skip
+    ).all()
+    scopes: set[tuple[str | None, bool]] = set()
+    rows: list[tuple[Any, ...]] = []
+    for key, mode, watermark in marks:
+        scope = (key or None, bool(mode))
+        wanted = (account is None or (account == "platform" and not key) or account == key) and (
+            livemode is None or livemode == bool(mode)
+        )
+        if not wanted or as_of > int(watermark):  # at the watermark: exactly the frozen rows
+            continue
+        scopes.add(scope)
+        sums = connection.execute(
+            sa.text(
+                "SELECT currency, ledger_account, "
+                "CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS BIGINT), "
+                "CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS BIGINT), "
+                "CAST(SUM(amount) AS BIGINT) FROM closed_postings WHERE account_key = :key "
+                "AND livemode = :livemode AND posted_at < :as_of "
+                "GROUP BY currency, ledger_account"
+            ),
+            {"key": key, "livemode": bool(mode), "as_of": as_of},
+        )
+        rows += [(*scope, *row) for row in sums]
+    return scopes, rows

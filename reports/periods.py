@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from reports import closing
+
 PAYOUT_CATEGORIES = ("payout", "payout_reversal")
 # view name -> its column holding when the row happened (unix s)
 TIME_COLUMNS = {"journal": "posted_at", "balance_itemized": "created_utc"}
@@ -120,7 +122,16 @@ def trial_balance(
     )
     with engine.connect() as connection:
         result = connection.execute(sa.text(sql), params)
-        return list(result.keys()), [tuple(row) for row in result]
+        columns, rows = list(result.keys()), [tuple(row) for row in result]
+        if as_of is None:
+            return columns, rows
+        # a closed month stays as it was at its close (reports/closing.py)
+        frozen, frozen_rows = closing.frozen_trial_balance(connection, as_of, account, livemode)
+    if not frozen:
+        return columns, rows
+    rows = [row for row in rows if (row[0], bool(row[1])) not in frozen] + frozen_rows
+    rows.sort(key=lambda row: (bool(row[1]), row[0] or "", row[2], row[3]))
+    return columns, rows
 
 
 def parse_instant(text: str) -> int:

@@ -54,9 +54,18 @@ def test_a_late_fact_leaves_the_closed_month_and_posts_one_adjustment(
     december = closing.parse_period("2026-12")
     november_before = _exports(closed, NOVEMBER_SINCE, NOVEMBER_UNTIL)
     december_before = _text(closed, "csv-gl", "transaction", since=december[0])
+    trial_before = periods.trial_balance(closed.engine, NOVEMBER_UNTIL)
     late = charge_event(1, amount=4321, created=NOVEMBER_SINCE + 86_400)  # Nov 2, delivered now
     _append(closed, [late])
     assert _exports(closed, NOVEMBER_SINCE, NOVEMBER_UNTIL) == november_before
+    assert periods.trial_balance(closed.engine, NOVEMBER_UNTIL) == trial_before
+    assert periods.trial_balance(closed.engine, NOVEMBER_UNTIL, "platform", False) != (
+        periods.trial_balance(closed.engine, NOW_S, "platform", False)
+    )
+    as_of_now = _trial_totals(closed, NOW_S)
+    assert as_of_now == _trial_totals(closed, None) and as_of_now != _trial_totals(
+        closed, NOVEMBER_UNTIL
+    )
     december_after = _text(closed, "csv-gl", "transaction", since=december[0])
     added = [
         line for line in december_after.splitlines() if line not in december_before.splitlines()
