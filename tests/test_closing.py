@@ -4,6 +4,7 @@ posts one adjustment in the first open month; the books still tie to the trial b
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,28 @@ def test_the_close_period_command(
     )
     assert main(["close-period", ended, "--reopen"]) == 0
     assert f"reopened {ended}" in capsys.readouterr().out
+
+
+def test_the_reporting_role_exports_closed_books_and_cannot_change_them(
+    postgres_url: str,
+) -> None:
+    store = _load(postgres_url, [charge_event(4, created=NOVEMBER_SINCE + 60)])
+    closing.close_period(store.engine, NOVEMBER, None, False, NOW_S)
+    analyst = f"analyst_{uuid.uuid4().hex[:8]}"
+    with store.engine.connect() as connection, connection.begin():
+        connection.exec_driver_sql(
+            f"CREATE ROLE {analyst} LOGIN PASSWORD 'pw' IN ROLE ledger_reporting"
+        )
+    reader = sa.create_engine(sa.make_url(postgres_url).set(username=analyst, password="pw"))
+    try:
+        for fmt in export.FORMATS:
+            assert export.export(reader, fmt) == export.export(store.engine, fmt), fmt
+        as_of = periods.trial_balance(reader, NOVEMBER_UNTIL)
+        assert as_of == periods.trial_balance(store.engine, NOVEMBER_UNTIL) and as_of[1]
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            closing.reopen_period(reader, NOVEMBER, None, False, NOW_S)
+    finally:
+        reader.dispose()
+        with store.engine.connect() as connection, connection.begin():
+            connection.exec_driver_sql(f"DROP ROLE {analyst}")
+        store.engine.dispose()
