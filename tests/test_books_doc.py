@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from reports import export
+from reports import closing, export, periods
 from tests.books_story import late, october
 from tests.conftest import ROOT
-from tests.test_export import _load
+from tests.test_export import _csv_totals, _load, _text
 
 DOC = ROOT / "docs" / "BOOKS.md"
 BLOCK = re.compile(r"```\n(stripe-ledger [^\n]*)\n```\n```text\n(.*?)```", re.DOTALL)
@@ -86,3 +86,20 @@ def update() -> None:
 
 if __name__ == "__main__":
     update()
+
+
+def test_the_story_ties_to_the_balance_summary(tmp_path: Path) -> None:
+    """Where every entry is Stripe's own (no estimates), the Stripe balance accounts of the
+    export move by what Stripe's Balance summary says: activity net + payouts."""
+    store = _load(f"sqlite:///{tmp_path / 'story.db'}", october())
+    since, until = closing.parse_period("2026-10")
+    totals = _csv_totals(_text(store, "csv-gl", since=since, until=until))
+    balance = sum(
+        total
+        for (_currency, name), total in totals.items()
+        if name in ("Assets:Stripe:Pending", "Assets:Stripe:Available")
+    )
+    columns, rows = periods.balance_summary(store.engine, since, until, "platform", False)
+    summary = dict(zip(columns, rows[0], strict=True))
+    assert balance == summary["activity_net"] + summary["payouts"] == 2883
+    assert summary["ending_balance"] - summary["starting_balance"] == balance

@@ -32,6 +32,12 @@ def _exports(store: EventStore, since: int, until: int) -> dict[tuple[str, str],
     }
 
 
+def _accounts(store: EventStore) -> list[str | None]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT DISTINCT account FROM report_journal"))
+        return sorted((row[0] for row in rows), key=lambda a: a or "")
+
+
 def _append(store: EventStore, events: list[dict[str, Any]]) -> None:
     store.append([Incoming(event_from_dict(e), "import", utc_now()) for e in events])
     worker.run(store, until_idle_s=0)
@@ -59,6 +65,9 @@ def test_a_late_fact_leaves_the_closed_month_and_posts_one_adjustment(
     late = charge_event(1, amount=4321, created=NOVEMBER_SINCE + 86_400)  # Nov 2, delivered now
     _append(closed, [late])
     assert _exports(closed, NOVEMBER_SINCE, NOVEMBER_UNTIL) == november_before
+    connect = next(a for a in _accounts(closed) if a)  # another scope: not closed
+    with closed.engine.connect() as connection:
+        assert closing.effective_postings(connection, connect, False) is None
     assert periods.trial_balance(closed.engine, NOVEMBER_UNTIL) == trial_before
     assert periods.trial_balance(closed.engine, NOVEMBER_UNTIL, "platform", False) != (
         periods.trial_balance(closed.engine, NOW_S, "platform", False)
