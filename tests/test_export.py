@@ -132,8 +132,10 @@ def _csv_totals(text: str) -> dict[tuple[str, str], int]:
     return {key: total for key, total in totals.items() if total}
 
 
-def _trial_totals(store: EventStore, as_of: int | None) -> dict[tuple[str, str], int]:
-    columns, rows = periods.trial_balance(store.engine, as_of, "platform", False)
+def _trial_totals(
+    store: EventStore, as_of: int | None, account: str = "platform"
+) -> dict[tuple[str, str], int]:
+    columns, rows = periods.trial_balance(store.engine, as_of, account, False)
     out: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
         r = dict(zip(columns, row, strict=True))
@@ -360,3 +362,16 @@ def test_the_demo_and_a_10000_event_history_validate_with_the_tools_and_tie(
         totals = _csv_totals(_text(store, "csv-gl", group_by))
         assert totals == _trial_totals(store, None), group_by
     assert f"Stripe payout {payout_id}" in _text(store, "beancount")
+
+
+def test_a_connect_account_has_its_own_books(books: EventStore) -> None:
+    with books.engine.connect() as connection:
+        connect = connection.exec_driver_sql(
+            "SELECT MIN(account) FROM report_journal WHERE account IS NOT NULL"
+        ).scalar_one()
+    assert connect and connect.startswith("acct_")
+    own = _csv_totals(_text(books, "csv-gl", account=connect))
+    assert own and own == _trial_totals(books, None, connect)
+    assert own != _csv_totals(_text(books, "csv-gl"))
+    live = export.export(books.engine, "csv-gl", livemode=True)[""]
+    assert live.startswith("date,reference,") and live.count("\n") == 1, "test data only"
