@@ -126,9 +126,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     for path, text in targets:
         if path is None:
             sys.stdout.write(text)
-        else:
+            continue
+        try:
             _write_atomically(path, text)
-            print(f"wrote {path}", file=sys.stderr)
+        except OSError as error:
+            print(f"stripe-ledger export: cannot write {path}: {error.strerror}", file=sys.stderr)
+            return 1
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

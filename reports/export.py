@@ -437,6 +437,8 @@ def export(
         raise ExportError(f"no grouping {group_by!r}; available: {', '.join(GROUPS)}")
     if since is not None and until is not None and since >= until:
         raise ExportError("--since must be before --until")
+    if currency is not None and not (len(currency) == 3 and currency.isalpha()):
+        raise ExportError(f"not a currency code: {currency!r} (e.g. usd)")
     mapping = mapping or default_mapping()
     rows = read_postings(engine, account, livemode, since, until, currency)
     groups = group_postings(rows, group_by, mapping)

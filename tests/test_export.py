@@ -317,8 +317,17 @@ def test_the_export_command_writes_files_and_refuses_bad_mappings(
     assert main(["export", "--format", "xero-csv", "--currency", "usd", "--accounts",
                  str(mapping)]) == 0  # fmt: skip
     assert ",200," in capsys.readouterr().out  # Xero takes account codes
-    assert main(["export", "--format", "csv-gl", "--since", "nope"]) == 2
-    assert "not a date" in capsys.readouterr().err
+    refused = {
+        ("--since", "nope"): "not a date",
+        ("--since", "2026-12-01", "--until", "2026-11-01"): "--since must be before --until",
+        ("--currency", "dollars"): "not a currency code: 'dollars'",
+        ("--output", str(tmp_path / "no" / "such" / "dir.csv")): "cannot write",
+    }
+    for extra, message in refused.items():
+        assert main(["export", "--format", "csv-gl", *extra]) in (1, 2), message
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert main(["export"]) == 2 and "--format is required" in capsys.readouterr().err
 
 
 def test_major_units_are_exact_strings() -> None:
