@@ -22,8 +22,8 @@ install: $(STAMP)  ## create the virtual environment and install the project
 demo: install  ## see it work: a signed Stripe history through the embedded mode, then the reports
 	$(VENV)/bin/stripe-ledger demo
 
-services:  ## start PostgreSQL and Kafka (prints the export lines)
-	bash scripts/services.sh up
+services:  ## start PostgreSQL, Kafka and ElasticMQ (SQS) (prints the export lines)
+	bash scripts/services.sh up --sqs
 
 services-down:  ## stop what `make services` started
 	bash scripts/services.sh down
@@ -40,10 +40,10 @@ test: install  ## everything: tools, audit, services, lint, the whole pytest sui
 	bash scripts/test-tools.sh
 	AUDIT_ON_UNREACHABLE=warn bash scripts/audit.sh
 	$(MAKE) lint
-	eval "$$(bash scripts/services.sh up)" && LEDGER_CRASH_LOOP_EVENTS=50000 $(PY) -m pytest -q
+	eval "$$(bash scripts/services.sh up --sqs)" && LEDGER_CRASH_LOOP_EVENTS=50000 $(PY) -m pytest -q
 
 test-fast: install  ## the suite without the slow crash tests
-	eval "$$(bash scripts/services.sh up)" && $(PY) -m pytest -q -m "not slow"
+	eval "$$(bash scripts/services.sh up --sqs)" && $(PY) -m pytest -q -m "not slow"
 
 bench: install  ## benchmarks beside their baselines, BENCH_SCALE=smoke|small|full (~10 min at full): bench/results/
 	eval "$$(bash scripts/services.sh up)" && BENCH_SCALE=$(BENCH_SCALE) $(PY) -m bench.run

@@ -77,15 +77,18 @@ def _store(settings: Settings) -> EventStore:
     return EventStore(engine)
 
 
-def _kafka_sink(settings: Settings, topic: str) -> tuple[Sink, Any]:
+def kafka_sink(
+    settings: Settings, topic: str, client_id: str = "stripe-ledger-backfill"
+) -> tuple[Sink, Any]:
     """Produce each event like ingest does (raw JSON, keyed by account or 'platform'); a page
-    counts as done only when the broker acknowledged every record of it."""
+    counts as done only when the broker acknowledged every record of it. (consume-sqs
+    --via-kafka uses it too.)"""
     from kafka import KafkaProducer
 
     from ingest.core import kafka_record, producer_config
 
     config = producer_config(settings)
-    config["client_id"] = "stripe-ledger-backfill"
+    config["client_id"] = client_id
     producer = KafkaProducer(**config)
 
     def sink(page: Sequence[StripeEvent]) -> PageOutcome:
@@ -135,7 +138,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     producer = None
     if args.via_kafka:
         topic = args.topic or settings.kafka_topic
-        sink, producer = _kafka_sink(settings, topic)
+        sink, producer = kafka_sink(settings, topic)
         sink_id = f"kafka:{settings.kafka_bootstrap}/{topic}"
     else:
         store = _store(settings)

@@ -17,6 +17,7 @@ from cli import (
     project_cmd,
     reports_cmds,
     serve_cmd,
+    sqs_cmd,
 )
 from ledger.database import DatabaseError
 from ledger.importer import ImportFileError
@@ -27,6 +28,7 @@ from ledger.settings import Settings, SettingsError
 COMMAND_MODULES = [
     ingest_cmd,
     ledger_cmds,
+    sqs_cmd,
     backfill_cmds,
     project_cmd,
     reports_cmds,
@@ -44,6 +46,7 @@ environment:
   LEDGER_KAFKA_GROUP      consumer group (default stripe-ledger)
   STRIPE_WEBHOOK_SECRET   endpoint signing secret(s), whsec_..., comma-separated while rolling
                           (or STRIPE_WEBHOOK_SECRET_FILE: a file holding them)
+  LEDGER_EVENTBRIDGE_SOURCES  consume-sqs: accepted partner event source(s), comma-separated
   STRIPE_API_KEY          sk_/rk_ key for backfill and reconcile only (or STRIPE_API_KEY_FILE)
   STRIPE_API_BASE         another Stripe API base URL, e.g. a local stripe-mock
   LEDGER_LOG_FORMAT       auto | json | console (default auto: console on a terminal)

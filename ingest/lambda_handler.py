@@ -9,12 +9,23 @@ first use and reused across invocations; each accepted event is ``send(...).get(
 Configuration is the same environment as the server (``ledger.settings.Settings.from_env``):
 STRIPE_WEBHOOK_SECRET (comma-separated while rolling), LEDGER_KAFKA_BOOTSTRAP,
 LEDGER_KAFKA_TOPIC, optional LEDGER_KAFKA_SECURITY_PROTOCOL=SSL for TLS listeners (MSK :9094).
+
+The same handler also takes Stripe events from Amazon EventBridge (issue 16), with no webhook
+secret: an EventBridge event (a rule targeting the function directly) or an SQS batch (an event
+source mapping on the rule's queue, with ReportBatchItemFailures). Their ``source`` must be one
+of LEDGER_EVENTBRIDGE_SOURCES; the Stripe event in ``detail`` is checked by the one envelope
+parser. An SQS batch answers ``{"batchItemFailures": [...]}`` naming every message that was not
+a Stripe event from a configured source, or that the broker did not acknowledge: SQS keeps
+those (and its redrive policy moves the poison ones to the DLQ) and deletes the rest. A direct
+EventBridge event that fails raises, so that Lambda retries it and then hands it to the
+function's on-failure destination.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +43,8 @@ from ingest.core import (
     verify_and_parse,
 )
 from ledger import logs
+from ledger.envelope import EnvelopeError, StripeEvent
+from ledger.eventbridge import looks_like_eventbridge, parse_eventbridge, unwrap
 from ledger.settings import Settings, SettingsError
 
 log = logs.get_logger("ingest.lambda")
@@ -153,6 +166,8 @@ _INGEST: LambdaIngest | None = None
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point (``ingest.lambda_handler.handler``)."""
     global _INGEST
+    if is_sqs_batch(event) or looks_like_eventbridge(event):
+        return _eventbridge_state().handle(event)
     if _INGEST is None:
         try:
             settings = Settings.from_env()
@@ -165,7 +180,128 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _reset_for_tests() -> None:
-    global _INGEST
+    global _INGEST, _EVENTBRIDGE
     if _INGEST is not None:
         _INGEST.close()
     _INGEST = None
+    if _EVENTBRIDGE is not None:
+        _EVENTBRIDGE.close()
+    _EVENTBRIDGE = None
+
+
+# -- Amazon EventBridge: a direct rule target, or an SQS batch from the rule's queue -----------
+
+
+class EventRejected(Exception):
+    """A direct EventBridge event that is not a Stripe event from a configured source."""
+
+
+class SinkUnavailable(Exception):
+    """The broker did not acknowledge in time; Lambda retries the event."""
+
+
+def is_sqs_batch(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], Mapping)
+        and records[0].get("eventSource") == "aws:sqs"
+    )
+
+
+class LambdaEventBridge:
+    """EventBridge events -> Kafka, acks=all. No webhook secret: trust is the partner source."""
+
+    def __init__(self, settings: Settings, *, produce_timeout_s: float = PRODUCE_TIMEOUT_S):
+        self._sources = settings.require_eventbridge_sources()
+        self._topic = settings.kafka_topic
+        self._config = producer_config(settings, max_block_ms=int(produce_timeout_s * 1000))
+        self._config["client_id"] = "stripe-ledger-lambda-eventbridge"
+        self._timeout_s = produce_timeout_s
+        self._producer: KafkaProducer | None = None
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(1)
+            self._producer = None
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        if is_sqs_batch(event):
+            return self.handle_sqs(event)
+        return self.handle_eventbridge(event)
+
+    def _send(self, events: list[StripeEvent]) -> list[bool]:
+        """Produce each event like ingest does; True where the broker acknowledged it."""
+        if not events:
+            return []
+        received_at_ms = time.time_ns() // 1_000_000
+        try:
+            if self._producer is None:
+                self._producer = KafkaProducer(**self._config)
+            futures = []
+            for stripe_event in events:
+                raw = json.dumps(stripe_event.payload, separators=(",", ":")).encode("utf-8")
+                record = kafka_record(raw, stripe_event, received_at_ms)
+                futures.append(
+                    self._producer.send(
+                        self._topic, value=record.value, key=record.key, headers=record.headers
+                    )
+                )
+        except Exception as error:  # noqa: BLE001 - no producer, or it could not take a record
+            log.warning("eventbridge_unacknowledged", error=type(error).__name__)
+            return [False] * len(events)
+        acknowledged = []
+        for future in futures:
+            try:
+                future.get(timeout=self._timeout_s)
+                acknowledged.append(True)
+            except Exception as error:  # noqa: BLE001 - that one is retried by Lambda/SQS
+                log.warning("eventbridge_unacknowledged", error=type(error).__name__)
+                acknowledged.append(False)
+        return acknowledged
+
+    def handle_eventbridge(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            stripe_event = unwrap(dict(event), self._sources)
+        except EnvelopeError as error:
+            log.warning("eventbridge_rejected", reason=str(error))
+            raise EventRejected(str(error)) from None
+        if not self._send([stripe_event])[0]:
+            raise SinkUnavailable("the broker did not acknowledge the event")
+        return {"status": "accepted", "event_id": stripe_event.event_id}
+
+    def handle_sqs(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Partial batch response: the ids of the messages SQS must keep."""
+        failures: list[str] = []
+        parsed: list[tuple[str, StripeEvent]] = []
+        for record in event["Records"]:
+            message_id = str(record.get("messageId", ""))
+            body = record.get("body")
+            try:
+                raw = body.encode("utf-8") if isinstance(body, str) else b""
+                parsed.append((message_id, parse_eventbridge(raw, self._sources)))
+            except EnvelopeError as error:
+                log.warning("eventbridge_rejected", reason=str(error), message_id=message_id)
+                failures.append(message_id)
+        acknowledged = self._send([stripe_event for _, stripe_event in parsed])
+        failures += [
+            message_id for (message_id, _), ok in zip(parsed, acknowledged, strict=True) if not ok
+        ]
+        return {"batchItemFailures": [{"itemIdentifier": item} for item in failures]}
+
+
+_EVENTBRIDGE: LambdaEventBridge | None = None
+
+
+def _eventbridge_state() -> LambdaEventBridge:
+    global _EVENTBRIDGE
+    if _EVENTBRIDGE is None:
+        try:
+            settings = Settings.from_env()
+            logs.configure(settings.log_format, settings.log_level)
+            _EVENTBRIDGE = LambdaEventBridge(settings)
+        except SettingsError as error:
+            log.error("eventbridge_misconfigured", error=str(error))
+            raise RuntimeError("the function is misconfigured for EventBridge events") from None
+    return _EVENTBRIDGE

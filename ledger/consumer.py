@@ -10,7 +10,6 @@ an event id seen before is a counted no-op. Either guard alone keeps the store e
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from kafka.structs import OffsetAndMetadata
 
 from ledger.envelope import EnvelopeError, parse_event
 from ledger.logs import get_logger
-from ledger.retry import retrying
+from ledger.retry import retrying, stop_on_signals
 from ledger.settings import CONSUMER_POLL_RECORDS_MAX, CONSUMER_POLL_TIMEOUT_MS
 from ledger.store import AppendResult, DeadLetter, EventStore, Incoming, KafkaCoordinates
 
@@ -163,12 +162,7 @@ class Consumer:
         self._in_flight: _InFlight | None = None
 
     def install_signal_handlers(self) -> None:
-        def handle(signum: int, _frame: Any) -> None:
-            log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
-            self.stop.set()
-
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        stop_on_signals(self.stop)
 
     def _connect(self) -> KafkaConsumer | None:
         def connect() -> KafkaConsumer:

@@ -7,9 +7,10 @@ delay, and the delay is capped so recovery is noticed within RETRY_BACKOFF_MS_MA
 from __future__ import annotations
 
 import random
+import signal
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -62,3 +63,14 @@ def retrying(
         if attempt:
             log.info(f"{what} available again", attempts=attempt)
         return result
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: a worker finishes its batch, then exits 0."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

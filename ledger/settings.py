@@ -57,6 +57,11 @@ def _int_env(name: str, default: int, *, minimum: int, maximum: int) -> int:
     return value
 
 
+def _list_env(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -68,6 +73,9 @@ class Settings:
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     webhook_tolerance_s: int = 300
     body_bytes_max: int = EVENT_BODY_BYTES_MAX
+    # The Stripe partner event sources (aws.partner/stripe.com/ed_...) whose EventBridge events
+    # consume-sqs and the Lambda accept; no signature on that path, so nothing else is trusted.
+    eventbridge_sources: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -93,6 +101,7 @@ class Settings:
                 minimum=1024,
                 maximum=16 * 1024 * 1024,
             ),
+            eventbridge_sources=_list_env("LEDGER_EVENTBRIDGE_SOURCES"),
         )
 
     def require_kafka(self) -> str:
@@ -113,3 +122,16 @@ class Settings:
             if not secret.startswith("whsec_"):
                 raise SettingsError("STRIPE_WEBHOOK_SECRET: every secret must start with whsec_")
         return self.webhook_secrets
+
+    def require_eventbridge_sources(self) -> tuple[str, ...]:
+        from ledger.eventbridge import check_partner_sources
+
+        if not self.eventbridge_sources:
+            raise SettingsError(
+                "LEDGER_EVENTBRIDGE_SOURCES is not set: name the Stripe partner event source(s) "
+                "to accept, aws.partner/stripe.com/ed_..., comma-separated (or use --source)"
+            )
+        try:
+            return check_partner_sources(self.eventbridge_sources, "LEDGER_EVENTBRIDGE_SOURCES")
+        except ValueError as error:
+            raise SettingsError(str(error)) from None

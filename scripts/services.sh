@@ -7,10 +7,14 @@
 #   scripts/services.sh env               # print the exports without starting anything
 #   scripts/services.sh stop-kafka | start-kafka | restart-kafka          # for outage tests
 #   scripts/services.sh stop-postgres | start-postgres | restart-postgres
+#   eval "$(scripts/services.sh up --sqs)"  # also an SQS-compatible server (ElasticMQ)
+#   scripts/services.sh start-sqs | stop-sqs                              # ElasticMQ alone
 #
 # STDOUT of `up` is exactly two lines:
 #   export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:<pgport>/ledger
 #   export LEDGER_KAFKA_BOOTSTRAP=127.0.0.1:<kafkaport>
+# and with --sqs (and from start-sqs, alone) one more:
+#   export LEDGER_SQS_ENDPOINT=http://127.0.0.1:<sqsport>
 # Everything else (progress, errors) goes to STDERR.
 #
 # If LEDGER_DATABASE_URL and LEDGER_KAFKA_BOOTSTRAP are both already set, `up` starts nothing and
@@ -31,6 +35,10 @@
 #   LEDGER_SERVICES_MODE          native | docker | auto               [auto: native unless java/mvn
 #                                 are missing and a Docker engine answers `docker info`]
 #   LEDGER_PG_START_TIMEOUT / LEDGER_KAFKA_START_TIMEOUT  bounded waits in seconds [60 / 120]
+#   LEDGER_SQS_PORT               ElasticMQ (SQS API) port             [59324]
+#   LEDGER_SQS_VERSION            ElasticMQ version                    [1.6.11]
+#   LEDGER_SQS_OS_USER            OS user running ElasticMQ when root  [ledger-sqs]
+#   LEDGER_SQS_START_TIMEOUT      bounded wait in seconds              [90]
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,6 +56,10 @@ PG_START_TIMEOUT="${LEDGER_PG_START_TIMEOUT:-60}"
 KAFKA_START_TIMEOUT="${LEDGER_KAFKA_START_TIMEOUT:-120}"
 KAFKA_STOP_TIMEOUT="${LEDGER_KAFKA_STOP_TIMEOUT:-60}"
 MODE="${LEDGER_SERVICES_MODE:-auto}"
+SQS_PORT="${LEDGER_SQS_PORT:-59324}"
+SQS_VERSION="${LEDGER_SQS_VERSION:-1.6.11}"
+SQS_OS_USER="${LEDGER_SQS_OS_USER:-ledger-sqs}"
+SQS_START_TIMEOUT="${LEDGER_SQS_START_TIMEOUT:-90}"
 
 PG_BASE="$STATE_DIR/pg"
 PG_DATA="$PG_BASE/data"
@@ -60,6 +72,11 @@ KAFKA_RUN="$KAFKA_BASE/run"
 KAFKA_PID="$KAFKA_RUN/kafka.pid"
 KAFKA_CONF="$KAFKA_BASE/server.properties"
 KAFKA_LOG4J="$KAFKA_BASE/log4j2.properties"
+SQS_BASE="$STATE_DIR/sqs"
+SQS_RUN="$SQS_BASE/run"
+SQS_PID="$SQS_RUN/elasticmq.pid"
+SQS_CONF="$SQS_BASE/elasticmq.conf"
+SQS_LOG="$SQS_BASE/elasticmq.out"
 MARKER="$STATE_DIR/.stripe-ledger-services"
 
 COMPOSE_FILE="$REPO_DIR/docker-compose.yml"
@@ -301,13 +318,16 @@ kafka_java() {  # kafka_java <main class> args... (foreground, as the kafka OS u
 
 kafka_pid() { cat "$KAFKA_PID" 2>/dev/null || true; }
 
-kafka_running() {
-  local pid; pid="$(kafka_pid)"
+# pid_runs PIDFILE PATTERN: the pid in PIDFILE is alive and its command line holds PATTERN
+# (a guard against pid reuse: it must be our server).
+pid_runs() {
+  local pid; pid="$(cat "$1" 2>/dev/null || true)"
   [ -n "$pid" ] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against pid reuse: it must be our broker.
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $KAFKA_CONF" || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
 }
+
+kafka_running() { pid_runs "$KAFKA_PID" "kafka.Kafka $KAFKA_CONF"; }
 
 kafka_running_port() {
   sed -n 's#^advertised.listeners=PLAINTEXT://127.0.0.1:\([0-9]*\).*#\1#p' "$KAFKA_CONF" 2>/dev/null || true
@@ -438,6 +458,131 @@ kafka_stop() {
   done
 }
 
+# ------------------------------------------------------------------------------- SQS (ElasticMQ)
+# ElasticMQ speaks the SQS API (query and JSON protocols) that boto3 uses; queues live in memory,
+# so a restart empties them (tests create their own queues, uniquely named).
+SQS_LIB=""
+
+print_sqs_export() { echo "export LEDGER_SQS_ENDPOINT=http://127.0.0.1:${SQS_PORT}"; }
+
+resolve_elasticmq() {
+  local dir="$SQS_BASE/lib-$SQS_VERSION"
+  if [ -f "$dir/.complete" ]; then SQS_LIB="$dir"; return 0; fi   # cached: no Maven run
+  ensure_java_maven
+  mkdir -p "$SQS_BASE"
+  rm -rf "$dir.tmp"
+  log "resolving org.elasticmq:elasticmq-server_2.13:$SQS_VERSION and its runtime dependencies with Maven"
+  if (cd "$SCRIPT_DIR/elasticmq" && mvn -B -q -Dstyle.color=never -f "$SCRIPT_DIR/elasticmq/pom.xml" \
+        -Delasticmq.version="$SQS_VERSION" dependency:copy-dependencies -DoutputDirectory="$dir.tmp") \
+        >"$SQS_BASE/maven.log" 2>&1 \
+     && ls "$dir.tmp"/elasticmq-server_2.13-"$SQS_VERSION".jar >/dev/null 2>&1; then
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"; chmod -R a+rX "$dir"
+    date -u +%FT%TZ > "$dir/.complete"
+    SQS_LIB="$dir"
+    log "ElasticMQ $SQS_VERSION: $(ls "$dir"/*.jar | wc -l) jars in $dir"
+    return 0
+  fi
+  rm -rf "$dir.tmp"
+  tail -n 30 "$SQS_BASE/maven.log" >&2 || true
+  die "could not resolve ElasticMQ $SQS_VERSION from Maven Central (log above: $SQS_BASE/maven.log)"
+}
+
+sqs_pid() { cat "$SQS_PID" 2>/dev/null || true; }
+
+sqs_running() { pid_runs "$SQS_PID" "-Dconfig.file=$SQS_CONF "; }
+
+sqs_running_port() {
+  sed -n 's#^rest-sqs { enabled = true, bind-port = \([0-9]*\),.*#\1#p' "$SQS_CONF" 2>/dev/null || true
+}
+
+sqs_render_conf() {
+  cat > "$SQS_CONF.tmp" <<EOF
+# Written by scripts/services.sh on every start; edits are overwritten.
+include classpath("application.conf")
+node-address { protocol = http, host = "127.0.0.1", port = $SQS_PORT, context-path = "" }
+rest-sqs { enabled = true, bind-port = $SQS_PORT, bind-hostname = "127.0.0.1", sqs-limits = strict }
+rest-stats { enabled = false }
+generate-node-address = false
+aws { region = us-east-1, accountId = 000000000000 }
+queues {}
+EOF
+  mv "$SQS_CONF.tmp" "$SQS_CONF"
+  chmod 644 "$SQS_CONF"
+}
+
+sqs_start() {
+  if sqs_running; then
+    local running_port; running_port="$(sqs_running_port)"
+    if [ "$running_port" != "$SQS_PORT" ]; then
+      die "our ElasticMQ already runs on port $running_port, not $SQS_PORT; run '$0 stop-sqs' first"
+    fi
+    log "ElasticMQ already running on 127.0.0.1:$SQS_PORT (pid $(sqs_pid))"
+    return 0
+  fi
+  if port_open "$SQS_PORT"; then
+    die "port 127.0.0.1:$SQS_PORT is in use by something that is not our ElasticMQ; set LEDGER_SQS_PORT or stop it"
+  fi
+  resolve_elasticmq
+  command -v java >/dev/null 2>&1 || ensure_java_maven
+  if is_root; then ensure_os_user "$SQS_OS_USER"; fi
+  mkdir -p "$SQS_BASE" "$SQS_RUN"
+  chmod 755 "$SQS_BASE"
+  if is_root; then chown -R "$SQS_OS_USER": "$SQS_RUN"; fi
+  sqs_render_conf
+  : >> "$SQS_LOG"
+  if is_root; then chown "$SQS_OS_USER": "$SQS_LOG"; fi
+  local offset; offset="$(stat -c %s "$SQS_LOG")"
+  rm -f "$SQS_PID"
+  log "starting ElasticMQ $SQS_VERSION on 127.0.0.1:$SQS_PORT (log: $SQS_LOG)"
+  local -a cmd=(java -Xms64m -Xmx256m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+    -Dconfig.file="$SQS_CONF" -cp "$SQS_LIB/*" org.elasticmq.server.Main)
+  # As for Kafka: the inner sh records its pid and execs java; every fd is redirected, the lock
+  # fd 9 included (a subshell around this would keep holding the lock as long as java runs).
+  if is_root; then
+    setsid runuser -u "$SQS_OS_USER" -- sh -c 'cd "$1" && echo $$ > "$0" && shift && exec "$@"' \
+      "$SQS_PID" "$SQS_RUN" "${cmd[@]}" </dev/null >>"$SQS_LOG" 2>&1 9>&- &
+  else
+    setsid sh -c 'cd "$1" && echo $$ > "$0" && shift && exec "$@"' \
+      "$SQS_PID" "$SQS_RUN" "${cmd[@]}" </dev/null >>"$SQS_LOG" 2>&1 9>&- &
+  fi
+  local deadline=$((SECONDS + SQS_START_TIMEOUT)) pid=""
+  while :; do
+    pid="$(sqs_pid)"
+    if [ "$(tail -c +"$((offset + 1))" "$SQS_LOG" | grep -c "ElasticMQ server ($SQS_VERSION) started" || true)" -gt 0 ] &&
+       port_open "$SQS_PORT"; then
+      break
+    fi
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$SQS_LOG" >&2 2>/dev/null || true
+      die "ElasticMQ exited during startup (log above: $SQS_LOG)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 30 "$SQS_LOG" >&2 2>/dev/null || true
+      die "ElasticMQ not ready on 127.0.0.1:$SQS_PORT after ${SQS_START_TIMEOUT}s (pid ${pid:-?} left running; '$0 stop-sqs' stops it)"
+    fi
+    sleep 0.5
+  done
+  log "ElasticMQ ready (pid $pid) on http://127.0.0.1:$SQS_PORT"
+}
+
+sqs_stop() {
+  if ! sqs_running; then
+    log "ElasticMQ not running"
+    rm -f "$SQS_PID"
+    return 0
+  fi
+  local pid; pid="$(sqs_pid)"
+  log "stopping ElasticMQ (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local i
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$SQS_PID"
+}
+
 # ------------------------------------------------------------------------------ Docker (optional)
 use_docker() {
   case "$MODE" in
@@ -485,10 +630,15 @@ status() {
   else
     echo "kafka:    down (port $KAFKA_PORT, data=$KAFKA_DATA)"
   fi
+  if sqs_running; then
+    echo "sqs:      up   http://127.0.0.1:$(sqs_running_port) pid=$(sqs_pid) (ElasticMQ $SQS_VERSION)"
+  else
+    echo "sqs:      down (port $SQS_PORT; started by 'up --sqs' or 'start-sqs')"
+  fi
 }
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -498,9 +648,33 @@ main() {
   shift || true
   case "$cmd" in
     up|down|status|env|stop-kafka|start-kafka|restart-kafka|stop-postgres|start-postgres|restart-postgres) ;;
+    start-sqs) ;;
+    stop-sqs) ;;
     -h|--help|help) usage ;;
     *) log "unknown command: $cmd"; usage ;;
   esac
+  local with_sqs=0
+  if [ "$cmd" = "up" ] && [ "${1:-}" = "--sqs" ]; then with_sqs=1; shift; fi
+
+  # ElasticMQ runs natively whatever the mode (java only); it has its own lock-protected verbs.
+  if [ "$cmd" = "start-sqs" ] || [ "$cmd" = "stop-sqs" ]; then
+    take_lock
+    if [ "$cmd" = "start-sqs" ]; then sqs_start; print_sqs_export; else sqs_stop; fi
+    return 0
+  fi
+  if [ "$cmd" = "up" ] && [ "$with_sqs" -eq 1 ]; then
+    # The two-line contract of `up` stays; --sqs adds the third line after them.
+    bash "${BASH_SOURCE[0]}" up "$@"
+    if [ -n "${LEDGER_SQS_ENDPOINT:-}" ]; then
+      log "LEDGER_SQS_ENDPOINT already set: using it, starting no ElasticMQ"
+      printf 'export LEDGER_SQS_ENDPOINT=%q\n' "$LEDGER_SQS_ENDPOINT"
+    else
+      take_lock
+      sqs_start
+      print_sqs_export
+    fi
+    return 0
+  fi
 
   if [ "$cmd" = "env" ]; then
     if [ -n "${LEDGER_DATABASE_URL:-}" ] && [ -n "${LEDGER_KAFKA_BOOTSTRAP:-}" ]; then
@@ -539,6 +713,7 @@ main() {
       print_exports
       ;;
     down)
+      sqs_stop
       kafka_stop
       pg_stop
       if [ "${1:-}" = "--purge" ]; then

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -73,3 +74,19 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def topic() -> str:
     """A fresh Kafka topic name per test (auto-created by the broker on first use)."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> str:
+    """The real SQS-compatible server (ElasticMQ), started by scripts/services.sh if needed."""
+    from tests.sqs_util import sqs_endpoint_url
+
+    return sqs_endpoint_url()
+
+
+@pytest.fixture(scope="session")
+def sqs(sqs_endpoint: str) -> Any:
+    """A boto3 SQS client of that server."""
+    from tests.sqs_util import client
+
+    return client(sqs_endpoint)

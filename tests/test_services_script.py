@@ -120,3 +120,29 @@ def test_services_script_up_echoes_user_provided_services() -> None:
         "export LEDGER_DATABASE_URL=postgresql+psycopg://u:p@db.example:5432/x",
         "export LEDGER_KAFKA_BOOTSTRAP=kafka.example:9092",
     ]
+
+
+def test_services_script_up_sqs_echoes_user_provided_services() -> None:
+    """With the three variables set, `up --sqs` starts nothing and prints exactly three lines."""
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": "postgresql+psycopg://u:p@db.example:5432/x",
+        "LEDGER_KAFKA_BOOTSTRAP": "kafka.example:9092",
+        "LEDGER_SQS_ENDPOINT": "http://sqs.example:9324",
+    }
+    result = subprocess.run(
+        [str(SCRIPT), "up", "--sqs"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "export LEDGER_DATABASE_URL=postgresql+psycopg://u:p@db.example:5432/x",
+        "export LEDGER_KAFKA_BOOTSTRAP=kafka.example:9092",
+        "export LEDGER_SQS_ENDPOINT=http://sqs.example:9324",
+    ]
+
+
+def test_services_script_status_names_the_sqs_server() -> None:
+    result = subprocess.run(
+        [str(SCRIPT), "status"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert any(line.startswith("sqs:") for line in result.stdout.splitlines()), result.stdout
