@@ -91,6 +91,10 @@ def test_a_late_fact_leaves_the_closed_month_and_posts_one_adjustment(
     path.write_text(_text(closed, "beancount"), encoding="utf-8")
     checked = _run([_tool("bean-check"), str(path)])
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    path = tmp_path / "books.journal"
+    path.write_text(_text(closed, "hledger", "transaction"), encoding="utf-8")
+    checked = _run([_tool("hledger"), "-f", str(path), "check", "--strict"])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     # a second late fact that changes no amount posts nothing
     _append(closed, [{**late, "id": "evt_late_again", "created": late["created"] + 5}])
     assert _text(closed, "csv-gl", "transaction", since=december[0]) == december_after
