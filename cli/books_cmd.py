@@ -31,8 +31,9 @@ def register(subparsers: Any) -> None:
         "sums everything an automatic payout paid out, and the payout itself, into one entry "
         "per payout, the rest per day; day and transaction give finer books. One account and "
         "mode per export (default: the platform, test mode unless --livemode). Xero and "
-        "QuickBooks Online take one currency per file: with several, --output FILE writes "
-        "FILE's name with .CUR before its suffix for each. Same store, same bytes.",
+        "QuickBooks Online take one currency per file (and Xero 300 lines): with several, "
+        "--output FILE writes FILE's name with .CUR (.CUR.2, ...) before its suffix for each. "
+        "Same store, same bytes.",
     )
     parser.add_argument(
         "--format", choices=export.FORMATS, help="the layout (required but with --print-mapping)"
@@ -77,8 +78,8 @@ def _targets(output: Path | None, files: dict[str, str]) -> list[tuple[Path | No
         return [(output, next(iter(files.values())))]
     if output is None:
         raise export.ExportError(
-            f"this format takes one currency per file and the export has {len(files)} "
-            f"({', '.join(sorted(files))}): give --currency or --output FILE"
+            f"this format takes one currency (and for Xero 300 lines) per file and the export "
+            f"makes {len(files)} ({', '.join(sorted(files))}): give --currency or --output FILE"
         )
     return [
         (output.with_name(f"{output.stem}.{code}{output.suffix}"), text)

@@ -42,6 +42,7 @@ EXPORT_POSTINGS_MAX = 5_000_000  # ~1 GiB of rows in memory: narrow the period b
 MAPPING_BYTES_MAX = 1_000_000
 ACCOUNT_NAME_CHARS_MAX = 200
 XERO_TAX_RATE_DEFAULT = "Tax Exempt"
+XERO_LINES_MAX = 300  # "You can import up to 300 lines in one template file" (Xero's help)
 
 # ledger account (projections/accounts.py) -> the book account it posts to by default.
 DEFAULT_ACCOUNTS: dict[str, str] = {
@@ -430,7 +431,7 @@ def export(
     currency: str | None = None,
 ) -> dict[str, str]:
     """currency ('' where the format takes many) -> the file's text; one currency per file for
-    Xero and QuickBooks Online."""
+    Xero and QuickBooks Online, and for Xero files of at most 300 lines ('usd', 'usd.2', ...)."""
     if fmt not in FORMATS:
         raise ExportError(f"no format {fmt!r}; available: {', '.join(FORMATS)}")
     if group_by not in GROUPS:
@@ -445,7 +446,31 @@ def export(
     if fmt not in SINGLE_CURRENCY_FORMATS:
         return {"": render(groups, fmt, group_by, mapping)}
     currencies = sorted({g.currency for g in groups}) or [(currency or "").lower()]
-    return {
-        code: render([g for g in groups if g.currency == code], fmt, group_by, mapping)
-        for code in currencies
-    }
+    files = {}
+    for code in currencies:
+        mine = [g for g in groups if g.currency == code]
+        parts = _xero_parts(mine) if fmt == "xero-csv" else [mine]
+        for number, part in enumerate(parts, start=1):
+            files[code if number == 1 else f"{code}.{number}"] = render(
+                part, fmt, group_by, mapping
+            )
+    return files
+
+
+def _xero_parts(groups: list[Group]) -> list[list[Group]]:
+    """Xero imports at most XERO_LINES_MAX lines per file: whole journals, in order, per file."""
+    parts: list[list[Group]] = [[]]
+    lines = 0
+    for group in groups:
+        size = len(group.amounts)
+        if size > XERO_LINES_MAX:
+            raise ExportError(
+                f"the entry {group.reference} has {size} lines, over Xero's {XERO_LINES_MAX} "
+                "per file: use --group-by day or transaction"
+            )
+        if lines + size > XERO_LINES_MAX:
+            parts.append([])
+            lines = 0
+        parts[-1].append(group)
+        lines += size
+    return parts

@@ -198,7 +198,9 @@ def test_every_entry_balances_in_every_format(books: EventStore, group_by: str) 
         assert (debit > 0) != (credit > 0), row
         sums[row["date"], row["reference"], code] += debit - credit
     assert sums and set(sums.values()) == {0}
-    for code, text in export.export(books.engine, "xero-csv", group_by).items():
+    for name, text in export.export(books.engine, "xero-csv", group_by).items():
+        code = name.split(".")[0]  # usd, usd.2, ...: Xero's 300 lines per file
+        assert len(text.splitlines()) <= export.XERO_LINES_MAX + 1, name
         journals: dict[tuple[str, str], int] = defaultdict(int)
         for row in _csv_rows(text):
             amount = row["*Amount"]
@@ -371,6 +373,15 @@ def test_the_demo_and_a_10000_event_history_validate_with_the_tools_and_tie(
         totals = _csv_totals(_text(store, "csv-gl", group_by))
         assert totals == _trial_totals(store, None), group_by
     assert f"Stripe payout {payout_id}" in _text(store, "beancount")
+    if events < 10_000:
+        return
+    files = export.export(store.engine, "xero-csv", "transaction")
+    assert "usd.2" in files, "over 300 lines: more files, whole journals in each"
+    lines = [line for text in files.values() for line in text.splitlines()[1:]]
+    assert all(len(text.splitlines()) <= export.XERO_LINES_MAX + 1 for text in files.values())
+    assert len(lines) == len(_text(store, "csv-gl", "transaction").splitlines()) - 1
+    journals = [{r["*Narration"] for r in _csv_rows(text)} for text in files.values()]
+    assert sum(len(j) for j in journals) == len(set().union(*journals)), "no journal split"
 
 
 def test_a_connect_account_has_its_own_books(books: EventStore) -> None:
