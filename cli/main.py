@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cli import (
     backfill_cmds,
     balance_sync_cmd,
+    books_cmd,
     dashboard_cmd,
     dead_letters_cmd,
     demo_cmd,
@@ -44,6 +45,7 @@ COMMAND_MODULES = [
     thin_events_cmd,
     project_cmd,
     reports_cmds,
+    books_cmd,
     dashboard_cmd,
     serve_cmd,
     demo_cmd,

@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from reports import closing
+
 PAYOUT_CATEGORIES = ("payout", "payout_reversal")
 # view name -> its column holding when the row happened (unix s)
 TIME_COLUMNS = {"journal": "posted_at", "balance_itemized": "created_utc"}
@@ -32,7 +34,8 @@ Scope = tuple[str | None, bool, str]
 Rows = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def _where(account: str | None, livemode: bool | None) -> tuple[str, dict[str, Any]]:
+def scope_filter(account: str | None, livemode: bool | None) -> tuple[str, dict[str, Any]]:
+    """SQL over a report view's account/livemode columns; 'platform' is the NULL account."""
     clauses: list[str] = ["1 = 1"]
     params: dict[str, Any] = {}
     if account == "platform":
@@ -56,7 +59,7 @@ def balance_summary(
     """Stripe's Balance summary for ``[since, until)``: starting balance (the opening balance
     plus every balance transaction before ``since``), activity by gross/fee/net (all but
     payouts), payouts, ending balance = starting + activity net + payouts."""
-    where, params = _where(account, livemode)
+    where, params = scope_filter(account, livemode)
     totals: dict[Scope, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUMMARY_COLUMNS[3:], 0))
     with engine.connect() as connection:
         openings = connection.execute(
@@ -104,7 +107,7 @@ def trial_balance(
     engine: sa.Engine, as_of: int | None, account: str | None = None, livemode: bool | None = None
 ) -> Rows:
     """Debits, credits and balance per ledger account of the postings before ``as_of``."""
-    where, params = _where(account, livemode)
+    where, params = scope_filter(account, livemode)
     if as_of is not None:
         where += " AND COALESCE(posted_at, 0) < :as_of"
         params["as_of"] = as_of
@@ -119,7 +122,16 @@ def trial_balance(
     )
     with engine.connect() as connection:
         result = connection.execute(sa.text(sql), params)
-        return list(result.keys()), [tuple(row) for row in result]
+        columns, rows = list(result.keys()), [tuple(row) for row in result]
+        if as_of is None:
+            return columns, rows
+        # a closed month stays as it was at its close (reports/closing.py)
+        frozen, frozen_rows = closing.frozen_trial_balance(connection, as_of, account, livemode)
+    if not frozen:
+        return columns, rows
+    rows = [row for row in rows if (row[0], bool(row[1])) not in frozen] + frozen_rows
+    rows.sort(key=lambda row: (bool(row[1]), row[0] or "", row[2], row[3]))
+    return columns, rows
 
 
 def parse_instant(text: str) -> int:
