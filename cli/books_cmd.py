@@ -14,7 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.database import create_engine, require_migrated
+from cli.errors import CommandError, one_line
+from ledger.database import create_engine, reachable, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from reports import closing, export, periods
@@ -109,21 +110,27 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         mapping = export.load_mapping(args.accounts) if args.accounts else None
         since = periods.parse_instant(args.since) if args.since else None
         until = periods.parse_instant(args.until) if args.until else None
-        engine = create_engine(settings.database_url)
-        files = export.export(
-            engine, args.format, args.group_by, mapping,
-            account=None if args.account == "platform" else args.account,
-            livemode=args.livemode, since=since, until=until, currency=args.currency,
-        )  # fmt: skip
-        targets = _targets(args.output, files)
     except ValueError as error:  # ExportError and parse_instant's
-        print(f"stripe-ledger export: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
+    engine = create_engine(settings.database_url, create=False, read_only=True)
+    require_migrated(engine)
+    try:
+        with reachable():
+            files = export.export(
+                engine, args.format, args.group_by, mapping,
+                account=None if args.account == "platform" else args.account,
+                livemode=args.livemode, since=since, until=until, currency=args.currency,
+            )  # fmt: skip
+        targets = _targets(args.output, files)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     except sa.exc.DBAPIError as error:
-        detail = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        print(f"stripe-ledger export: cannot read the journal ({detail}); has "
-              "`stripe-ledger migrate` run?", file=sys.stderr)  # fmt: skip
-        return 1
+        detail = one_line(str(error.orig or error))
+        raise CommandError(
+            f"cannot read the journal ({detail}); has `stripe-ledger migrate` run?"
+        ) from None
+    finally:
+        engine.dispose()
     for path, text in targets:
         if path is None:
             sys.stdout.write(text)
@@ -131,14 +138,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         try:
             _write_atomically(path, text)
         except OSError as error:
-            print(f"stripe-ledger export: cannot write {path}: {error.strerror}", file=sys.stderr)
-            return 1
+            raise CommandError(f"cannot write {path}: {error.strerror}") from None
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def cmd_close_period(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     account = None if args.account == "platform" else args.account
     scope = f"{args.account}, {'live' if args.livemode else 'test'} mode"
@@ -146,13 +152,12 @@ def cmd_close_period(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.reopen:
             released = closing.reopen_period(engine, args.period, account, args.livemode, now_s)
-            log.warning("period reopened", period=args.period, scope=scope, postings=released)
+            log.warning("period_reopened", period=args.period, scope=scope, postings=released)
             print(f"reopened {args.period} ({scope}): {released} frozen postings released")
             return 0
         closure = closing.close_period(engine, args.period, account, args.livemode, now_s)
     except ValueError as error:  # PeriodError
-        print(f"stripe-ledger close-period: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     print(
         f"closed {closure.period} ({scope}): {closure.postings} postings frozen, "
         f"sha256 {closure.digest}"

@@ -53,6 +53,8 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "balance-sync": ["balance-sync", "--once"],
         "thin-events": ["thin-events", "status"],
         "dashboard": ["dashboard", "--port", "0"],
+        "export": ["export", "--format", "csv-gl", "--output", str(tmp / "books.csv")],
+        "close-period": ["close-period", "2026-11"],
         "demo": ["demo", "--events", "10", "--url", "http://127.0.0.1:1/webhooks/stripe"],
     }
 

@@ -157,7 +157,7 @@ def test_the_close_period_command(
     assert out.startswith(f"closed {ended} (platform, test mode): 2 postings frozen, sha256 "), out
     assert main(["close-period", ended]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"stripe-ledger close-period: already closed through {ended}"
+        f"stripe-ledger close-period: error: already closed through {ended}"
     )
     assert main(["close-period", ended, "--reopen"]) == 0
     assert f"reopened {ended}" in capsys.readouterr().out

@@ -35,10 +35,11 @@ PAID_OUT_CHARGES = 5
 TOOL_TIMEOUT_S = 60
 
 
-def _paid_out_facts(deliveries: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def _paid_out_facts(history: Any) -> tuple[str, list[dict[str, Any]]]:
     """Balance-transaction facts (what balance-sync stores) saying that the first platform USD
     charges were paid out by a platform USD payout that stayed paid: the demo history's
     events alone name no automatic payout of a balance transaction."""
+    deliveries = history.deliveries
     failed = {e["data"]["object"]["id"] for e in deliveries if e["type"] == "payout.failed"}
     payout = next(
         e["data"]["object"]
@@ -48,12 +49,10 @@ def _paid_out_facts(deliveries: list[dict[str, Any]]) -> tuple[str, list[dict[st
         and e["data"]["object"]["currency"] == "usd"
         and e["data"]["object"]["id"] not in failed
     )
-    bts = [
-        e["data"]["object"]["balance_transaction"]
-        for e in deliveries
-        if e["type"] == "charge.succeeded"
-        and not e.get("account")
-        and e["data"]["object"]["currency"] == "usd"
+    bts = [  # the history's own balance transactions of platform USD charges
+        bt
+        for bt in history.balance_transactions[None]
+        if bt["type"] == "charge" and bt["currency"] == "usd"
     ][:PAID_OUT_CHARGES]
     facts = [
         {
@@ -72,9 +71,9 @@ def _paid_out_facts(deliveries: list[dict[str, Any]]) -> tuple[str, list[dict[st
 
 
 def _history() -> tuple[str, list[dict[str, Any]]]:
-    deliveries = generate(seed=SEED, events=EVENTS).deliveries
-    payout_id, facts = _paid_out_facts(deliveries)
-    return payout_id, deliveries + facts
+    history = generate(seed=SEED, events=EVENTS)
+    payout_id, facts = _paid_out_facts(history)
+    return payout_id, history.deliveries + facts
 
 
 def _load(url: str, deliveries: list[dict[str, Any]]) -> EventStore:
@@ -358,9 +357,9 @@ def test_the_demo_and_a_10000_event_history_validate_with_the_tools_and_tie(
     tmp_path: Path, seed: int, events: int
 ) -> None:
     """(7, 400) is what `stripe-ledger demo` sends; 10,000 events is the issue's size."""
-    deliveries = generate(seed=seed, events=events).deliveries
-    payout_id, facts = _paid_out_facts(deliveries)
-    store = _load(f"sqlite:///{tmp_path / 'large.db'}", deliveries + facts)
+    generated = generate(seed=seed, events=events)
+    payout_id, facts = _paid_out_facts(generated)
+    store = _load(f"sqlite:///{tmp_path / 'large.db'}", generated.deliveries + facts)
     for group_by in export.GROUPS:
         path = tmp_path / f"{group_by}.beancount"
         path.write_text(_text(store, "beancount", group_by), encoding="utf-8")
