@@ -43,3 +43,24 @@ def run_balance_sync(history: Any, database_url: str) -> tuple[int, str]:
             return 1, f"balance-sync did not finish within {SYNC_S_MAX:.0f} s"
     lines = [line for line in result.stderr.splitlines() if "progress" not in line]
     return result.returncode, "\n".join([result.stdout.strip(), *lines[-5:]]).strip()
+
+
+def sync_in_process(history: Any, store: Any) -> None:
+    """The same sync, in this process (tests, docs): ``history``'s balance transactions served by
+    the stand-in and fetched by ``ledger.balance_sync`` into ``store``, with the history's end
+    as Stripe's "now" (so the balance at the end is stored)."""
+    from ledger.balance_sync import balance_sync
+    from ledger.stripe_api import StripeApi
+
+    if not history.events:
+        return
+    end_s = history.events[-1]["created"]
+    with Standin(from_demo(history)) as base:
+        api = StripeApi("sk_test_demo" + "0" * 24, base=base, wait=lambda _seconds: False)
+        balance_sync(
+            api,
+            store,
+            accounts=[None, *(a for a in history.balance_transactions if a)],
+            since_s=history.events[0]["created"],
+            clock=lambda: end_s,
+        )

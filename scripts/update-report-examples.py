@@ -1,4 +1,5 @@
-"""Rewrite the expected outputs in docs/REPORTS.md from the demo history (seed 7, 400 events).
+"""Rewrite the expected outputs in docs/REPORTS.md from the demo history (seed 7, 400 events)
+and its balance transactions (synced from the stand-in, as the demo does).
 
 Run it after a deliberate change to the demo generator or a report view:
     .venv/bin/python scripts/update-report-examples.py
@@ -19,6 +20,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from cli.demo_history import generate  # noqa: E402
 from cli.reports_cmds import prepare_read_side  # noqa: E402
+from demo.balance import sync_in_process  # noqa: E402
 from ledger.database import create_engine, migrate  # noqa: E402
 from ledger.envelope import event_from_dict  # noqa: E402
 from ledger.store import EventStore, Incoming, utc_now  # noqa: E402
@@ -35,8 +37,11 @@ def main() -> int:
         migrate(engine)
         prepare_read_side(engine)
         store = EventStore(engine)
-        deliveries = generate(seed=7, events=400).deliveries
-        store.append([Incoming(event_from_dict(e), "import", utc_now()) for e in deliveries])
+        history = generate(seed=7, events=400)
+        store.append(
+            [Incoming(event_from_dict(e), "import", utc_now()) for e in history.deliveries]
+        )
+        sync_in_process(history, store)  # its balance transactions, as balance-sync gets them
         worker.run(store, until_idle_s=0)
 
         def replace(match: re.Match[str]) -> str:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from cli.demo_history import generate
 from cli.reports_cmds import prepare_read_side
+from demo.balance import sync_in_process
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
@@ -37,6 +38,7 @@ def test_every_example_prints_what_the_doc_says(database_url: str) -> None:
     store = EventStore(engine)
     history = generate(seed=7, events=400)  # the demo's defaults
     store.append([Incoming(event_from_dict(e), "import", utc_now()) for e in history.deliveries])
+    sync_in_process(history, store)  # and its balance transactions, as the demo syncs them
     worker.run(store, until_idle_s=0)
     for sql, expected in examples():
         with engine.connect() as connection:
