@@ -22,7 +22,8 @@ class UnknownReport(ValueError):
 
 # The pipeline's views: one row per store, projection, dead letter or partition, not per
 # account and mode, so --account/--livemode do not apply and they sort by their first column.
-UNSCOPED = frozenset({"store_position", "projection_checkpoints", "dead_letters",
+UNSCOPED = frozenset({"store_position", "projection_checkpoints", "projection_failures",
+                      "dead_letters",
                       "consumer_offsets"})  # fmt: skip
 
 

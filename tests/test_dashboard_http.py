@@ -206,6 +206,8 @@ def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path
         "INSERT INTO kafka_offsets (topic, partition, next_offset, updated_at) VALUES "
         "('stripe.events', 1, 4242, '2026-12-01 00:00:00'), "
         "('stripe.events', 0, 1717, '2026-12-01 00:00:00')",
+        "INSERT INTO projection_failures (name, generation, position, event_id, error, "
+        "failed_at_ms) VALUES ('journal', 1, 5, 'evt_poison', 'OverflowError: too big', 0)",
     )
     with dashboard(url, tmp_path / "d.log") as (_process, port):
         status, _headers, body = web.request(port, "GET", "/pipeline")
@@ -213,6 +215,7 @@ def test_what_producers_sent_is_escaped_and_raw_bytes_never_shown(tmp_path: Path
     assert b"<script>" not in body and b"&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert b"<secret" not in body and b"&lt;secret" not in body
     assert b'id="dead-letter-count">1<' in body
+    assert b'id="not-projected-count">1<' in body and b"evt_poison" in body
     offsets = body[body.index(b'id="offsets"'):]
     assert offsets.index(b">1717<") < offsets.index(b">4242<")  # partition 0 first
     assert b"2026-12-01 00:00:00 UTC" in offsets

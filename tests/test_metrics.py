@@ -56,6 +56,14 @@ def test_projection_lag_in_positions_and_seconds(sqlite_url: str) -> None:
     text = _text(ProjectionCollector(engine))
     assert _value(text, 'stripe_ledger_projection_lag_positions{projection="journal"}') == 0
     assert _value(text, 'stripe_ledger_projection_lag_seconds{projection="disputes"}') == 0
+    assert _value(text, 'stripe_ledger_projection_failed_events{projection="journal"}') == 0
+    with engine.begin() as connection:  # what the fold records for an event it cannot fold
+        connection.exec_driver_sql(
+            "INSERT INTO projection_failures (name, generation, position, event_id, error, "
+            "failed_at_ms) VALUES ('journal', 1, 5, 'evt_poison', 'OverflowError', 0)"
+        )
+    text = _text(ProjectionCollector(engine))
+    assert _value(text, 'stripe_ledger_projection_failed_events{projection="journal"}') == 1
     assert all(
         line.startswith(("stripe_ledger_", "#")) for line in text.splitlines() if line.strip()
     )

@@ -21,6 +21,7 @@ from reports.money import format_amount
 from reports.query import UnknownReport, run_report
 
 REPORT_COLUMNS = {
+    "projection_failures": ["projection", "position", "event_id", "error", "failed_at_ms"],
     "balances": [
         "account", "livemode", "currency", "captured", "refunded", "dispute_withdrawn",
         "dispute_reinstated", "dispute_fees", "fees", "payouts", "ledger_balance",

@@ -240,7 +240,20 @@ def pipeline(connection: sa.Connection) -> dict[str, Any]:
     )
     for row in latest_dead:
         row["error"] = str(row["error"])[:ERROR_CHARS_MAX]
+    failed = _rows(
+        connection,
+        "SELECT projection, position, event_id, error FROM report_projection_failures "
+        f"ORDER BY position DESC LIMIT {DEAD_LETTERS_SHOWN}",
+        {},
+    )
+    for row in failed:
+        row["error"] = str(row["error"])[:ERROR_CHARS_MAX]
+    failed_count = connection.execute(
+        sa.text("SELECT COUNT(*) FROM report_projection_failures")
+    ).scalar()
     return {
+        "not_projected": int(failed_count or 0),
+        "latest_not_projected": failed,
         "head": head[0] if head else None,
         "checkpoints": _rows(connection, "SELECT * FROM report_projection_checkpoints "
                              "ORDER BY projection", {}),  # fmt: skip
