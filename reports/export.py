@@ -457,6 +457,16 @@ def export(
     return files
 
 
+def payout_entry(
+    engine: sa.Engine, payout_id: str, account: str | None, livemode: bool, fmt: str = "beancount"
+) -> str | None:
+    """The exported entry of one payout (what `export --group-by payout` writes for it, with
+    the default mapping), or None when no posting names that payout."""
+    rows = read_postings(engine, account, livemode, None, None, None)
+    mine = [g for g in group_postings(rows, "payout", default_mapping()) if g.key == payout_id]
+    return render(mine, fmt, "payout", default_mapping()) if mine else None
+
+
 def _xero_parts(groups: list[Group]) -> list[list[Group]]:
     """Xero imports at most XERO_LINES_MAX lines per file: whole journals, in order, per file."""
     parts: list[list[Group]] = [[]]

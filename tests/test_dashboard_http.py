@@ -252,3 +252,46 @@ def test_a_page_over_the_statement_timeout_says_so_in_one_line(
         server.should_exit = True
         thread.join(timeout=30)
         engine.dispose()
+
+
+def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
+    """Issue 18's link: a payout's row opens its exported entry (Beancount, default mapping),
+    the same text `stripe-ledger export` writes for that payout."""
+    import re
+
+    from cli.demo_history import generate
+    from cli.reports_cmds import prepare_read_side
+    from demo.balance import sync_in_process
+    from ledger.database import create_engine
+    from ledger.database import migrate as migrate_store
+    from ledger.envelope import event_from_dict
+    from ledger.store import EventStore, Incoming, utc_now
+    from projections import worker
+    from reports import export
+
+    url = f"sqlite:///{tmp_path / 'books.db'}"
+    engine = create_engine(url)
+    migrate_store(engine)
+    prepare_read_side(engine)
+    store = EventStore(engine)
+    history = generate(seed=7, events=400)
+    store.append([Incoming(event_from_dict(e), "import", utc_now()) for e in history.deliveries])
+    sync_in_process(history, store)
+    worker.run(store, until_idle_s=0)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    with dashboard(url, tmp_path / "d.log") as (_process, port):
+        status, _headers, body = web.request(port, "GET", "/payouts")
+        assert status == 200
+        link = rb'href="(/books/payout/(po_\w+)\?account=platform&amp;mode=test)"'
+        links = re.findall(link, body)
+        assert links, body[:500]
+        href, payout_id = links[0]
+        status, _headers, entry = web.request(port, "GET", href.decode().replace("&amp;", "&"))
+        assert status == 200, entry
+        beancount = export.export(engine, "beancount", "payout")[""]
+        assert f"Stripe payout {payout_id.decode()}".encode() in entry
+        assert entry.decode().strip().splitlines()[0] in beancount  # the same entry
+        assert web.request(port, "GET", "/books/payout/x;DROP")[0] in (400, 404)
+        assert web.request(port, "GET", "/books/payout/po_nope?mode=test")[0] == 404
+    engine.dispose()

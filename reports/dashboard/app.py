@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.logs import get_logger
+from reports import export
 from reports.dashboard import db, filters, pages
 
 HERE = Path(__file__).resolve().parent
+PAYOUT_ID = re.compile(r"po_[A-Za-z0-9]{1,64}")
 SECURITY_HEADERS = [
     (b"content-security-policy",
      b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -142,7 +145,27 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
             return PlainTextResponse("database unreachable\n", 503)
         return PlainTextResponse("ready\n")
 
+    def payout_entry(request: Request) -> Response:
+        """The payout's entry as `stripe-ledger export` writes it (Beancount, default mapping):
+        the link from each payout to its place in the books."""
+        payout_id = str(request.path_params["payout_id"])
+        if not PAYOUT_ID.fullmatch(payout_id):
+            return PlainTextResponse("bad query: not a payout id (po_...)\n", 400)
+        try:
+            f = filters.parse(request.scope["query_string"])
+        except filters.BadQuery as error:
+            return PlainTextResponse(f"bad query: {error}\n", 400)
+        account = None if f.account in (None, "platform") else f.account
+        try:
+            text = export.payout_entry(engine, payout_id, account, f.mode == "live")
+        except sa.exc.DBAPIError:
+            return PlainTextResponse("cannot read the journal: run `stripe-ledger migrate`\n", 503)
+        if text is None:
+            return PlainTextResponse(f"no exported entry for {payout_id} in this scope\n", 404)
+        return PlainTextResponse(text)
+
     routes = [page(name) for name in pages.PAGES]
+    routes.append(Route("/books/payout/{payout_id}", payout_entry, methods=["GET", "HEAD"]))
     routes += [Route("/static/style.css", stylesheet), Route("/healthz", healthz),
                Route("/readyz", readyz)]
     app: Any = Starlette(routes=routes)
