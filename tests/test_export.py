@@ -21,6 +21,7 @@ import pytest
 from cli.demo_history import generate
 from cli.main import main
 from cli.reports_cmds import prepare_read_side
+from demo.balance import sync_in_process
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
@@ -358,8 +359,19 @@ def test_the_demo_and_a_10000_event_history_validate_with_the_tools_and_tie(
 ) -> None:
     """(7, 400) is what `stripe-ledger demo` sends; 10,000 events is the issue's size."""
     generated = generate(seed=seed, events=events)
-    payout_id, facts = _paid_out_facts(generated)
-    store = _load(f"sqlite:///{tmp_path / 'large.db'}", generated.deliveries + facts)
+    store = _load(f"sqlite:///{tmp_path / 'large.db'}", generated.deliveries)
+    sync_in_process(generated, store)  # every balance transaction, as balance-sync gets them
+    worker.run(store, until_idle_s=0)
+    columns, rows = periods_summary(store)
+    stripe = {export.DEFAULT_ACCOUNTS[name] for name in ("stripe_pending", "stripe_available")}
+    books = _csv_totals(_text(store, "csv-gl"))
+    for row in rows:  # the books' Stripe balance is the Balance report's ending balance
+        r = dict(zip(columns, row, strict=True))
+        if r["account"] is None:
+            held = sum(v for (code, name), v in books.items() if code == r["currency"]
+                       and name in stripe)  # fmt: skip
+            assert held == r["ending_balance"], r
+    payout_id = _a_reconciled_payout(store)
     for group_by in export.GROUPS:
         path = tmp_path / f"{group_by}.beancount"
         path.write_text(_text(store, "beancount", group_by), encoding="utf-8")
@@ -381,6 +393,20 @@ def test_the_demo_and_a_10000_event_history_validate_with_the_tools_and_tie(
     assert len(lines) == len(_text(store, "csv-gl", "transaction").splitlines()) - 1
     journals = [{r["*Narration"] for r in _csv_rows(text)} for text in files.values()]
     assert sum(len(j) for j in journals) == len(set().union(*journals)), "no journal split"
+
+
+def periods_summary(store: EventStore) -> tuple[list[str], list[tuple[Any, ...]]]:
+    return periods.balance_summary(store.engine, None, None, None, False)
+
+
+def _a_reconciled_payout(store: EventStore) -> str:
+    with store.engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT MIN(payout_id) FROM report_payout_reconciliation "
+            "WHERE account IS NULL AND reconciled = 1 AND bt_count > 0"
+        ).scalar()
+    assert isinstance(found, str)
+    return found
 
 
 def test_a_connect_account_has_its_own_books(books: EventStore) -> None:
