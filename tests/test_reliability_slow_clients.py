@@ -12,7 +12,7 @@ Everything is loopback and bounded: a fixed number of sockets, every wait has a 
 from __future__ import annotations
 
 import json
-import select
+import selectors
 import socket
 import time
 from collections.abc import Iterator
@@ -68,7 +68,7 @@ def trickle_bodies(port: int, socks: list[socket.socket], pid: int) -> int:
     peak = rss_bytes(pid)
     deadline = time.monotonic() + SEND_S_MAX
     while pending and time.monotonic() < deadline:
-        _readable, writable, _ = select.select([], list(pending), [], 0.5)
+        writable = ready(list(pending), selectors.EVENT_WRITE)
         for sock in writable:
             data = pending[sock] or chunk[: min(CHUNK_BYTES, left[sock])]
             try:
@@ -86,6 +86,15 @@ def trickle_bodies(port: int, socks: list[socket.socket], pid: int) -> int:
     return peak
 
 
+def ready(socks: list[socket.socket], events: int, timeout_s: float = 0.5) -> list[socket.socket]:
+    """The sockets ready for ``events`` within ``timeout_s``. epoll, not select(): a test
+    process that already holds many descriptors gets numbers past select()'s 1024."""
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, events)
+        return [key.fileobj for key, _mask in selector.select(timeout_s)]  # type: ignore[misc]
+
+
 def wait_closed(socks: list[socket.socket], pid: int) -> tuple[int, dict[str, int], int]:
     """-> (sockets the server closed within CLOSE_S_MAX, their first status lines, peak RSS)."""
     open_ = set(socks)
@@ -93,7 +102,7 @@ def wait_closed(socks: list[socket.socket], pid: int) -> tuple[int, dict[str, in
     peak = rss_bytes(pid)
     deadline = time.monotonic() + CLOSE_S_MAX
     while open_ and time.monotonic() < deadline:
-        readable, _, _ = select.select(list(open_), [], [], 0.5)
+        readable = ready(list(open_), selectors.EVENT_READ)
         for sock in readable:
             try:
                 data = sock.recv(65536)
