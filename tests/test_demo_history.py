@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cli.demo_history import API_VERSION, DemoHistory, encode, generate, iter_payloads
+from demo.history import API_VERSION, DemoHistory, encode, generate, iter_payloads
 from demo.standin import from_demo
 from ledger.envelope import event_from_dict, parse_event
 from tests.conftest import STRIPE_FIXTURES
@@ -570,7 +570,7 @@ def test_the_platforms_eur_charges_settle_in_usd() -> None:
 
 
 def test_the_demo_history_is_never_dated_after_now() -> None:
-    from cli.demo_history import BASE_TIMESTAMP, generate_before
+    from demo.history import BASE_TIMESTAMP, generate_before
 
     ahead = generate(seed=7, events=400)
     last = ahead.events[-1]["created"]
@@ -684,7 +684,7 @@ def test_the_large_pinned_history_tells_every_story() -> None:
 
 
 def test_the_history_moved_before_now_is_pinned() -> None:
-    from cli.demo_history import BASE_TIMESTAMP, generate_before
+    from demo.history import BASE_TIMESTAMP, generate_before
 
     moved = generate_before(BASE_TIMESTAMP + 3_600, seed=5, events=1_000)
     assert _digest(encode(event) for event in moved.deliveries) == PINNED_BEFORE_DIGEST
