@@ -77,7 +77,7 @@ def random_story(world: World) -> None:
 def build(seed: int, target: int, base_s: int) -> DemoHistory:
     """The history of ``seed``: about ``target`` events, of which the balance snapshots
     are one in ``BALANCE_EVERY + 1``."""
-    world = World(seed, target, base_s)
+    world = World(seed, base_s)
     story_target = max(target - target // (BALANCE_EVERY + 1), 1)
     scripted(world)
     while world.story_events < story_target:

@@ -40,10 +40,18 @@ class InvoiceState:
 class InvoiceCycle:
     """One invoice of ``sub`` created at ``start``; ``run()`` tells it along ``path``."""
 
-    def __init__(self, world: World, sub: Subscription, start: int, *, first: bool, path: str):
+    def __init__(
+        self, world: World, sub: Subscription, start: int, *, first: bool, path: str
+    ) -> None:
         customer = sub.customer
-        self.world, self.sub, self.start, self.first, self.path = world, sub, start, first, path
-        self.scope, self.customer, self.amount = sub.scope, customer, sub.plan.amount
+        self.world = world
+        self.sub = sub
+        self.start = start  # the invoice's created
+        self.first = first  # the subscription's first invoice
+        self.path = path
+        self.scope = sub.scope
+        self.customer = customer
+        self.amount = sub.plan.amount
         self.id = world.ids.id("in_", sub.scope, start)
         self.number = f"{customer.invoice_prefix}-{customer.invoice_sequence:04d}"
         customer.invoice_sequence += 1

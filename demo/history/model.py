@@ -90,7 +90,6 @@ class Charge:
     amount_refunded: int = 0
     disputed: bool = False
     failure_code: str | None = None
-    refunds: int = 0
     application_fee: tuple[str, int] | None = None  # (fee_ id, amount): the platform's cut
 
 

@@ -136,7 +136,6 @@ def refund(world: World, charge: Charge, amount: int, t: int) -> None:
     bt_id = world.ids.id("txn_", scope, t, "3")
     before = charge.amount_refunded
     charge.amount_refunded += amount
-    charge.refunds += 1
     currency, amount_settled, rate = settled(scope.account, charge.currency, -amount)
     world.emit(
         "refund.created",

@@ -20,11 +20,10 @@ class World:
     of what they never name (a payout's cancellation, application fees), so that adding those
     left the rest of the history drawing what it always drew."""
 
-    def __init__(self, seed: int, target: int, base_s: int = BASE_TIMESTAMP) -> None:
+    def __init__(self, seed: int, base_s: int = BASE_TIMESTAMP) -> None:
         self.base_s = base_s  # the history's first second
         self.rng = random.Random(seed)
         self.ids = Ids(self.rng)
-        self.target = target
         self.entries: list[Entry] = []
         self.seq = 0
         self.story_events = 0
