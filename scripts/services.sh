@@ -205,6 +205,14 @@ take_lock() {
   if ! flock -w 300 9; then die "could not lock $STATE_DIR/services.lock within 300 s (another services.sh running?)"; fi
 }
 
+# The cluster's own lock (on the same fd 9, which every server is started without): its verbs
+# wait for brokers for up to a minute, and must not hold up everyone else's `up` meanwhile.
+take_cluster_lock() {
+  init_state_dir
+  exec 9>"$STATE_DIR/kafka-cluster.lock"   # closes fd 9: a services.lock held is released
+  if ! flock -w 300 9; then die "could not lock $STATE_DIR/kafka-cluster.lock within 300 s"; fi
+}
+
 # ---------------------------------------------------------------------------------- PostgreSQL
 PG_BIN=""
 find_pg_bin() {
@@ -643,7 +651,7 @@ cluster_status() {
 cluster_verb() {  # the cluster's own commands; native only, like the SASL broker
   local cmd="$1"; shift
   use_docker && die "$cmd: the Kafka cluster is native only (LEDGER_SERVICES_MODE=native)"
-  take_lock
+  take_cluster_lock
   case "$cmd" in
     start-cluster) cluster_start; echo "export LEDGER_KAFKA_BOOTSTRAP=$(cluster_bootstrap)" ;;
     stop-cluster) cluster_stop ;;
@@ -918,6 +926,7 @@ main() {
     use_docker && die "up --kafka-brokers 3: the Kafka cluster is native only (LEDGER_SERVICES_MODE=native)"
     take_lock
     pg_start
+    take_cluster_lock
     cluster_start
     echo "export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:${PG_PORT}/ledger"
     echo "export LEDGER_KAFKA_BOOTSTRAP=$(cluster_bootstrap)"

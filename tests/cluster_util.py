@@ -31,15 +31,25 @@ TOPIC_WAIT_S_MAX = 30.0
 DEFAULT_STATE_DIR = "/var/tmp/stripe-ledger-services"
 
 
-def services(*args: str) -> str:
-    """``scripts/services.sh ARGS``; its stdout. Fails the test with stderr's tail otherwise."""
-    done = subprocess.run(
+def services_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/services.sh ARGS`` without the LEDGER_* services of the caller's shell (with
+    both set, `up` would echo them back and start nothing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    if "LEDGER_SERVICES_DIR" in os.environ:
+        env["LEDGER_SERVICES_DIR"] = os.environ["LEDGER_SERVICES_DIR"]
+    return subprocess.run(
         ["bash", str(SCRIPT), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=SERVICES_TIMEOUT_S,
     )
+
+
+def services(*args: str) -> str:
+    """``scripts/services.sh ARGS``; its stdout. Fails the test with stderr's tail otherwise."""
+    done = services_run(*args)
     assert done.returncode == 0, (args, done.stderr[-3000:])
     return done.stdout
 

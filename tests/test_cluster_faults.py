@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from ledger.database import create_engine, migrate
 from tests import test_ingest_support as web
-from tests.cluster_util import Cluster, held_cluster
+from tests.cluster_util import Cluster, held_cluster, services, services_run
 from tests.factory import charge_event, encode
 from tests.kafka_util import produce
 from tests.test_reliability_support import (
@@ -62,6 +62,22 @@ SEED = 20261202
 def cluster() -> Iterator[Cluster]:
     with held_cluster() as held:
         yield held
+
+
+# ------------------------------------------------------------------------------ the script
+@pytest.mark.slow
+def test_up_with_three_brokers_prints_the_database_and_the_three_brokers(cluster: Cluster) -> None:
+    lines = services("up", "--kafka-brokers", "3").splitlines()
+    assert len(lines) == 2 and lines[0].startswith("export LEDGER_DATABASE_URL="), lines
+    assert lines[1] == f"export LEDGER_KAFKA_BOOTSTRAP={cluster.bootstrap}"
+
+
+def test_up_refuses_a_broker_count_it_does_not_run() -> None:
+    done = services_run("up", "--kafka-brokers", "2")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (
+        "[services] ERROR: --kafka-brokers is 1 (the default) or 3 (got '2')"
+    )
 
 
 # -------------------------------------------------------------------- broker loss under ingest
