@@ -389,7 +389,7 @@ resolve_kafka() {
     fi
     rm -rf "$dir.tmp"
     tail -n 30 "$KAFKA_LIB_BASE/maven.log" >&2 || true
-    log "could not resolve Kafka $v from Maven Central (log above: $KAFKA_BASE/maven.log)"
+    log "could not resolve Kafka $v from Maven Central (log above: $KAFKA_LIB_BASE/maven.log)"
   done
   die "could not resolve any of Kafka versions: $KAFKA_VERSIONS"
 }
