@@ -1,4 +1,4 @@
-"""The projections, their registry table and stable views.
+"""The projections, their bookkeeping tables and stable views.
 
 ``projection_state`` (migration 0002) holds, per projection, the live generation and its
 checkpoint: the position of the last event whose effects are in that generation's tables. The
@@ -22,6 +22,9 @@ from projections.disputes import DisputesProjection
 from projections.invoices import InvoicesProjection
 from projections.journal import JournalProjection
 
+# The projections' bookkeeping tables (migrations 0002, 0003, 0005): their one definition, on
+# this stage's own metadata (ledger/ knows none of them). The projections' own generation-suffixed
+# tables are made by each projection's code, not here and not by a migration.
 metadata = sa.MetaData()
 
 projection_state = sa.Table(
@@ -30,6 +33,18 @@ projection_state = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("live_generation", sa.Integer, nullable=False),
     sa.Column("position", sa.BigInteger, nullable=False),  # checkpoint of the live generation
+    sa.CheckConstraint("live_generation >= 1", name="projection_state_generation_positive"),
+    sa.CheckConstraint("position >= 0", name="projection_state_position_not_negative"),
+)
+
+# One row per running rebuild (projections/rebuild.py): two rebuilds of one projection would fill
+# the same new generation. A lease expires when its holder stops renewing it (a killed rebuild).
+projection_leases = sa.Table(
+    "projection_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
 )
 
 # Events a projection's fold raised on (migration 0005): recorded, skipped, reported by verify.

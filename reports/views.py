@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from ledger import sql_files
+
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 REPORTING_ROLE = "ledger_reporting"
 
@@ -35,16 +37,14 @@ def report_names() -> list[str]:
 
 
 def view_sql(name: str, dialect: str) -> str:
-    text = (SQL_DIR / f"report_{name}.sql").read_text(encoding="utf-8")
-    statement = (
-        text.replace("{now_epoch}", NOW_EPOCH[dialect])
-        .replace("{utc_day_of_created}", UTC_DAY_OF_CREATED[dialect])
-        .strip()
-        .rstrip(";")
+    """The ``CREATE VIEW`` of ``report_<name>`` for ``dialect``, as the driver's own SQL."""
+    text = sql_files.read_sql(SQL_DIR / f"report_{name}.sql")
+    text = text.replace("{now_epoch}", NOW_EPOCH[dialect]).replace(
+        "{utc_day_of_created}", UTC_DAY_OF_CREATED[dialect]
     )
-    if dialect == "postgresql":  # psycopg reads '%' as a placeholder
-        statement = statement.replace("%", "%%")
-    return statement
+    statements = sql_files.split_sql(text)
+    assert len(statements) == 1, f"report_{name}.sql: one view per file, not {len(statements)}"
+    return statements[0]
 
 
 def drop_views(connection: sa.Connection) -> None:
@@ -56,8 +56,7 @@ def create_views(connection: sa.Connection) -> None:
     """(Re)create every report view; on PostgreSQL grant SELECT on each to the reporting role."""
     dialect = connection.dialect.name
     drop_views(connection)
-    for name in report_names():
-        connection.exec_driver_sql(view_sql(name, dialect))
+    sql_files.run_statements(connection, [view_sql(name, dialect) for name in report_names()])
     if dialect == "postgresql" and _role_exists(connection, REPORTING_ROLE):
         for name in report_names():
             connection.exec_driver_sql(f"GRANT SELECT ON report_{name} TO {REPORTING_ROLE}")
