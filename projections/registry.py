@@ -47,6 +47,8 @@ projection_leases = sa.Table(
     sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
 )
 
+FAILURE_ERROR_CHARS_MAX = 500  # an error's first line, cut: the column's width
+
 # Events a projection's fold raised on (migration 0005): recorded, skipped, reported by verify.
 projection_failures = sa.Table(
     "projection_failures",
@@ -55,10 +57,9 @@ projection_failures = sa.Table(
     sa.Column("generation", sa.Integer, primary_key=True),
     sa.Column("position", sa.BigInteger, primary_key=True),
     sa.Column("event_id", sa.String(255), nullable=False),
-    sa.Column("error", sa.String(500), nullable=False),
+    sa.Column("error", sa.String(FAILURE_ERROR_CHARS_MAX), nullable=False),
     sa.Column("failed_at_ms", sa.BigInteger, nullable=False),
 )
-FAILURE_ERROR_CHARS_MAX = 500
 
 PROJECTIONS: dict[str, Projection] = {
     projection.name: projection
@@ -83,12 +84,13 @@ def get(names: Iterable[str] | None = None) -> list[Projection]:
 
 def point_views(connection: sa.Connection, projection: Projection, generation: int) -> None:
     """(Re)create the ``proj_*`` views of ``projection`` on ``generation``'s tables."""
+    # DDL takes no bound parameters: the two identifiers are interpolated, quoted by the dialect
+    # where they need it (they come from the projections' own table names, never from input).
+    quote = connection.dialect.identifier_preparer.quote
     for logical in projection.cached_tables(generation):
-        view = view_name(logical)
+        view, table = quote(view_name(logical)), quote(table_name(logical, generation))
         connection.exec_driver_sql(f"DROP VIEW IF EXISTS {view}")
-        connection.exec_driver_sql(
-            f"CREATE VIEW {view} AS SELECT * FROM {table_name(logical, generation)}"
-        )
+        connection.exec_driver_sql(f"CREATE VIEW {view} AS SELECT * FROM {table}")
 
 
 def state(connection: sa.Connection, name: str, *, lock: bool = False) -> Any:

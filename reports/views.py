@@ -8,6 +8,7 @@ DDL is transactional; SQLite's BEGIN IMMEDIATE holds the only write lock).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -31,9 +32,16 @@ UTC_DAY_OF_CREATED = {
 }
 
 
+# A report's name is interpolated into DDL (DROP VIEW, GRANT take no bound parameters): it is
+# a file name of reports/sql/, and must be a plain lower-case identifier.
+REPORT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 def report_names() -> list[str]:
     """``balances``, ``invoices``, ... : the NAMEs ``stripe-ledger report NAME`` accepts."""
-    return sorted(path.stem.removeprefix("report_") for path in SQL_DIR.glob("report_*.sql"))
+    names = sorted(path.stem.removeprefix("report_") for path in SQL_DIR.glob("report_*.sql"))
+    assert all(REPORT_NAME.fullmatch(name) for name in names), names
+    return names
 
 
 def view_sql(name: str, dialect: str) -> str:
