@@ -265,18 +265,10 @@ def check_journal_equals_balance_transactions(connection: sa.Connection) -> Chec
     postings = _live_table(connection, "journal_postings")
     assert entries is not None and postings is not None
     scope = (postings.c.account_key, postings.c.livemode, postings.c.currency, entries.c.kind)
+    key = ("entry_id", "account_key", "livemode")  # a posting's entry
     posted = (
         sa.select(*scope, sa.func.sum(postings.c.amount))
-        .select_from(
-            postings.join(
-                entries,
-                sa.and_(
-                    entries.c.entry_id == postings.c.entry_id,
-                    entries.c.account_key == postings.c.account_key,
-                    entries.c.livemode == postings.c.livemode,
-                ),
-            )
-        )
+        .select_from(postings.join(entries, sa.and_(*(entries.c[k] == postings.c[k] for k in key))))
         .where(
             entries.c.balance_transaction_id.is_not(None),
             entries.c.kind != "available",
