@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import importlib.metadata
 import os
 import signal
 import sys
@@ -127,10 +126,23 @@ environment:
 
 def version() -> str:
     """The installed distribution's version (pyproject.toml), or "unknown" outside an install."""
+    import importlib.metadata  # only for --version: it imports email, zipfile, csv (start-up)
+
     try:
         return importlib.metadata.version("stripe-ledger")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: like argparse's "version" action, the version read only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        print(f"stripe-ledger {version()}")  # stdout, as argparse's own version action
+        parser.exit()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -143,7 +155,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"stripe-ledger {version()}")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show program's version number and exit"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     wanted = set(COMMAND_MODULES) if command is None else {COMMANDS.get(command, ("", ""))[0]}
