@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from ledger.logs import get_logger
-from ledger.settings import RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN
 
 T = TypeVar("T")
 log = get_logger("ledger.retry")
+
+RETRY_BACKOFF_MS_MIN = 200
+RETRY_BACKOFF_MS_MAX = 30_000
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad data.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,8 +1,18 @@
-"""Configuration, read once from the environment.
+"""Configuration, read once from the environment: the one module that reads ``os.environ``.
 
-Every limit lives here with its unit last in its name, so that a reader sees all of them in one
-place (TIGER_STYLE). Secrets are read from the environment or from a file and are never logged:
-``Settings.__repr__`` hides them.
+Where a limit lives (TIGER_STYLE: every limit named ``*_max``/``*_min`` or by its unit, unit last):
+
+- a limit an operator sets through the environment is a ``Settings`` field; its default and its
+  bounds are the constants of this module (``LEDGER_HTTP_CONNECTIONS_MAX`` ->
+  ``HTTP_CONNECTIONS_MAX``);
+- a limit set by a command-line flag (``--batch-messages-max``, ``--events-max`` ...) has its
+  default and bound beside the code it bounds, and the flag's help names them;
+- a fixed protocol or safety limit (Stripe's page size, SQS's 10 messages per receive, a
+  signature header's length, a query's ids) is a module constant beside the code it bounds:
+  the reader of that code needs it there, and no operator can change it.
+
+``tests/test_settings_env.py`` checks that nothing else reads the environment. Secrets are read
+from the environment or from a file and are never logged: ``Settings.__repr__`` hides them.
 """
 
 from __future__ import annotations
@@ -16,14 +26,14 @@ from typing import Any
 DEFAULT_DATABASE_URL = "sqlite:///stripe-ledger.db"
 DEFAULT_KAFKA_TOPIC = "stripe.events"
 DEFAULT_KAFKA_GROUP = "stripe-ledger"
+WEBHOOK_SECRET_ARN_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 
-# Hard limits. A Stripe event payload is a few KiB; 1 MiB is far above any real one.
+# A Stripe event payload is a few KiB; 1 MiB is far above any real one. The bound of
+# LEDGER_BODY_BYTES_MAX, and of every door's parser (ledger/envelope.py).
 EVENT_BODY_BYTES_MAX = 1024 * 1024
-APPEND_BATCH_EVENTS_MAX = 2000
+# Fixed limits of ledger/consumer.py, to move beside it (issue 14: its owner moves them).
 CONSUMER_POLL_RECORDS_MAX = 1000
 CONSUMER_POLL_TIMEOUT_MS = 500
-RETRY_BACKOFF_MS_MIN = 200
-RETRY_BACKOFF_MS_MAX = 30_000
 # The HTTP endpoints (ingest, serve): see ingest/http_server.py for what each bounds.
 HTTP_CONNECTIONS_MAX = 1024
 HTTP_HEADER_TIMEOUT_S = 10
@@ -157,6 +167,15 @@ class Settings:
     # The Stripe partner event sources (aws.partner/stripe.com/ed_...) whose EventBridge events
     # consume-sqs and the Lambda accept; no signature on that path, so nothing else is trusted.
     eventbridge_sources: tuple[str, ...] = ()
+    # Another Stripe API than api.stripe.com (stripe-mock, the demo's stand-in): backfill,
+    # reconcile, balance-sync and thin-events fetch.
+    stripe_api_base: str | None = None
+    # The dashboard's token, needed off loopback (reports/dashboard/app.py checks it).
+    dashboard_token: str | None = field(default=None, repr=False)
+    # The Lambda reads the webhook secret(s) from this Secrets Manager secret (never both).
+    webhook_secret_arn: str = ""
+    # consume-sqs's region, as boto3 reads it; None: the queue URL's.
+    aws_region: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -201,6 +220,10 @@ class Settings:
             ),
             trusted_proxies=_trusted_proxies(),
             eventbridge_sources=_list_env("LEDGER_EVENTBRIDGE_SOURCES"),
+            stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+            dashboard_token=os.environ.get("LEDGER_DASHBOARD_TOKEN") or None,
+            webhook_secret_arn=os.environ.get(WEBHOOK_SECRET_ARN_ENV, ""),
+            aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         )
 
     def require_kafka(self) -> str:

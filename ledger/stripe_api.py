@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ import stripe
 
 from ledger.logs import get_logger, redact_text
 from ledger.retry import backoff_ms
-from ledger.settings import SettingsError, _secret_values
+from ledger.settings import Settings, SettingsError, _secret_values
 
 API_ATTEMPTS_MAX = 8  # attempts per request (1 + 7 retries) before the run fails
 RETRY_AFTER_S_MAX = 60.0  # a longer Retry-After is waited for this long, then retried
@@ -220,5 +219,6 @@ class StripeApi:
 
 
 def api_base_from_env() -> str | None:
-    """STRIPE_API_BASE (e.g. stripe-mock's http://127.0.0.1:12111), None for api.stripe.com."""
-    return os.environ.get("STRIPE_API_BASE") or None
+    """STRIPE_API_BASE (e.g. stripe-mock's http://127.0.0.1:12111), None for api.stripe.com;
+    for a caller without its ``Settings`` at hand (``Settings.stripe_api_base`` otherwise)."""
+    return Settings.from_env().stripe_api_base
