@@ -130,7 +130,7 @@ def _method(event: Mapping[str, Any]) -> str:
     return str(event.get("httpMethod", "")).upper()
 
 
-def _body(event: Mapping[str, Any], limit: int) -> bytes:
+def _body(event: Mapping[str, Any], bytes_max: int) -> bytes:
     """The raw request body, bounded before decoding; Rejection on a bad or oversized one."""
     body = event.get("body")
     if body is None:
@@ -138,18 +138,18 @@ def _body(event: Mapping[str, Any], limit: int) -> bytes:
     if not isinstance(body, str):
         raise Rejection(400, "invalid_body", "the body is not a string")
     if event.get("isBase64Encoded"):
-        if len(body) // 4 * 3 > limit + 3:
-            raise body_too_large(limit)
+        if len(body) // 4 * 3 > bytes_max + 3:
+            raise body_too_large(bytes_max)
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise Rejection(400, "invalid_body", "the body is not valid base64") from None
     else:
-        if len(body) > limit:  # each character is at least one byte
-            raise body_too_large(limit)
+        if len(body) > bytes_max:  # each character is at least one byte
+            raise body_too_large(bytes_max)
         raw = body.encode("utf-8")
-    if len(raw) > limit:
-        raise body_too_large(limit)
+    if len(raw) > bytes_max:
+        raise body_too_large(bytes_max)
     return raw
 
 
