@@ -287,7 +287,7 @@ def rss_mib(pid: int) -> dict[str, float]:
 
 def payloads(events: int, seed: int = SEED) -> list[bytes]:
     """The demo generator's deliveries (duplicates and out-of-order included), cached on disk."""
-    from cli.demo_history import iter_payloads
+    from demo.history import iter_payloads
 
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = CACHE_DIR / f"payloads-{seed}-{events}.jsonl"

@@ -27,6 +27,7 @@ from migrations import MIGRATIONS_DIR
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_CONNECTIONS_MAX = 8
+POSTGRES_CONNECT_TIMEOUT_S = 10  # libpq connect_timeout: a server that does not answer
 WRITE = {"ledger_write": True}  # execution option: this transaction writes
 SQLITE_FILE_MODE = 0o600  # customer data: owner only (SQLite gives -wal/-shm the same mode)
 
@@ -181,7 +182,10 @@ def create_engine(
             parsed,
             pool_size=POSTGRES_POOL_CONNECTIONS_MAX,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": 10, "application_name": "stripe-ledger"},
+            connect_args={
+                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                "application_name": "stripe-ledger",
+            },
         )
     raise DatabaseError(
         f"{name}: unsupported database {parsed.get_backend_name()!r}: use sqlite:///FILE or "

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from cli.demo_client import post_all
-from cli.demo_history import encode, generate
+from demo.client import post_all
+from demo.history import encode, generate
 from ledger.database import create_engine, migrate
 from tests import test_ingest_support as web
 from tests.kafka_util import create_topic
@@ -163,7 +163,7 @@ def _post_under_kills(loop: _CrashLoop, history: Any, ingest_env: dict[str, str]
                     web.SECRET,
                     concurrency=8,
                     timeout_s=30,
-                    retries=5,
+                    retries_max=5,
                 )
             except BaseException as error:  # noqa: BLE001 - reported by the main thread
                 outcome["error"] = error
