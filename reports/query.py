@@ -80,10 +80,13 @@ def run_report(
         )
     if livemode is not None:
         statement = statement.where(view.c.livemode == livemode)
-    # The same order on both databases (they sort NULLs differently): live last, platform first.
+    # The same order on both databases (they sort NULLs differently): live last, platform first;
+    # then the report's time column, so that rows a report keeps per day (daily_volume) do not
+    # come back in the order a hash aggregate happened to leave them.
     statement = statement.order_by(
-        view.c.livemode, sa.func.coalesce(view.c.account, ""), sa.text("1"), sa.text("3")
-    )
+        view.c.livemode, sa.func.coalesce(view.c.account, ""), sa.text("1"), sa.text("3"),
+        view.c[time_column],
+    )  # fmt: skip
     return _run(engine, statement)
 
 

@@ -97,7 +97,9 @@ def test_project_serves_metrics_on_its_port(sqlite_url: str) -> None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                     text = r.read().decode()
-                if "projection_lag_positions" in text:
+                # The family's HELP line is served before the worker has registered its
+                # projections: wait for the journal's sample itself.
+                if 'stripe_ledger_projection_lag_positions{projection="journal"}' in text:
                     break
             except OSError:
                 pass
