@@ -4,6 +4,7 @@ apply loop (upcast once, skip and count unknown types)."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
@@ -136,6 +137,37 @@ class StatusFields(Fields):
     reached: dict[str, int] = rule(UNION_MIN)  # status -> when it was first reached
 
 
+class StateCache:
+    """The merged states the last batches of ONE writer wrote, by key, so that the next batch
+    folds into them without reading (and decoding) them back. Only for a writer that nobody
+    else writes beside: a rebuild's new generation (its lease excludes other rebuilds, the
+    worker writes the live one). Bounded: the least recently folded objects are forgotten
+    (a forgotten object is read from its table again)."""
+
+    def __init__(self, objects_max: int) -> None:
+        assert objects_max > 0, objects_max
+        self.objects_max = objects_max
+        self._states: OrderedDict[tuple[Any, ...], MergedState[Fields]] = OrderedDict()
+        # Made for tables that start EMPTY (a new generation): until the first object is
+        # forgotten, an object not in the cache is not in the table either (no read needed).
+        self.holds_all = True
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._states
+
+    def get(self, key: tuple[Any, ...]) -> MergedState[Fields]:
+        self._states.move_to_end(key)
+        return self._states[key]
+
+    def put(self, key: tuple[Any, ...], state: MergedState[Fields]) -> None:
+        """Only once the state is written: a fold that raises leaves the cache as it was."""
+        self._states[key] = state
+        self._states.move_to_end(key)
+        while len(self._states) > self.objects_max:
+            self._states.popitem(last=False)
+            self.holds_all = False
+
+
 def account_of(account_key: str) -> str | None:
     return account_key or None
 
@@ -242,11 +274,13 @@ class Projection(Generic[K]):
         events: Sequence[StoredEvent],
         generation: int,
         payloads: Sequence[dict[str, Any]] | None = None,
+        cache: StateCache | None = None,
     ) -> Counts:
         """Fold ``events`` into the generation's tables inside the caller's transaction.
 
         ``payloads`` (the upcast payloads of ``events``, see ``upcast_all``) saves the upcast
-        when several projections fold the same batch."""
+        when several projections fold the same batch; ``cache`` (a rebuild's) saves reading
+        back the states the previous batches wrote."""
         assert payloads is None or len(payloads) == len(events), "one payload per event"
         tables = self.cached_tables(generation)
         counts = Counts()
@@ -267,7 +301,11 @@ class Projection(Generic[K]):
             counts.applied += 1
             grouped.setdefault(found.key, []).append(found)
         if grouped:
-            self.write(connection, tables, self._changes(connection, tables, grouped))
+            changes = self._changes(connection, tables, grouped, cache)
+            self.write(connection, tables, changes)
+            if cache is not None:
+                for change in changes:
+                    cache.put(change.key, change.after)
         return counts
 
     def _changes(
@@ -275,17 +313,25 @@ class Projection(Generic[K]):
         connection: sa.Connection,
         tables: dict[str, sa.Table],
         grouped: dict[K, list[Found[K]]],
+        cache: StateCache | None,
     ) -> list[Change[K]]:
-        stored = load_states(connection, tables[self.state_table], list(grouped))
+        missing = [key for key in grouped if cache is None or key not in cache]
+        if cache is not None and cache.holds_all:
+            missing = []  # new objects: nothing stored to read
+        stored = load_states(connection, tables[self.state_table], missing) if missing else {}
         changes = []
         for key, found in grouped.items():
-            stored_state = stored.get(key)
-            fields_type = type(found[0].snapshot.fields)  # one object: one Fields type
-            before = (
-                MergedState.from_json(fields_type, stored_state)
-                if stored_state is not None
-                else None
-            )
+            before: MergedState[Fields] | None
+            if cache is not None and key in cache:
+                before = cache.get(key)
+            else:
+                stored_state = stored.get(key)
+                fields_type = type(found[0].snapshot.fields)  # one object: one Fields type
+                before = (
+                    MergedState.from_json(fields_type, stored_state)
+                    if stored_state is not None
+                    else None
+                )
             after = before
             for item in found:
                 after = merge(after, item.snapshot)

@@ -452,7 +452,9 @@ def _plan_postings(
 ) -> _PostingPlan:
     """Diff each object's implied entries against the entries and postings stored for it (read
     in bulk), posting the differences: postings and balances always follow the merged states."""
-    existing, posted = _stored_entries(connection, tables, [change.key for change in changes])
+    # An object's entries are written with its state: a new object (no ``before``) has none.
+    known = [change.key for change in changes if change.before is not None]
+    existing, posted = _stored_entries(connection, tables, known)
     plan = _PostingPlan()
     for change in changes:
         object_type, object_id, account_key, livemode = change.key

@@ -208,7 +208,7 @@ def test_rebuilt_rows_equal_the_incrementally_built_rows(store: EventStore) -> N
 def test_a_reader_during_a_rebuild_sees_the_whole_state_never_half(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 40)  # many batches: many chances
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 40)  # many batches: many chances
     full = run_report(store.engine, "balances")
     invoices = len(run_report(store.engine, "invoices")[1])
     seen: list[bool] = []
@@ -232,7 +232,7 @@ def test_a_reader_during_a_rebuild_sees_the_whole_state_never_half(
 def test_an_interrupted_rebuild_leaves_the_live_projection_and_can_run_again(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 50)
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 50)
     before = _dumps(store)
     stop = threading.Event()
     calls = []
@@ -262,7 +262,7 @@ def test_two_rebuilds_of_one_projection_are_excluded(store: EventStore) -> None:
 def test_a_worker_running_during_a_rebuild_corrupts_nothing(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 50)
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 50)
     stop = threading.Event()
     background = threading.Thread(
         target=worker.run, kwargs={"store": store, "stop": stop, "poll_interval_s": 0.01}
