@@ -100,7 +100,7 @@ def string(value: Any) -> str | None:
 
 # A row key of a projection's state table: its primary key values, in column order.
 Key = bulk.Key
-K = TypeVar("K", bound=tuple[Any, ...])
+K = TypeVar("K", bound=Key)
 
 
 class ObjectKey(NamedTuple):
@@ -147,19 +147,19 @@ class StateCache:
     def __init__(self, objects_max: int) -> None:
         assert objects_max > 0, objects_max
         self.objects_max = objects_max
-        self._states: OrderedDict[tuple[Any, ...], MergedState[Fields]] = OrderedDict()
+        self._states: OrderedDict[Key, MergedState[Fields]] = OrderedDict()
         # Made for tables that start EMPTY (a new generation): until the first object is
         # forgotten, an object not in the cache is not in the table either (no read needed).
         self.holds_all = True
 
-    def __contains__(self, key: tuple[Any, ...]) -> bool:
+    def __contains__(self, key: Key) -> bool:
         return key in self._states
 
-    def get(self, key: tuple[Any, ...]) -> MergedState[Fields]:
+    def get(self, key: Key) -> MergedState[Fields]:
         self._states.move_to_end(key)
         return self._states[key]
 
-    def put(self, key: tuple[Any, ...], state: MergedState[Fields]) -> None:
+    def put(self, key: Key, state: MergedState[Fields]) -> None:
         """Only once the state is written: a fold that raises leaves the cache as it was."""
         self._states[key] = state
         self._states.move_to_end(key)
