@@ -37,38 +37,64 @@ SEED = 7
 class Scale:
     name: str
     append_events: int
+    append_small_events: int  # the small-payload stream (small_events)
     e2e_events: int  # max-throughput phase
     e2e_concurrency: int
-    e2e_rate_rps: int  # the fixed-rate phase (latency target)
-    e2e_rate_s: float
+    e2e_capacity_events: int  # verify-only at full speed: the capacity the fixed rate is 1/4 of
+    e2e_rate_s: float  # the fixed-rate phase (ingest latency vs verify-only's at that rate)
+    e2e_rate_events_max: int  # the rate phase's payloads (it is shortened to fit them)
     peer: bool
     peer_events: int
     peer_concurrencies: tuple[int, ...]
     rebuild_events: int
+    rebuild_small_events: int
     serve_events: int
     serve_concurrency: int
     rss_events: int
+    startup_runs: int  # each start-up figure is the median of this many runs
 
 
 SCALES = {
-    "smoke": Scale("smoke", 300, 300, 8, 100, 2.0, False, 200, (8,), 1_500, 300, 8, 300),
+    "smoke": Scale(
+        "smoke", 300, 300, 300, 8, 300, 2.0, 600, False, 200, (8,), 1_500, 1_500, 300, 8, 300, 3
+    ),
     "small": Scale(
-        "small", 20_000, 10_000, 32, 500, 10.0, True, 4_000, (8, 32), 100_000, 10_000, 32, 20_000
+        "small",
+        20_000,
+        10_000,
+        10_000,
+        32,
+        5_000,
+        10.0,
+        20_000,
+        True,
+        4_000,
+        (8, 32),
+        100_000,
+        50_000,
+        10_000,
+        32,
+        20_000,
+        7,
     ),
     "full": Scale(
         "full",
         100_000,
         50_000,
+        50_000,
         32,
-        500,
-        30.0,
+        20_000,
+        20.0,
+        60_000,
         True,
         10_000,
         (4, 16, 64),
         1_000_000,
+        200_000,
         50_000,
         32,
         100_000,
+        11,
     ),
 }
 
@@ -179,14 +205,16 @@ def copy_row(
 
 
 def migrated(url: str) -> sa.Engine:
-    """An engine on ``url`` with the store schema, projections and report views in place."""
-    from cli.reports_cmds import prepare_read_side
-    from ledger.database import create_engine, migrate
-
-    engine = create_engine(url)
-    migrate(engine)
-    prepare_read_side(engine)
-    return engine
+    """An engine on ``url`` after ``stripe-ledger migrate`` (the store schema, the projections
+    and the report views: the command, so that the harness follows wherever that work lives)."""
+    subprocess.run(
+        stripe_ledger("migrate"),
+        env=ledger_env({"LEDGER_DATABASE_URL": url}),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return sa.create_engine(sa.make_url(url), poolclass=sa.NullPool)
 
 
 def free_port() -> int:
@@ -285,19 +313,75 @@ def rss_mib(pid: int) -> dict[str, float]:
 # -- payloads -------------------------------------------------------------------------------
 
 
-def payloads(events: int, seed: int = SEED) -> list[bytes]:
-    """The demo generator's deliveries (duplicates and out-of-order included), cached on disk."""
-    from cli.demo_history import iter_payloads
+def demo() -> Any:
+    """The demo generator (``generate``, ``iter_payloads``, ``encode``): its one import here."""
+    from demo import history
 
+    return history
+
+
+def sign(payload: bytes, secret: str, timestamp_s: int) -> str:
+    """A ``Stripe-Signature`` header for ``payload`` (the demo client's signer)."""
+    from demo.client import sign as demo_sign
+
+    return str(demo_sign(payload, secret, timestamp_s))
+
+
+def _cached(path: Path, make: Any) -> list[bytes]:
+    """JSON lines at ``path``, made once by ``make()``."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"payloads-{seed}-{events}.jsonl"
     if path.exists():
         return path.read_bytes().splitlines()
-    rows = list(iter_payloads(seed, events))
+    rows = list(make())
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(b"\n".join(rows))
     tmp.replace(path)
     return rows
+
+
+def payloads(events: int, seed: int = SEED) -> list[bytes]:
+    """The demo generator's deliveries (duplicates and out-of-order included), cached on disk."""
+    path = CACHE_DIR / f"payloads-{seed}-{events}.jsonl"
+    return _cached(path, lambda: demo().iter_payloads(seed, events))
+
+
+# The small-payload stream (issue 21: "~800 B, id-heavy"): the demo history's own events of the
+# types whose objects are small and mostly ids (refunds, payouts, application fees, balance,
+# customers): whole Stripe-shaped events as generated, none cut short. About 880 B each.
+SMALL_TYPES = (
+    "application_fee.",
+    "balance.",
+    "refund.",
+    "charge.refund.",
+    "customer.created",
+    "payout.",
+)
+# One history per seed, of about 8 events per small one wanted (about 15% of its events are
+# small ones), between these sizes.
+SMALL_SEED_EVENTS_MIN = 20_000
+SMALL_SEED_EVENTS_MAX = 100_000
+
+
+def small_events(events: int, seed: int = SEED) -> Iterator[dict[str, Any]]:
+    """``events`` distinct small events (``SMALL_TYPES``) of the histories of seed, seed+1, ...
+    in each history's ``created`` order."""
+    left, generated = events, 0
+    while left > 0:
+        size = min(SMALL_SEED_EVENTS_MAX, max(SMALL_SEED_EVENTS_MIN, 8 * left))
+        history = demo().generate(seed + generated, size)
+        generated += 1
+        assert generated <= 1 + events // 1000, "the demo history holds no small events"
+        chosen = [event for event in history.events if event["type"].startswith(SMALL_TYPES)]
+        for event in sorted(chosen, key=lambda event: event["created"])[:left]:
+            left -= 1
+            yield event
+
+
+def small_payloads(events: int, seed: int = SEED) -> list[bytes]:
+    """``small_events`` encoded as delivered (one delivery each), cached on disk."""
+    path = CACHE_DIR / f"small-{seed}-{events}.jsonl"
+    encode = demo().encode
+    return _cached(path, lambda: (encode(event) for event in small_events(events, seed)))
 
 
 def distinct_ids(rows: Sequence[bytes]) -> int:

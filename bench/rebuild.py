@@ -1,17 +1,20 @@
-"""3. rebuild of all projections over an N-event store (1,000,000 at BENCH_SCALE=full).
+"""3. rebuild of all projections over an N-event store, at two payload sizes.
 
-The store is filled once with ``COPY`` (the demo generator's distinct events, seeds 1, 2, ...
-of 100,000 each, columns as ``EventStore.append`` writes them) into a database that is kept
-between runs (``bench_rebuild_<N>_m<newest migration>``; BENCH_FRESH=1 rebuilds it). The
-rebuild runs in a child process (``python -m bench.rebuild URL BUDGET``), so that its VmHWM
-is the rebuild's peak RSS.
+Two stores, each filled once with ``COPY`` (columns as ``EventStore.append`` writes them) into a
+database kept between runs (``bench_<label>_<N>_m<newest migration>``; BENCH_FRESH=1 refills):
+the demo generator's distinct events (seeds 1, 2, ... of 100,000 each, about 2.2 KB; 1,000,000
+at BENCH_SCALE=full) and the small-payload stream (``common.small_events``, about 880 B;
+200,000 at full).
 
-events/s = store events / seconds to rebuild all three projections (one pass over the store
-feeds all three). A rebuild that would take longer than ``BENCH_REBUILD_BUDGET_S`` (default
-300 s) is stopped after the budget (the live generations stay; the half-built ones are dropped
-by the next rebuild) and the rate is what was folded in that time; the result says so.
-Baseline: reading the same rows in position order with JSON decoding and nothing else
-(``EventStore.iter_events``), in the same child process design.
+The rebuild is ``stripe-ledger rebuild`` (all projections, one pass over the store) as a child
+process: events/s = store events / the command's wall time, start-up included; its VmHWM is the
+rebuild's peak RSS. A rebuild that would take longer than ``BENCH_REBUILD_BUDGET_S`` (default
+300 s) is stopped (SIGTERM: the live generations stay) and the rate is what its last progress
+line had folded; the result says ``complete: false``.
+
+Baseline (issue 21), same store, same run: a psycopg server-side cursor reading the ``payload``
+column as text in position order, and stdlib ``json.loads`` of each row, nothing else (a child
+process too: ``python -m bench.rebuild URL BUDGET_S``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -31,15 +34,24 @@ import sqlalchemy as sa
 from bench.common import (
     EVENT_COPY_COLUMNS,
     ROOT,
+    Proc,
     Scale,
     admin_engine,
     copy_row,
+    demo,
+    ledger_env,
     migrated,
     psycopg_url,
     rss_mib,
+    scratch_database,
+    small_events,
+    stripe_ledger,
 )
 
 SEED_EVENTS = 100_000
+KEPT_STORE_EVENTS_MIN = 100_000  # smaller stores are filled afresh in a scratch database
+READ_ROWS_PER_FETCH = 1_000  # the baseline cursor's fetch size
+PEAK_POLL_S = 0.2
 
 
 def _db_url(admin_url: str, name: str) -> str:
@@ -54,11 +66,21 @@ def _schema_tag() -> str:
     return revisions[-1]
 
 
-def fixture(admin_url: str, events: int, label: str = "rebuild") -> str:
+def _demo_events(events: int) -> Iterable[dict[str, Any]]:
+    """``events`` distinct demo events: seeds 1, 2, ... of SEED_EVENTS, each in created order."""
+    left, seed = events, 1
+    while left > 0:
+        history = demo().generate(seed, min(SEED_EVENTS, left))
+        chunk = sorted(history.events, key=lambda event: event["created"])[:left]
+        del history
+        left -= len(chunk)
+        seed += 1
+        yield from chunk
+
+
+def fixture(admin_url: str, events: int, label: str = "rebuild", small: bool = False) -> str:
     """A database ``bench_<label>_<events>_m<newest migration>`` holding ``events`` distinct
-    demo events (made once, then reused)."""
-    from cli.demo_history import encode, generate
-    from ledger.envelope import event_from_dict
+    demo events (``small``: of the small-payload stream), made once, then reused."""
 
     # The schema's newest migration is part of the name: a database kept by a checkout with
     # other migrations (an older or a newer tree on the same server) is never reused.
@@ -75,128 +97,160 @@ def fixture(admin_url: str, events: int, label: str = "rebuild") -> str:
         if not exists:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
+    _fill(url, events, small, name)
+    return url
+
+
+def _fill(url: str, events: int, small: bool, name: str) -> None:
+    """Migrate the database at ``url`` and COPY the events in, unless it holds them already."""
+    from ledger.envelope import event_from_dict
+
     engine = migrated(url)
     with engine.connect() as connection:
         count = connection.execute(sa.text("SELECT count(*) FROM events")).scalar() or 0
     engine.dispose()
     if count >= events:
-        return url
+        return
     if count:
         raise RuntimeError(f"{name} holds {count} events, not {events}: rerun with BENCH_FRESH=1")
     received = dt.datetime.now(dt.UTC)
-    left, seed = events, 1
+    encode = demo().encode
+    source = small_events(events, seed=1) if small else _demo_events(events)
     with psycopg.connect(psycopg_url(url)) as connection:
-        while left > 0:
-            history = generate(seed, min(SEED_EVENTS, left))
-            chunk = sorted(history.events, key=lambda event: event["created"])[:left]
-            with connection.cursor() as cursor:
-                with cursor.copy(f"COPY events ({EVENT_COPY_COLUMNS}) FROM STDIN") as copy:
-                    for payload in chunk:
-                        event = event_from_dict(payload)
-                        text = encode(payload).decode("utf-8")
-                        copy.write_row(copy_row(event, received, "import", text, None))
-            connection.commit()
-            left -= len(chunk)
-            seed += 1
-            del history, chunk
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY events ({EVENT_COPY_COLUMNS}) FROM STDIN") as copy:
+                for payload in source:
+                    event = event_from_dict(payload)
+                    text = encode(payload).decode("utf-8")
+                    copy.write_row(copy_row(event, received, "import", text, None))
+        connection.commit()
         connection.execute("ANALYZE events")
         connection.commit()
-    return url
 
 
-def child(url: str, mode: str, budget_s: float) -> dict[str, Any]:
-    """In the child process: 'rebuild' (all projections) or 'read' (the baseline)."""
-    from cli.main import tune_gc
-    from cli.reports_cmds import prepare_read_side
-    from ledger.database import create_engine
-    from ledger.store import EventStore
-    from projections import rebuild
-    from reports import views
-
-    tune_gc()  # as `stripe-ledger` does at start-up, for both the rebuild and the baseline
-    engine = create_engine(url)
-    store = EventStore(engine)
-    total = store.count()
-    started = time.perf_counter()
-    if mode == "read":
-        read = 0
-        for _event in store.iter_events(batch=1000):
-            read += 1
-            if read % 10_000 == 0 and time.perf_counter() - started > budget_s:
-                break
+def read_baseline(url: str, budget_s: float) -> dict[str, Any]:
+    """In the child process: every payload as text through a server-side cursor, json.loads."""
+    loads = json.loads
+    read = 0
+    with psycopg.connect(psycopg_url(url)) as connection:
+        total_row = connection.execute("SELECT count(*) FROM events").fetchone()
+        total = int(total_row[0]) if total_row else 0
+        started = time.perf_counter()
+        with connection.cursor(name="bench_read") as cursor:
+            cursor.itersize = READ_ROWS_PER_FETCH
+            cursor.execute("SELECT payload::text FROM events ORDER BY position")
+            for (text,) in cursor:
+                loads(text)
+                read += 1
+                if read % 10_000 == 0 and time.perf_counter() - started > budget_s:
+                    break
         seconds = time.perf_counter() - started
-        return {
-            "events": read,
-            "seconds": seconds,
-            "events_s": read / seconds,
-            "complete": read == total,
-        }
-    prepare_read_side(engine)
-    stop = threading.Event()
-    timer = threading.Timer(budget_s, stop.set)
-    timer.start()
-    done = {"events": 0}
-
-    def progress(events: int, _total: int) -> None:
-        done["events"] = events
-
-    results = rebuild.rebuild(
-        store, hooks=(views.drop_views, views.create_views), on_progress=progress, stop=stop
-    )
-    timer.cancel()
-    seconds = time.perf_counter() - started
     return {
-        "events": done["events"],
+        "events": read,
         "seconds": round(seconds, 3),
-        "events_s": done["events"] / seconds,
-        "complete": bool(results),
-        "projections": [result.name for result in results],
+        "events_s": read / seconds,
+        "complete": read == total,
     }
 
 
-def _run_child(url: str, mode: str, budget_s: float) -> dict[str, Any]:
-    env = dict(os.environ, LEDGER_LOG_LEVEL="warning", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.rebuild", url, mode, str(budget_s)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
+def _progress_done(log_text: str) -> int:
+    """The ``done`` of the last ``progress`` log line (JSON logs) of a stopped rebuild."""
+    done = 0
+    for line in log_text.splitlines():
+        if line.startswith("{") and '"progress"' in line:
+            done = max(done, int(json.loads(line).get("done", 0)))
+    return done
+
+
+def run_rebuild(url: str, events: int, budget_s: float) -> dict[str, Any]:
+    """``stripe-ledger rebuild`` over the store at ``url``: wall time, peak RSS."""
+    env = ledger_env({"LEDGER_DATABASE_URL": url, "LEDGER_LOG_LEVEL": "info"})
+    started = time.perf_counter()
+    proc = Proc("rebuild", stripe_ledger("rebuild"), env)
     peak = 0.0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, rss_mib(proc.pid)["peak_rss_mib"])
-        except (OSError, KeyError):
-            pass
-        time.sleep(0.2)
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"rebuild child {mode} failed: {err.decode()[-2000:]}")
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    result["peak_rss_mib"] = round(max(peak, result.pop("vmhwm_mib", 0.0)), 1)
+    stopped = False
+    try:
+        while proc.popen.poll() is None:
+            try:
+                peak = max(peak, rss_mib(proc.pid)["peak_rss_mib"])
+            except (OSError, KeyError):
+                pass  # it exited between poll() and the read
+            if not stopped and time.perf_counter() - started > budget_s:
+                proc.popen.terminate()  # the rebuild stops at its next batch, live untouched
+                stopped = True
+            time.sleep(PEAK_POLL_S)
+        seconds = time.perf_counter() - started
+    finally:
+        proc.stop()
+    log_text = proc.log_path.read_text(errors="replace")
+    if proc.popen.returncode not in (0, 1) or (proc.popen.returncode and not stopped):
+        raise RuntimeError(f"rebuild exited {proc.popen.returncode}: {log_text[-2000:]}")
+    done = _progress_done(log_text) if stopped else events
+    return {
+        "events": done,
+        "seconds": round(seconds, 3),
+        "events_s": done / seconds,
+        "complete": not stopped,
+        "peak_rss_mib": round(peak, 1),
+    }
+
+
+def _run_read_child(url: str, budget_s: float) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.rebuild", url, str(budget_s)],
+        env=env,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=budget_s + 600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"read baseline failed: {done.stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
     return result
 
 
-def run(scale: Scale, services: dict[str, str]) -> dict[str, Any]:
-    budget_s = float(os.environ.get("BENCH_REBUILD_BUDGET_S", "300"))
+def _one_size(admin_url: str, events: int, small: bool, budget_s: float) -> dict[str, Any]:
+    label = "rebuild_small" if small else "rebuild"
     started = time.perf_counter()
-    url = fixture(services["LEDGER_DATABASE_URL"], scale.rebuild_events)
-    fixture_s = time.perf_counter() - started
-    rebuilt = _run_child(url, "rebuild", budget_s)
-    baseline = _run_child(url, "read", budget_s)
+    if events >= KEPT_STORE_EVENTS_MIN:
+        url = fixture(admin_url, events, label=label, small=small)
+        return _measure(url, events, budget_s, time.perf_counter() - started)
+    # A small store is made afresh: a kept one is shared by every checkout on the server, and
+    # one with other views (another branch's) refuses this tree's rebuild.
+    with scratch_database(admin_url, label) as url:
+        _fill(url, events, small, label)
+        return _measure(url, events, budget_s, time.perf_counter() - started)
+
+
+def _measure(url: str, events: int, budget_s: float, fixture_s: float) -> dict[str, Any]:
+    with psycopg.connect(psycopg_url(url)) as connection:
+        row = connection.execute("SELECT avg(octet_length(payload::text)) FROM events").fetchone()
+    rebuilt = run_rebuild(url, events, budget_s)
+    baseline = _run_read_child(url, budget_s)
     return {
-        "store_events": scale.rebuild_events,
+        "store_events": events,
+        "payload_bytes_mean": round(float(row[0]) if row and row[0] else 0.0),
         "fixture_seconds": round(fixture_s, 1),
-        "budget_s": budget_s,
         "rebuild": rebuilt,
         "read_json": baseline,
         "ratio": rebuilt["events_s"] / baseline["events_s"],
     }
 
 
+def run(scale: Scale, services: dict[str, str]) -> dict[str, Any]:
+    budget_s = float(os.environ.get("BENCH_REBUILD_BUDGET_S", "300"))
+    admin_url = services["LEDGER_DATABASE_URL"]
+    demo_size = _one_size(admin_url, scale.rebuild_events, False, budget_s)
+    small_size = _one_size(admin_url, scale.rebuild_small_events, True, budget_s)
+    return {
+        "budget_s": budget_s,
+        # The demo store's figures stay at the top level (their names since issue 7).
+        **demo_size,
+        "small": small_size,
+    }
+
+
 if __name__ == "__main__":
-    target, kind, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    figures = child(target, kind, budget)
-    figures["vmhwm_mib"] = rss_mib(os.getpid())["peak_rss_mib"]
-    print(json.dumps(figures))
+    target, budget = sys.argv[1], float(sys.argv[2])
+    print(json.dumps(read_baseline(target, budget)))

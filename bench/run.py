@@ -1,6 +1,6 @@
 """Run the selected benchmarks and write bench/results/latest.json and latest.md.
 
-    BENCH_SCALE=smoke|small|full  python -m bench.run [append e2e rebuild serve rss]
+    BENCH_SCALE=smoke|small|full  python -m bench.run [append e2e rebuild serve rss startup]
 
 Every figure stands beside its baseline measured in the same run. No figure is asserted: this
 is a measurement, not a test (tests/test_bench_smoke.py only checks the result is well formed).
@@ -21,8 +21,18 @@ from typing import Any
 
 from bench import common
 
-MEASUREMENTS = ("append", "e2e", "rebuild", "serve", "rss")
+MEASUREMENTS = ("append", "e2e", "rebuild", "serve", "rss", "startup")
 MIB_TARGET = 200.0
+# Issue 21's targets, each a ratio to a baseline of the same run (start-up: seconds).
+APPEND_RATIO_MIN = 0.6
+E2E_RATIO_MIN = 1.0
+REBUILD_RATIO_MIN = 0.5
+SERVE_RATIO_MIN = 0.5
+P99_RATIO_MAX = 5.0
+P99_MS_MAX = 25.0  # where verify-only does P99_FAST_RPS or more
+P99_FAST_RPS = 8_000
+HELP_S_MAX = 0.3
+REPORT_S_MAX = 0.6
 
 
 def _measure(name: str, scale: common.Scale, services: dict[str, str]) -> dict[str, Any]:
@@ -60,124 +70,149 @@ def _row(
     }
 
 
-def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per figure: value, its baseline, the ratio, the target and whether it holds."""
-    rows: list[dict[str, Any]] = []
-    append = results.get("append", {})
-    if append.get("status") == "ok":
-        rate, copy = append["consume"]["events_s"], append["copy"]["events_s"]
+def _append_rows(append: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for stream, label in ((append, "demo"), (append["small"], "small")):
+        rate, copy = stream["consume"]["events_s"], stream["copy"]["events_s"]
         rows.append(
             _row(
                 "1",
-                "append: consume Kafka -> PostgreSQL store",
+                f"append: consume Kafka -> PostgreSQL store, {label} payloads "
+                f"({stream['payload_bytes_mean']:,} B, {stream['events_distinct']:,} events)",
                 rate,
                 "events/s",
                 f"COPY {copy:,.0f} events/s",
                 rate / copy,
-                ">= 0.5x COPY",
-                rate / copy >= 0.5,
+                f">= {APPEND_RATIO_MIN}x COPY",
+                rate / copy >= APPEND_RATIO_MIN,
             )
         )
-    e2e = results.get("e2e", {})
-    if e2e.get("status") == "ok":
-        ledger = e2e["ledger"]
-        peer = e2e.get("peer", {})
-        best = peer.get("best_events_s")
-        rate = ledger["throughput"]["events_s"]
-        base = (
-            f"stripe-sync-engine {best:,.0f} events/s (c={peer['best_concurrency']})"
-            if best
-            else f"peer: {peer.get('unavailable') or peer.get('skipped')}"
-        )
-        rows.append(
-            _row(
-                "2",
-                "e2e: POST -> ingest -> Kafka -> consume -> project",
-                rate,
-                "events/s",
-                base,
-                rate / best if best else None,
-                ">= 3x peer",
-                rate / best >= 3 if best else None,
-            )
-        )
-        fixed = ledger["fixed_rate"]
-        p99 = fixed["ingest_latency"]["p99_ms"]
-        rows.append(
-            _row(
-                "2",
-                f"e2e: ingest latency p50 at {fixed['rate_rps']} req/s",
-                fixed["ingest_latency"]["p50_ms"],
-                "ms",
-            )
-        )
-        rows.append(
-            _row(
-                "2",
-                f"e2e: ingest latency p99 at {fixed['rate_rps']} req/s",
-                p99,
-                "ms",
-                "-",
-                None,
-                "<= 25 ms at 500 req/s",
-                p99 <= 25 if fixed["rate_rps"] >= 500 else None,
-            )
-        )
-        alone = ledger.get("fixed_rate_ingest_alone")
-        if alone:
-            p99_alone = alone["ingest_latency"]["p99_ms"]
-            rows.append(
-                _row(
-                    "2",
-                    f"e2e: ingest latency p99 at {alone['rate_rps']} req/s, ingest alone "
-                    "(consume, project paused)",
-                    p99_alone,
-                    "ms",
-                    f"p50 {alone['ingest_latency']['p50_ms']} ms",
-                    None,
-                    "(diagnostic)",
-                    None,
-                )
-            )
-        rows.append(
-            _row(
-                "2",
-                f"e2e: event-to-projection lag p99 at {fixed['rate_rps']} req/s",
-                fixed["lag_p99_ms"],
-                "ms",
-            )
-        )
-        rows.append(
-            _row(
-                "2",
-                "e2e: event-to-projection lag p99, throughput phase",
-                ledger["throughput"]["lag_p99_ms"],
-                "ms",
-            )
-        )
-    rebuild = results.get("rebuild", {})
-    if rebuild.get("status") == "ok":
-        rate, read = rebuild["rebuild"]["events_s"], rebuild["read_json"]["events_s"]
-        note = "" if rebuild["rebuild"]["complete"] else " (stopped at the time budget)"
+    return rows
+
+
+def _e2e_rows(e2e: dict[str, Any]) -> list[dict[str, Any]]:
+    ledger = e2e["ledger"]
+    peer = e2e.get("peer", {})
+    best = peer.get("best_events_s")
+    rate = ledger["throughput"]["events_s"]
+    base = (
+        f"stripe-sync-engine {best:,.0f} events/s (c={peer['best_concurrency']})"
+        if best
+        else f"peer: {peer.get('unavailable') or peer.get('skipped')}"
+    )
+    alone = e2e["verify_only"]
+    capacity = alone["capacity"]["events_s"]
+    fixed = ledger["fixed_rate"]
+    p99, p99_alone = fixed["ingest_latency"]["p99_ms"], alone["fixed_rate"]["ingest_latency"]
+    ratio = p99 / max(p99_alone["p99_ms"], 0.01)
+    fast = capacity >= P99_FAST_RPS
+    return [
+        _row(
+            "2",
+            "e2e: POST -> ingest -> Kafka -> consume -> project",
+            rate,
+            "events/s",
+            base,
+            rate / best if best else None,
+            f">= {E2E_RATIO_MIN}x peer (aim 2x)",
+            rate / best >= E2E_RATIO_MIN if best else None,
+        ),
+        _row(
+            "2",
+            f"e2e: ingest latency p99, pipeline running, at {fixed['rate_rps']:,} req/s "
+            f"(1/4 of verify-only's {capacity:,.0f} req/s; "
+            f"p50 {fixed['ingest_latency']['p50_ms']} ms)",
+            p99,
+            "ms",
+            f"verify-only p99 {p99_alone['p99_ms']} ms at that rate",
+            ratio,
+            f"<= {P99_RATIO_MAX:g}x (and <= {P99_MS_MAX:g} ms where verify-only does "
+            f">= {P99_FAST_RPS:,} req/s)",
+            ratio <= P99_RATIO_MAX and (p99 <= P99_MS_MAX or not fast),
+        ),
+        _row(
+            "2",
+            f"e2e: event-to-projection lag p99 at {fixed['rate_rps']:,} req/s",
+            fixed["lag_p99_ms"],
+            "ms",
+        ),
+        _row(
+            "2",
+            "e2e: event-to-projection lag p99, throughput phase",
+            ledger["throughput"]["lag_p99_ms"],
+            "ms",
+        ),
+    ]
+
+
+def _rebuild_rows(rebuild: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for store, label in ((rebuild, "demo"), (rebuild["small"], "small")):
+        rate, read = store["rebuild"]["events_s"], store["read_json"]["events_s"]
+        note = "" if store["rebuild"]["complete"] else " (stopped at the time budget)"
         rows.append(
             _row(
                 "3",
-                f"rebuild over {rebuild['store_events']:,} events{note}",
+                f"rebuild over {store['store_events']:,} events, {label} payloads "
+                f"({store['payload_bytes_mean']:,} B){note}",
                 rate,
                 "events/s",
-                f"read + JSON decode {read:,.0f} events/s",
+                f"server-side cursor + json.loads {read:,.0f} events/s",
                 rate / read,
-                ">= 30,000/s and >= 0.5x",
-                rate >= 30_000 and rate / read >= 0.5,
+                f">= {REBUILD_RATIO_MIN}x",
+                rate / read >= REBUILD_RATIO_MIN,
             )
         )
-        peak = rebuild["rebuild"]["peak_rss_mib"]
-        rows.append(
-            _row("3", "rebuild: peak RSS", peak, "MiB", "-", None, "<= 1024 MiB", peak <= 1024)
+    peak = rebuild["rebuild"]["peak_rss_mib"]
+    rows.append(
+        _row(
+            "3",
+            f"rebuild: peak RSS over {rebuild['store_events']:,} events",
+            peak,
+            "MiB",
+            "-",
+            None,
+            f"<= {MIB_TARGET:g} MiB",
+            peak <= MIB_TARGET,
         )
-    serve = results.get("serve", {})
-    if serve.get("status") == "ok":
-        rate, base = serve["serve"]["events_s"], serve["verify_only"]["events_s"]
+    )
+    return rows
+
+
+def _startup_rows(startup: dict[str, Any]) -> list[dict[str, Any]]:
+    floor = startup["python_pass"]["median_s"]
+    rows = []
+    for key, limit in (("help", HELP_S_MAX), ("report_balances", REPORT_S_MAX)):
+        figure = startup[key]
+        note = f", {startup['store_events']:,}-event SQLite store" if key != "help" else ""
+        rows.append(
+            _row(
+                "6",
+                f"start-up: `{figure['argv']}`{note} (median of {figure['runs']}, "
+                f"{figure['min_s']}-{figure['max_s']} s)",
+                figure["median_s"],
+                "s",
+                f"`python -c pass` {floor} s",
+                figure["median_s"] / floor,
+                f"<= {limit} s",
+                figure["median_s"] <= limit,
+            )
+        )
+    return rows
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per figure: value, its baseline, the ratio, the target and whether it holds."""
+    rows: list[dict[str, Any]] = []
+    ok = {name: r for name, r in results.items() if r.get("status") == "ok"}
+    if "append" in ok:
+        rows += _append_rows(ok["append"])
+    if "e2e" in ok:
+        rows += _e2e_rows(ok["e2e"])
+    if "rebuild" in ok:
+        rows += _rebuild_rows(ok["rebuild"])
+    if "serve" in ok:
+        rate, base = ok["serve"]["serve"]["events_s"], ok["serve"]["verify_only"]["events_s"]
         rows.append(
             _row(
                 "4",
@@ -186,35 +221,29 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "events/s",
                 f"verify-only handler {base:,.0f} events/s",
                 rate / base,
-                ">= 2,000/s and >= 0.5x",
-                rate >= 2000 and rate / base >= 0.5,
+                f">= {SERVE_RATIO_MIN}x",
+                rate / base >= SERVE_RATIO_MIN,
             )
         )
-    rss = results.get("rss", {})
-    if rss.get("status") == "ok":
-        for name, memory in rss["processes"].items():
+    if "rss" in ok:
+        for name, memory in ok["rss"]["processes"].items():
             rows.append(
                 _row(
                     "5",
-                    f"RSS of {name} after {rss['deliveries']:,} events",
+                    f"RSS of {name} after {ok['rss']['deliveries']:,} events",
                     memory["rss_mib"],
                     "MiB",
                     f"peak {memory['peak_rss_mib']} MiB",
                     None,
-                    "<= 200 MiB",
+                    f"<= {MIB_TARGET:g} MiB",
                     memory["rss_mib"] <= MIB_TARGET,
                 )
             )
+    if "startup" in ok:
+        rows += _startup_rows(ok["startup"])
     for name in MEASUREMENTS:
         if results.get(name, {}).get("status") == "error":
-            rows.append(
-                _row(
-                    "-",
-                    f"{name}: FAILED {results[name]['error'][:120]}",
-                    None,
-                    "",
-                )
-            )
+            rows.append(_row("-", f"{name}: FAILED {results[name]['error'][:120]}", None, ""))
     return rows
 
 

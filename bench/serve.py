@@ -9,8 +9,6 @@ signature, answer 200) under uvicorn with serve's options.
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,9 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench import load
+from bench import load, verify_only
 from bench.common import (
-    ROOT,
     SECRET,
     Proc,
     Scale,
@@ -82,14 +79,8 @@ def run_serve(rows: list[bytes], concurrency: int) -> dict[str, Any]:
 
 
 def run_verify_only(rows: list[bytes], concurrency: int) -> dict[str, Any]:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = Proc("verify-only", [sys.executable, "-m", "bench.verify_only", str(port)], env)
-    try:
-        wait_http(port, "/", proc=proc)
+    with verify_only.running() as port:
         result = load.post(port, rows, secret=SECRET, concurrency=concurrency)
-    finally:
-        proc.stop()
     return {
         "deliveries": len(rows),
         "ok": result.ok,

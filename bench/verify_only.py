@@ -8,11 +8,14 @@ Nothing else (no JSON parsing, no sink): the same signature check as ingest
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from bench.common import SECRET
+from bench.common import ROOT, SECRET, Proc, free_port, wait_http
 from ingest.app import UVICORN_OPTIONS
 from ingest.signature import SignatureError, verify
 
@@ -50,6 +53,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.contextmanager
+def running() -> Iterator[int]:
+    """This handler under uvicorn in a child process (``python -m bench.verify_only PORT``);
+    yields its port."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = Proc("verify-only", [sys.executable, "-m", "bench.verify_only", str(port)], env)
+    try:
+        wait_http(port, "/", proc=proc)
+        yield port
+    finally:
+        proc.stop()
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 from typing import Any
 
@@ -38,9 +37,8 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve anywhere
 
 
-def dashboard_token(host: str) -> tuple[str | None, str | None]:
-    """(token, error): the token from the environment, required off loopback."""
-    token = os.environ.get("LEDGER_DASHBOARD_TOKEN") or None
+def dashboard_token(host: str, token: str | None) -> tuple[str | None, str | None]:
+    """(token, error): ``token`` (LEDGER_DASHBOARD_TOKEN), required off loopback."""
     if token is not None and len(token) < TOKEN_CHARS_MIN:
         return None, f"LEDGER_DASHBOARD_TOKEN must have at least {TOKEN_CHARS_MIN} characters"
     if token is None and not is_loopback(host):
@@ -49,11 +47,14 @@ def dashboard_token(host: str) -> tuple[str | None, str | None]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return serve_dashboard(settings.database_url, args.host, args.port)
+    return serve_dashboard(settings.database_url, args.host, args.port, settings)
 
 
-def serve_dashboard(database_url: str, host: str, port: int) -> int:
-    """Serve the dashboard until SIGINT/SIGTERM; 2 on a configuration error."""
+def serve_dashboard(
+    database_url: str, host: str, port: int, settings: Settings | None = None
+) -> int:
+    """Serve the dashboard until SIGINT/SIGTERM; 2 on a configuration error. ``settings``:
+    where the token comes from (read from the environment when not given)."""
     import uvicorn
 
     from reports.dashboard.app import create_app
@@ -62,7 +63,7 @@ def serve_dashboard(database_url: str, host: str, port: int) -> int:
     if not 0 <= port <= 65535:
         print("stripe-ledger dashboard: error: --port must be 0..65535", file=sys.stderr)
         return 2
-    token, error = dashboard_token(host)
+    token, error = dashboard_token(host, (settings or Settings.from_env()).dashboard_token)
     if error:
         print(f"stripe-ledger dashboard: error: {error}", file=sys.stderr)
         return 2

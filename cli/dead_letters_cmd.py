@@ -13,8 +13,8 @@ from ledger.database import create_engine, require_migrated
 from ledger.settings import Settings
 from ledger.store import EventStore
 
-LIST_LIMIT_MAX = dead_letters.DEAD_LETTERS_PAGE_MAX
-REASON_CHARS_SHOWN = 60
+LIST_ROWS_MAX = dead_letters.DEAD_LETTERS_PAGE_ROWS_MAX
+REASON_CHARS_SHOWN_MAX = 60
 RAW_BYTES_SHOWN_MAX = 64 * 1024
 
 
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the dead letters, oldest first")
     listing.add_argument(
-        "--limit", type=int, default=50, help=f"at most this many (50, up to {LIST_LIMIT_MAX})"
+        "--limit", type=int, default=50, help=f"at most this many (50, up to {LIST_ROWS_MAX})"
     )
     listing.add_argument("--after", type=int, default=0, metavar="ID", help="from this id on")
     listing.add_argument("--format", choices=("table", "json"), default="table")
@@ -63,8 +63,8 @@ def _summary(letter: dead_letters.Letter) -> dict[str, Any]:
 
 
 def _list(store: EventStore, args: argparse.Namespace) -> int:
-    if not 0 < args.limit <= LIST_LIMIT_MAX:
-        raise CommandError(f"--limit must be between 1 and {LIST_LIMIT_MAX}, got {args.limit}")
+    if not 0 < args.limit <= LIST_ROWS_MAX:
+        raise CommandError(f"--limit must be between 1 and {LIST_ROWS_MAX}, got {args.limit}")
     letters = dead_letters.page(store, args.after, args.limit, args.sources)
     rows = [_summary(letter) for letter in letters]
     if args.format == "json":
@@ -73,8 +73,8 @@ def _list(store: EventStore, args: argparse.Namespace) -> int:
     columns = ("id", "received_at", "kafka", "bytes", "status", "error")
     cells = [[str(row[c]) if row[c] is not None else "" for c in columns] for row in rows]
     for cell in cells:
-        if len(cell[-1]) > REASON_CHARS_SHOWN:
-            cell[-1] = cell[-1][: REASON_CHARS_SHOWN - 1] + "…"
+        if len(cell[-1]) > REASON_CHARS_SHOWN_MAX:
+            cell[-1] = cell[-1][: REASON_CHARS_SHOWN_MAX - 1] + "…"
     widths = [max([len(c), *(len(cell[i]) for cell in cells)]) for i, c in enumerate(columns)]
     for line in ([*columns], *cells):
         padded = (value.ljust(width) for value, width in zip(line, widths, strict=True))

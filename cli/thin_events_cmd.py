@@ -18,7 +18,6 @@ from ledger.stripe_api import (
     Interrupted,
     StripeApi,
     StripeApiError,
-    api_base_from_env,
     api_key_from_env,
 )
 from ledger.thin_events import (
@@ -32,6 +31,7 @@ from ledger.thin_events import (
 )
 
 KEY_REFUSED_STATUSES = (401, 403)  # the key is wrong or lacks a permission: waiting won't help
+
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     found = counts(_store(settings).engine)
@@ -67,7 +67,7 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     api_key = api_key_from_env()  # SettingsError (exit 2) when no key is configured
     store = _store(settings)
     stop = _stop_on_signals()
-    api = StripeApi(api_key, base=api_base_from_env(), wait=stop.wait)
+    api = StripeApi(api_key, base=settings.stripe_api_base, wait=stop.wait)
     limit = RateLimit(args.rate, stop.wait)
     while True:
         try:

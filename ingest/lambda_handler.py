@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,10 +48,9 @@ from ingest.core import (
 from ledger import logs
 from ledger.envelope import EnvelopeError, StripeEvent
 from ledger.eventbridge import looks_like_eventbridge, parse_eventbridge, unwrap
-from ledger.settings import Settings, SettingsError, split_secrets
+from ledger.settings import WEBHOOK_SECRET_ARN_ENV, Settings, SettingsError, split_secrets
 
 log = logs.get_logger("ingest.lambda")
-SECRET_ARN_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 SECRET_CACHE_S = 300.0  # a rotated secret is picked up within this; one read per 5 min at most
 
 
@@ -84,7 +82,7 @@ class SecretsManagerSecret:
         except Exception as error:  # noqa: BLE001 - any failure: keep the last good value
             if not self._value:
                 raise SettingsError(
-                    f"{SECRET_ARN_ENV}: cannot read the secret ({type(error).__name__})"
+                    f"{WEBHOOK_SECRET_ARN_ENV}: cannot read the secret ({type(error).__name__})"
                 ) from None
             log.warning("webhook_secret_refresh_failed", error=type(error).__name__)
             return self._value
@@ -132,7 +130,7 @@ def _method(event: Mapping[str, Any]) -> str:
     return str(event.get("httpMethod", "")).upper()
 
 
-def _body(event: Mapping[str, Any], limit: int) -> bytes:
+def _body(event: Mapping[str, Any], bytes_max: int) -> bytes:
     """The raw request body, bounded before decoding; Rejection on a bad or oversized one."""
     body = event.get("body")
     if body is None:
@@ -140,18 +138,18 @@ def _body(event: Mapping[str, Any], limit: int) -> bytes:
     if not isinstance(body, str):
         raise Rejection(400, "invalid_body", "the body is not a string")
     if event.get("isBase64Encoded"):
-        if len(body) // 4 * 3 > limit + 3:
-            raise body_too_large(limit)
+        if len(body) // 4 * 3 > bytes_max + 3:
+            raise body_too_large(bytes_max)
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise Rejection(400, "invalid_body", "the body is not valid base64") from None
     else:
-        if len(body) > limit:  # each character is at least one byte
-            raise body_too_large(limit)
+        if len(body) > bytes_max:  # each character is at least one byte
+            raise body_too_large(bytes_max)
         raw = body.encode("utf-8")
-    if len(raw) > limit:
-        raise body_too_large(limit)
+    if len(raw) > bytes_max:
+        raise body_too_large(bytes_max)
     return raw
 
 
@@ -241,11 +239,11 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _from_env(settings: Settings) -> LambdaIngest:
-    arn = os.environ.get(SECRET_ARN_ENV, "")
+    arn = settings.webhook_secret_arn
     if not arn:
         return LambdaIngest(settings)
     if settings.webhook_secrets:
-        raise SettingsError(f"set STRIPE_WEBHOOK_SECRET or {SECRET_ARN_ENV}, not both")
+        raise SettingsError(f"set STRIPE_WEBHOOK_SECRET or {WEBHOOK_SECRET_ARN_ENV}, not both")
     source = SecretsManagerSecret(arn)
     source()  # read once now: a missing secret or permission shows on the first request
     return LambdaIngest(settings, secrets=source)

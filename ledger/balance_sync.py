@@ -51,7 +51,8 @@ EXPAND_SOURCE = {"expand": ["data.source"]}
 RUN_S_MAX_DEFAULT = 3600  # one run stops (resumably) after this long; the next one continues
 PAYOUT_MEMBERS_MAX = 100_000  # transactions listed for one payout before the run refuses
 INTERVALS_MAX = 10_000  # ranges in one cursor; merged ranges stay a handful in practice
-NETS_READ_BATCH_MAX = 1000
+NETS_READ_BATCH_ROWS_MAX = 1000
+SHOWN_CHARS_MAX = 200  # of a malformed balance transaction, in the error that names it
 UNSETTLED_PAYOUT_STATUSES = ("pending", "in_transit")
 
 log = get_logger("ledger.balance_sync")
@@ -194,7 +195,7 @@ def _created(bt: Mapping[str, Any]) -> int:
     created = bt.get("created")
     if not isinstance(created, int) or isinstance(created, bool):
         raise BalanceSyncError(
-            f"Stripe listed a balance transaction without 'created': {str(bt)[:200]}"
+            f"Stripe listed a balance transaction without 'created': {str(bt)[:SHOWN_CHARS_MAX]}"
         )
     return created
 
@@ -239,7 +240,7 @@ class _Pass:
     def fact(self, bt: Mapping[str, Any], payout_id: str | None) -> StripeEvent:
         if not isinstance(bt.get("id"), str):
             raise BalanceSyncError(
-                f"Stripe listed a balance transaction without an id: {str(bt)[:200]}"
+                f"Stripe listed a balance transaction without an id: {str(bt)[:SHOWN_CHARS_MAX]}"
             )
         try:
             return bt_fact(
@@ -331,7 +332,7 @@ def stored_nets(
     nets: dict[str, int] = {}
     seen: set[str] = set()
     with store.engine.connect() as connection:
-        rows = connection.execution_options(yield_per=NETS_READ_BATCH_MAX).execute(statement)
+        rows = connection.execution_options(yield_per=NETS_READ_BATCH_ROWS_MAX).execute(statement)
         for (payload,) in rows:
             bt = payload["data"]["object"]
             if bt["id"] in seen or _created(bt) < since_s:

@@ -17,16 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from ledger.retry import retrying
 from migrations import MIGRATIONS_DIR
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_CONNECTIONS_MAX = 8
+POSTGRES_CONNECT_TIMEOUT_S = 10  # libpq connect_timeout: a server that does not answer
 WRITE = {"ledger_write": True}  # execution option: this transaction writes
 SQLITE_FILE_MODE = 0o600  # customer data: owner only (SQLite gives -wal/-shm the same mode)
 
@@ -181,7 +178,10 @@ def create_engine(
             parsed,
             pool_size=POSTGRES_POOL_CONNECTIONS_MAX,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": 10, "application_name": "stripe-ledger"},
+            connect_args={
+                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                "application_name": "stripe-ledger",
+            },
         )
     raise DatabaseError(
         f"{name}: unsupported database {parsed.get_backend_name()!r}: use sqlite:///FILE or "
@@ -189,7 +189,11 @@ def create_engine(
     )
 
 
-def _alembic_config(engine: sa.Engine) -> Config:
+# Alembic is imported by the functions that use it: it doubles the import time of this module,
+# and commands that only read (`report`, `dashboard`) never migrate (issue 21, start-up).
+def _alembic_config(engine: sa.Engine) -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -197,6 +201,9 @@ def _alembic_config(engine: sa.Engine) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     head = ScriptDirectory.from_config(config).get_current_head()
@@ -205,6 +212,8 @@ def head_revision() -> str:
 
 
 def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -213,6 +222,8 @@ def migrate(engine: sa.Engine) -> tuple[str | None, str]:
     """Upgrade the schema to head. Returns (revision before, revision after)."""
     with reachable():
         before = current_revision(engine)
+    from alembic import command
+
     config = _alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -23,7 +23,7 @@ from ledger.eventbridge import parse_eventbridge
 from ledger.schema import dead_letters, events
 from ledger.store import EventStore, Incoming, KafkaCoordinates
 
-DEAD_LETTERS_PAGE_MAX = 500  # rows per read and per append transaction
+DEAD_LETTERS_PAGE_ROWS_MAX = 500  # rows per read and per append transaction
 # consume-sqs files its dead letters under this topic prefix (ledger/sqs_consumer.py's
 # DEAD_LETTER_TOPIC_PREFIX; not imported: that module needs boto3 to load).
 SQS_DEAD_LETTER_TOPIC_PREFIX = "sqs:"
@@ -88,12 +88,12 @@ def _letters(store: EventStore, rows: list[Any], sources: tuple[str, ...]) -> li
 
 
 def page(
-    store: EventStore, after_id: int = 0, limit: int = 50, sources: tuple[str, ...] = ()
+    store: EventStore, after_id: int = 0, rows_max: int = 50, sources: tuple[str, ...] = ()
 ) -> list[Letter]:
-    """Dead letters with id > ``after_id``, oldest first, at most ``limit``. ``sources``: the
-    EventBridge partner sources, to parse what consume-sqs dead-lettered."""
-    assert 0 < limit <= DEAD_LETTERS_PAGE_MAX, limit
-    return _letters(store, store.dead_letter_rows(limit, after_id), sources)
+    """Dead letters with id > ``after_id``, oldest first, at most ``rows_max``. ``sources``:
+    the EventBridge partner sources, to parse what consume-sqs dead-lettered."""
+    assert 0 < rows_max <= DEAD_LETTERS_PAGE_ROWS_MAX, rows_max
+    return _letters(store, store.dead_letter_rows(rows_max, after_id), sources)
 
 
 def get(store: EventStore, letter_id: int, sources: tuple[str, ...] = ()) -> Letter | None:
@@ -113,7 +113,7 @@ def count(store: EventStore) -> int:
 def all_letters(store: EventStore, sources: tuple[str, ...] = ()) -> Iterator[list[Letter]]:
     """Every dead letter, a page at a time (bounded memory)."""
     after = 0
-    while letters := page(store, after, DEAD_LETTERS_PAGE_MAX, sources):
+    while letters := page(store, after, DEAD_LETTERS_PAGE_ROWS_MAX, sources):
         yield letters
         after = letters[-1].id
 
@@ -127,7 +127,7 @@ class RetryTotals:
 
 def retry(store: EventStore, letters: list[Letter]) -> RetryTotals:
     """Append the events the parser now accepts (idempotent by event id), in one transaction."""
-    assert len(letters) <= DEAD_LETTERS_PAGE_MAX, len(letters)
+    assert len(letters) <= DEAD_LETTERS_PAGE_ROWS_MAX, len(letters)
     totals = RetryTotals()
     incoming = []
     for letter in letters:

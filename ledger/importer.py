@@ -24,7 +24,7 @@ from ledger.envelope import EnvelopeError, StripeEvent, decode_json, event_from_
 from ledger.settings import EVENT_BODY_BYTES_MAX
 from ledger.store import EventStore, Incoming, KafkaCoordinates, utc_now
 
-IMPORT_BATCH_EVENTS = 1000
+IMPORT_BATCH_EVENTS_MAX = 1000
 IMPORT_ARRAY_BYTES_MAX = 512 * 1024 * 1024  # a JSON array is parsed whole; past this use lines
 ERRORS_REPORTED_MAX = 20
 
@@ -180,7 +180,7 @@ def _batches(sources: Sequence[Source]) -> Iterator[list[StripeEvent]]:
         for _where, item in read_events(source.path):
             assert isinstance(item, StripeEvent), "validated before"
             batch.append(item)
-            if len(batch) >= IMPORT_BATCH_EVENTS:
+            if len(batch) >= IMPORT_BATCH_EVENTS_MAX:
                 yield batch
                 batch = []
     if batch:
@@ -269,7 +269,7 @@ def copy_store(
     appended = duplicates = done = 0
     position = 0
     while True:
-        page = source.read(position, IMPORT_BATCH_EVENTS)
+        page = source.read(position, IMPORT_BATCH_EVENTS_MAX)
         if not page:
             break
         batch = [

@@ -15,10 +15,13 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from ledger.logs import get_logger
-from ledger.settings import RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN
 
 T = TypeVar("T")
 log = get_logger("ledger.retry")
+
+RETRY_BACKOFF_MS_MIN = 200
+RETRY_BACKOFF_MS_MAX = 30_000
+ERROR_CHARS_MAX = 300  # of the error's first line in the log: enough to say what is away
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad data.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -56,7 +59,7 @@ def retrying(
                 dependency=what,
                 attempt=attempt,
                 retry_in_ms=delay_ms,
-                error=str(getattr(error, "orig", None) or error).splitlines()[0][:300],
+                error=str(getattr(error, "orig", None) or error).splitlines()[0][:ERROR_CHARS_MAX],
             )
             if stop.wait(delay_ms / 1000):
                 return None

@@ -1,8 +1,12 @@
 """The event store's tables, as SQLAlchemy Core metadata shared by PostgreSQL and SQLite.
 
-The Alembic migrations in ``migrations/`` create these tables; this module is what the code reads
-and writes through. Dialect-specific objects (append-only triggers, NOTIFY) live in
-``migrations/sql/*.sql``.
+This is the one definition of the ledger's tables that the code reads and writes through. The
+Alembic migrations in ``migrations/`` are the history that created them (frozen text, they do not
+import this module); tests/test_schema_matches_migrations.py checks that a database migrated to
+head has exactly these columns, types, indexes and constraints. Dialect-specific objects
+(append-only triggers, NOTIFY) live in ``migrations/sql/*.sql``. The projections' and the period
+close's tables are on their own stages' metadata (``projections/registry.py``,
+``reports/closing_schema.py``): this package knows none of them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ events = sa.Table(
     # The global order of the store. Appends are serialized (see store_postgres.py), so a reader
     # that has seen position p has seen every position below p that will ever be committed.
     sa.Column("position", Position, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String(255), nullable=False, unique=True),
+    sa.Column("event_id", sa.String(255), nullable=False),
     sa.Column("type", sa.String(255), nullable=False),
     sa.Column("api_version", sa.String(64)),
     sa.Column("created", sa.BigInteger, nullable=False),  # Stripe's timestamp, unix seconds
@@ -36,9 +40,10 @@ events = sa.Table(
     sa.Column("kafka_topic", sa.String(255)),
     sa.Column("kafka_partition", sa.Integer),
     sa.Column("kafka_offset", sa.BigInteger),
+    sa.UniqueConstraint("event_id", name="events_event_id_key"),
     sa.CheckConstraint("source IN ('webhook', 'import', 'backfill')", name="events_source_known"),
     sa.Index("events_object", "object_type", "object_id"),
-    sqlite_autoincrement=True,
+    sqlite_autoincrement=True,  # never reuse a position, even after a rolled-back append
 )
 
 # The consumer's position in each Kafka partition, written in the same transaction as the events

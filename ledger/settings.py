@@ -1,8 +1,18 @@
-"""Configuration, read once from the environment.
+"""Configuration, read once from the environment: the one module that reads ``os.environ``.
 
-Every limit lives here with its unit last in its name, so that a reader sees all of them in one
-place (TIGER_STYLE). Secrets are read from the environment or from a file and are never logged:
-``Settings.__repr__`` hides them.
+Where a limit lives (TIGER_STYLE: every limit named ``*_max``/``*_min`` or by its unit, unit last):
+
+- a limit an operator sets through the environment is a ``Settings`` field; its default and its
+  bounds are the constants of this module (``LEDGER_HTTP_CONNECTIONS_MAX`` ->
+  ``HTTP_CONNECTIONS_MAX``);
+- a limit set by a command-line flag (``--batch-messages-max``, ``--events-max`` ...) has its
+  default and bound beside the code it bounds, and the flag's help names them;
+- a fixed protocol or safety limit (Stripe's page size, SQS's 10 messages per receive, a
+  signature header's length, a query's ids) is a module constant beside the code it bounds:
+  the reader of that code needs it there, and no operator can change it.
+
+``tests/test_settings_env.py`` checks that nothing else reads the environment. Secrets are read
+from the environment or from a file and are never logged: ``Settings.__repr__`` hides them.
 """
 
 from __future__ import annotations
@@ -16,22 +26,29 @@ from typing import Any
 DEFAULT_DATABASE_URL = "sqlite:///stripe-ledger.db"
 DEFAULT_KAFKA_TOPIC = "stripe.events"
 DEFAULT_KAFKA_GROUP = "stripe-ledger"
+WEBHOOK_SECRET_ARN_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 
-# Hard limits. A Stripe event payload is a few KiB; 1 MiB is far above any real one.
+# A Stripe event payload is a few KiB; 1 MiB is far above any real one. The bound of
+# LEDGER_BODY_BYTES_MAX, and of every door's parser (ledger/envelope.py).
 EVENT_BODY_BYTES_MAX = 1024 * 1024
-APPEND_BATCH_EVENTS_MAX = 2000
+BODY_BYTES_MAX_MIN = 1024  # the smallest LEDGER_BODY_BYTES_MAX: a real event is larger
+# How old a Stripe-Signature timestamp may be (STRIPE_WEBHOOK_TOLERANCE_S; Stripe's default).
+WEBHOOK_TOLERANCE_S = 300
+WEBHOOK_TOLERANCE_S_MAX = 24 * 3600
+# Fixed limits of ledger/consumer.py, to move beside it (issue 14: its owner moves them).
 CONSUMER_POLL_RECORDS_MAX = 1000
 CONSUMER_POLL_TIMEOUT_MS = 500
-RETRY_BACKOFF_MS_MIN = 200
-RETRY_BACKOFF_MS_MAX = 30_000
 # The HTTP endpoints (ingest, serve): see ingest/http_server.py for what each bounds.
 HTTP_CONNECTIONS_MAX = 1024
+HTTP_CONNECTIONS_MAX_MAX = 65_536  # the most LEDGER_HTTP_CONNECTIONS_MAX may be set to
 HTTP_HEADER_TIMEOUT_S = 10
 HTTP_BODY_TIMEOUT_S = 10
+HTTP_TIMEOUT_S_MAX = 300  # the longest LEDGER_HTTP_HEADER_TIMEOUT_S / _BODY_TIMEOUT_S
 # Body bytes held in memory by all requests together past their first BODY_FREE_BYTES each; a
 # real Stripe event (a few KiB) never counts against it, so a flood of slow 1 MiB bodies cannot
 # crowd out real deliveries. Worst case: connections x 64 KiB + this.
 HTTP_BODIES_BYTES_MAX = 64 * 1024 * 1024
+HTTP_BODIES_BYTES_MAX_MAX = 1024 * 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -147,7 +164,7 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
-    webhook_tolerance_s: int = 300
+    webhook_tolerance_s: int = WEBHOOK_TOLERANCE_S
     body_bytes_max: int = EVENT_BODY_BYTES_MAX
     http_connections_max: int = HTTP_CONNECTIONS_MAX
     http_header_timeout_s: int = HTTP_HEADER_TIMEOUT_S
@@ -157,6 +174,15 @@ class Settings:
     # The Stripe partner event sources (aws.partner/stripe.com/ed_...) whose EventBridge events
     # consume-sqs and the Lambda accept; no signature on that path, so nothing else is trusted.
     eventbridge_sources: tuple[str, ...] = ()
+    # Another Stripe API than api.stripe.com (stripe-mock, the demo's stand-in): backfill,
+    # reconcile, balance-sync and thin-events fetch.
+    stripe_api_base: str | None = None
+    # The dashboard's token, needed off loopback (reports/dashboard/app.py checks it).
+    dashboard_token: str | None = field(default=None, repr=False)
+    # The Lambda reads the webhook secret(s) from this Secrets Manager secret (never both).
+    webhook_secret_arn: str = ""
+    # consume-sqs's region, as boto3 reads it; None: the queue URL's.
+    aws_region: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -174,33 +200,49 @@ class Settings:
             log_level=os.environ.get("LEDGER_LOG_LEVEL", "info").lower(),
             webhook_secrets=_secret_values("STRIPE_WEBHOOK_SECRET"),
             webhook_tolerance_s=_int_env(
-                "STRIPE_WEBHOOK_TOLERANCE_S", 300, minimum=1, maximum=24 * 3600
+                "STRIPE_WEBHOOK_TOLERANCE_S",
+                WEBHOOK_TOLERANCE_S,
+                minimum=1,
+                maximum=WEBHOOK_TOLERANCE_S_MAX,
             ),
             # Not above the envelope's own bound: a larger body would pass this check and then
             # be refused as invalid JSON (issue 20).
             body_bytes_max=_int_env(
                 "LEDGER_BODY_BYTES_MAX",
                 EVENT_BODY_BYTES_MAX,
-                minimum=1024,
+                minimum=BODY_BYTES_MAX_MIN,
                 maximum=EVENT_BODY_BYTES_MAX,
             ),
             http_connections_max=_int_env(
-                "LEDGER_HTTP_CONNECTIONS_MAX", HTTP_CONNECTIONS_MAX, minimum=1, maximum=65_536
+                "LEDGER_HTTP_CONNECTIONS_MAX",
+                HTTP_CONNECTIONS_MAX,
+                minimum=1,
+                maximum=HTTP_CONNECTIONS_MAX_MAX,
             ),
             http_header_timeout_s=_int_env(
-                "LEDGER_HTTP_HEADER_TIMEOUT_S", HTTP_HEADER_TIMEOUT_S, minimum=1, maximum=300
+                "LEDGER_HTTP_HEADER_TIMEOUT_S",
+                HTTP_HEADER_TIMEOUT_S,
+                minimum=1,
+                maximum=HTTP_TIMEOUT_S_MAX,
             ),
             http_body_timeout_s=_int_env(
-                "LEDGER_HTTP_BODY_TIMEOUT_S", HTTP_BODY_TIMEOUT_S, minimum=1, maximum=300
+                "LEDGER_HTTP_BODY_TIMEOUT_S",
+                HTTP_BODY_TIMEOUT_S,
+                minimum=1,
+                maximum=HTTP_TIMEOUT_S_MAX,
             ),
             http_bodies_bytes_max=_int_env(
                 "LEDGER_HTTP_BODIES_BYTES_MAX",
                 HTTP_BODIES_BYTES_MAX,
                 minimum=EVENT_BODY_BYTES_MAX,
-                maximum=1024 * 1024 * 1024,
+                maximum=HTTP_BODIES_BYTES_MAX_MAX,
             ),
             trusted_proxies=_trusted_proxies(),
             eventbridge_sources=_list_env("LEDGER_EVENTBRIDGE_SOURCES"),
+            stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+            dashboard_token=os.environ.get("LEDGER_DASHBOARD_TOKEN") or None,
+            webhook_secret_arn=os.environ.get(WEBHOOK_SECRET_ARN_ENV, ""),
+            aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         )
 
     def require_kafka(self) -> str:

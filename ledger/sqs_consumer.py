@@ -54,6 +54,8 @@ VISIBILITY_EXTENSIONS_PER_TIMEOUT = 3
 # dead_letters table is unique on those coordinates).
 DEAD_LETTER_TOPIC_PREFIX = "sqs:"
 DEAD_LETTER_TOPIC_CHARS_MAX = 255
+ERROR_CHARS_MAX = 300  # of an error, in a log line
+QUEUE_URL_SHOWN_CHARS_MAX = 200  # of a malformed queue URL, in the error that refuses it
 RECEIVE_COUNT_ATTRIBUTE = "ApproximateReceiveCount"
 SENT_AT_ATTRIBUTE = "SentTimestamp"
 # ClientError codes that mean "try again later", beside any HTTP 5xx.
@@ -104,7 +106,7 @@ def queue_name(queue_url: str) -> str:
     parsed = urlparse(queue_url)
     name = parsed.path.rstrip("/").rsplit("/", 1)[-1]
     if parsed.scheme not in ("http", "https") or not parsed.netloc or not name:
-        raise SqsError(f"not an SQS queue URL: {queue_url[:200]!r}")
+        raise SqsError(f"not an SQS queue URL: {queue_url[:QUEUE_URL_SHOWN_CHARS_MAX]!r}")
     return name
 
 
@@ -193,9 +195,9 @@ def decode_messages(
     return batch
 
 
-def _chunks(items: Sequence[str], size: int = SQS_RECEIVE_MESSAGES_MAX) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+def _chunks(items: Sequence[str], items_max: int = SQS_RECEIVE_MESSAGES_MAX) -> Iterator[list[str]]:
+    for start in range(0, len(items), items_max):
+        yield list(items[start : start + items_max])
 
 
 class SqsConsumer:
@@ -271,11 +273,11 @@ class SqsConsumer:
         log.info("sqs_consumer_stopped", **vars(self.stats))
         return self.stats
 
-    def _receive(self, count: int, wait_s: int) -> list[dict[str, Any]] | None:
+    def _receive(self, messages_max: int, wait_s: int) -> list[dict[str, Any]] | None:
         response = self._api(
             lambda: self.client.receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=count,
+                MaxNumberOfMessages=messages_max,
                 WaitTimeSeconds=wait_s,
                 VisibilityTimeout=self.visibility_timeout_s,
                 MessageSystemAttributeNames=[RECEIVE_COUNT_ATTRIBUTE, SENT_AT_ATTRIBUTE],
@@ -288,8 +290,8 @@ class SqsConsumer:
         messages: list[dict[str, Any]] = []
         wait_s = self.wait_time_s
         while len(messages) < self.batch_messages_max and not self.stop.is_set():
-            count = min(SQS_RECEIVE_MESSAGES_MAX, self.batch_messages_max - len(messages))
-            got = self._receive(count, wait_s)
+            messages_max = min(SQS_RECEIVE_MESSAGES_MAX, self.batch_messages_max - len(messages))
+            got = self._receive(messages_max, wait_s)
             if not got:  # None: stopped while the queue was away; what we have is processed
                 break
             messages.extend(got)
@@ -375,6 +377,6 @@ class SqsConsumer:
                     QueueUrl=self.queue_url, Entries=entries
                 )
             except (*_SQS_ERRORS, ClientError) as error:  # the next beat tries again
-                log.warning("visibility_extension_failed", error=str(error)[:300])
+                log.warning("visibility_extension_failed", error=str(error)[:ERROR_CHARS_MAX])
                 return
         log.info("visibility_extended", messages=len(receipts), seconds=self.visibility_timeout_s)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -21,12 +20,13 @@ import stripe
 
 from ledger.logs import get_logger, redact_text
 from ledger.retry import backoff_ms
-from ledger.settings import SettingsError, _secret_values
+from ledger.settings import Settings, SettingsError, _secret_values
 
 API_ATTEMPTS_MAX = 8  # attempts per request (1 + 7 retries) before the run fails
 RETRY_AFTER_S_MAX = 60.0  # a longer Retry-After is waited for this long, then retried
 PAGE_OBJECTS_MAX = 100  # Stripe's largest page
 REQUEST_TIMEOUT_S = 80  # the stripe library's own default, stated
+REASON_CHARS_MAX = 300  # of Stripe's error message, in ours
 
 log = get_logger("ledger.stripe_api")
 
@@ -158,12 +158,13 @@ class StripeApi:
             except stripe.StripeError as error:
                 status = error.http_status
                 reason = redact_text(str(error.user_message or error) or type(error).__name__)
-                reason = " ".join(reason.split())  # one line: the library's texts hold newlines
+                # One line: the library's texts hold newlines.
+                reason = " ".join(reason.split())[:REASON_CHARS_MAX]
                 if not _retryable(error) or attempt >= self._attempts_max:
                     raise StripeApiError(
                         f"GET {path}{' for ' + who if who else ''} failed"
                         f"{' after ' + str(attempt) + ' attempts' if attempt > 1 else ''}: "
-                        f"{'HTTP ' + str(status) + ': ' if status else ''}{reason[:300]}",
+                        f"{'HTTP ' + str(status) + ': ' if status else ''}{reason}",
                         status,
                     ) from None
                 asked = retry_after_s(error.headers)
@@ -220,5 +221,6 @@ class StripeApi:
 
 
 def api_base_from_env() -> str | None:
-    """STRIPE_API_BASE (e.g. stripe-mock's http://127.0.0.1:12111), None for api.stripe.com."""
-    return os.environ.get("STRIPE_API_BASE") or None
+    """STRIPE_API_BASE (e.g. stripe-mock's http://127.0.0.1:12111), None for api.stripe.com;
+    for a caller without its ``Settings`` at hand (``Settings.stripe_api_base`` otherwise)."""
+    return Settings.from_env().stripe_api_base

@@ -152,16 +152,16 @@ def _facts_naming(thin_id: sa.ColumnElement[Any]) -> sa.Exists:
     )
 
 
-def pending(engine: sa.Engine, *, livemode: bool, limit: int) -> list[StoredEvent]:
-    """Thin events of this mode with no fact yet, oldest position first, at most ``limit``."""
-    assert 0 < limit <= EVENTS_PER_RUN_MAX, limit
+def pending(engine: sa.Engine, *, livemode: bool, events_max: int) -> list[StoredEvent]:
+    """Thin events of this mode with no fact yet, oldest position first, at most ``events_max``."""
+    assert 0 < events_max <= EVENTS_PER_RUN_MAX, events_max
     statement = (
         sa.select(events)
         .where(_is_thin())
         .where(events.c.livemode == livemode)
         .where(~_facts_naming(events.c.event_id))
         .order_by(events.c.position)
-        .limit(limit)
+        .limit(events_max)
     )
     with engine.connect() as connection:
         return [_stored(row) for row in connection.execute(statement)]
@@ -295,7 +295,7 @@ def fetch(
     totals = FetchTotals()
     requests_before = api.requests
     try:
-        for thin in pending(store.engine, livemode=api.livemode, limit=events_max):
+        for thin in pending(store.engine, livemode=api.livemode, events_max=events_max):
             if should_stop():
                 break
             try:

@@ -43,13 +43,7 @@ SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, a
 LEASE_MS = 60_000
 log = get_logger("projections.rebuild")
 
-leases = sa.Table(
-    "projection_leases",
-    sa.MetaData(),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(255), nullable=False),
-    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
-)
+leases = registry.projection_leases  # defined with the other bookkeeping tables
 
 ViewHook = Callable[[sa.Connection], None]
 Progress = Callable[[int, int], None]  # (events done, events total)

@@ -1,4 +1,4 @@
-"""The projections, their registry table and stable views.
+"""The projections, their bookkeeping tables and stable views.
 
 ``projection_state`` (migration 0002) holds, per projection, the live generation and its
 checkpoint: the position of the last event whose effects are in that generation's tables. The
@@ -22,6 +22,9 @@ from projections.disputes import DisputesProjection
 from projections.invoices import InvoicesProjection
 from projections.journal import JournalProjection
 
+# The projections' bookkeeping tables (migrations 0002, 0003, 0005): their one definition, on
+# this stage's own metadata (ledger/ knows none of them). The projections' own generation-suffixed
+# tables are made by each projection's code, not here and not by a migration.
 metadata = sa.MetaData()
 
 projection_state = sa.Table(
@@ -30,7 +33,21 @@ projection_state = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("live_generation", sa.Integer, nullable=False),
     sa.Column("position", sa.BigInteger, nullable=False),  # checkpoint of the live generation
+    sa.CheckConstraint("live_generation >= 1", name="projection_state_generation_positive"),
+    sa.CheckConstraint("position >= 0", name="projection_state_position_not_negative"),
 )
+
+# One row per running rebuild (projections/rebuild.py): two rebuilds of one projection would fill
+# the same new generation. A lease expires when its holder stops renewing it (a killed rebuild).
+projection_leases = sa.Table(
+    "projection_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
+)
+
+FAILURE_ERROR_CHARS_MAX = 500  # an error's first line, cut: the column's width
 
 # Events a projection's fold raised on (migration 0005): recorded, skipped, reported by verify.
 projection_failures = sa.Table(
@@ -40,10 +57,9 @@ projection_failures = sa.Table(
     sa.Column("generation", sa.Integer, primary_key=True),
     sa.Column("position", sa.BigInteger, primary_key=True),
     sa.Column("event_id", sa.String(255), nullable=False),
-    sa.Column("error", sa.String(500), nullable=False),
+    sa.Column("error", sa.String(FAILURE_ERROR_CHARS_MAX), nullable=False),
     sa.Column("failed_at_ms", sa.BigInteger, nullable=False),
 )
-FAILURE_ERROR_CHARS_MAX = 500
 
 PROJECTIONS: dict[str, Projection] = {
     projection.name: projection
@@ -68,12 +84,13 @@ def get(names: Iterable[str] | None = None) -> list[Projection]:
 
 def point_views(connection: sa.Connection, projection: Projection, generation: int) -> None:
     """(Re)create the ``proj_*`` views of ``projection`` on ``generation``'s tables."""
+    # DDL takes no bound parameters: the two identifiers are interpolated, quoted by the dialect
+    # where they need it (they come from the projections' own table names, never from input).
+    quote = connection.dialect.identifier_preparer.quote
     for logical in projection.cached_tables(generation):
-        view = view_name(logical)
+        view, table = quote(view_name(logical)), quote(table_name(logical, generation))
         connection.exec_driver_sql(f"DROP VIEW IF EXISTS {view}")
-        connection.exec_driver_sql(
-            f"CREATE VIEW {view} AS SELECT * FROM {table_name(logical, generation)}"
-        )
+        connection.exec_driver_sql(f"CREATE VIEW {view} AS SELECT * FROM {table}")
 
 
 def state(connection: sa.Connection, name: str, *, lock: bool = False) -> Any:

@@ -31,9 +31,30 @@ from projections.base import Projection, upcast_all
 from projections.worker import fold
 from reports.money import format_amount, parse_major
 
-VERIFY_BATCH_EVENTS = 2000
+VERIFY_BATCH_EVENTS_MAX = 2000
 SCRATCH_GENERATION = 999_999  # tables of the throw-away fold; never committed
 FAILURES_SHOWN_MAX = 20
+
+
+def _view(name: str, *columns: str) -> sa.TableClause:
+    """A report view verify reads (reports/sql/), with the columns it reads of it."""
+    return sa.table(name, *(sa.column(column) for column in columns))
+
+
+_SCOPE = ("account", "livemode", "currency")
+REPORT_BALANCES = _view(
+    "report_balances", *_SCOPE, "ledger_balance", "stripe_available", "stripe_pending", "drift"
+)
+REPORT_JOURNAL = _view(
+    "report_journal", "entry_id", *_SCOPE, "amount", "kind", "balance_transaction_id",
+    "ledger_account",
+)  # fmt: skip
+REPORT_TRIAL_BALANCE = _view("report_trial_balance", *_SCOPE, "debits", "credits")
+REPORT_BALANCE_ITEMIZED = _view("report_balance_itemized", *_SCOPE, "reporting_category", "net")
+REPORT_PAYOUT_RECONCILIATION = _view(
+    "report_payout_reconciliation", "payout_id", "currency", "amount", "bt_count", "bt_net",
+    "reconciled",
+)  # fmt: skip
 
 
 @dataclass
@@ -138,7 +159,9 @@ def check_fresh_fold(store: EventStore, projection: Projection) -> Check:
             position, checkpoint = 0, int(row.position)
             while position < checkpoint:
                 events = [
-                    e for e in store.read(position, VERIFY_BATCH_EVENTS) if e.position <= checkpoint
+                    e
+                    for e in store.read(position, VERIFY_BATCH_EVENTS_MAX)
+                    if e.position <= checkpoint
                 ]
                 if not events:
                     break
@@ -159,18 +182,11 @@ def check_fresh_fold(store: EventStore, projection: Projection) -> Check:
 
 
 def drift_lines(connection: sa.Connection) -> list[str]:
-    exists = connection.execute(
-        sa.text("SELECT 1 FROM report_balances WHERE drift IS NOT NULL LIMIT 1")
-    ).first()
-    if exists is None:
+    view = REPORT_BALANCES.c
+    with_drift = sa.select(REPORT_BALANCES).where(view.drift.is_not(None))
+    if connection.execute(with_drift.limit(1)).first() is None:
         return ["no Stripe balance snapshot yet: no drift to show"]
-    rows = connection.execute(
-        sa.text(
-            "SELECT account, livemode, currency, ledger_balance, stripe_available, "
-            "stripe_pending, drift FROM report_balances WHERE drift IS NOT NULL "
-            "ORDER BY livemode, account, currency"
-        )
-    ).all()
+    rows = connection.execute(with_drift.order_by(view.livemode, view.account, view.currency)).all()
     return [
         f"{r.account or 'platform'} {'live' if r.livemode else 'test'}: "
         f"ledger {format_amount(int(r.ledger_balance), r.currency)}, stripe "
@@ -213,45 +229,60 @@ def _live_table(connection: sa.Connection, logical: str) -> sa.Table | None:
     return journal.cached_tables(int(row.live_generation))[logical]
 
 
-_STRIPE_ACCOUNTS = "('stripe_pending', 'stripe_available')"
+# The journal's accounts that hold money at Stripe (what balance transactions move).
+STRIPE_ACCOUNTS = ("stripe_pending", "stripe_available")
 
 
-def check_journal_equals_balance_transactions(connection: sa.Connection) -> Check:
-    name = "journal = balance transactions"
-    bts, entries = _live_table(connection, "balance_transactions"), None
-    if bts is None:
-        return Check(name, True, "no journal yet")
-    entries = _live_table(connection, "journal_entries")
-    postings = _live_table(connection, "journal_postings")
-    assert entries is not None and postings is not None
-    scope = "account_key, livemode, currency"
-    stripe = {
-        tuple(row[:4]): int(row[4])
-        for row in connection.exec_driver_sql(
-            f"SELECT {scope}, reporting_category, SUM(net) FROM {bts.name} "
-            f"GROUP BY {scope}, reporting_category"
-        )
-    }
-    posted = {
-        tuple(row[:4]): int(row[4])
-        for row in connection.exec_driver_sql(
-            f"SELECT p.account_key, p.livemode, p.currency, e.kind, SUM(p.amount) "
-            f"FROM {postings.name} p JOIN {entries.name} e ON e.entry_id = p.entry_id "
-            "AND e.account_key = p.account_key AND e.livemode = p.livemode "
-            f"WHERE e.balance_transaction_id IS NOT NULL AND e.kind <> 'available' "
-            f"AND p.ledger_account IN {_STRIPE_ACCOUNTS} "
-            "GROUP BY p.account_key, p.livemode, p.currency, e.kind"
-        )
-    }
-    failures = [
+def _bt_nets(bts: sa.TableClause, account: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Net of balance transactions per (account, mode, currency, reporting category): of the
+    projection's table or of the report view (whose account column is named differently)."""
+    scope = (account, bts.c.livemode, bts.c.currency, bts.c.reporting_category)
+    return sa.select(*scope, sa.func.sum(bts.c.net)).group_by(*scope)
+
+
+def _differences(
+    stripe: dict[tuple[Any, ...], int], posted: dict[tuple[Any, ...], int]
+) -> list[str]:
+    return [
         f"{key[0] or 'platform'} {'live' if key[1] else 'test'} {key[2]} {key[3]}: "
         f"balance transactions net {stripe.get(key, 0)}, journal {posted.get(key, 0)}"
         for key in sorted(set(stripe) | set(posted), key=str)
         if stripe.get(key, 0) != posted.get(key, 0)
     ]
-    twice = connection.exec_driver_sql(
-        f"SELECT balance_transaction_id FROM {bts.name} GROUP BY balance_transaction_id, "
-        "account_key, livemode HAVING COUNT(*) > 1"
+
+
+def _sums(connection: sa.Connection, statement: sa.Select[Any]) -> dict[tuple[Any, ...], int]:
+    """{first four columns: int(fifth)} of ``statement``'s rows."""
+    return {tuple(row[:4]): int(row[4]) for row in connection.execute(statement)}
+
+
+def check_journal_equals_balance_transactions(connection: sa.Connection) -> Check:
+    name = "journal = balance transactions"
+    bts = _live_table(connection, "balance_transactions")
+    if bts is None:
+        return Check(name, True, "no journal yet")
+    entries = _live_table(connection, "journal_entries")
+    postings = _live_table(connection, "journal_postings")
+    assert entries is not None and postings is not None
+    scope = (postings.c.account_key, postings.c.livemode, postings.c.currency, entries.c.kind)
+    key = ("entry_id", "account_key", "livemode")  # a posting's entry
+    posted = (
+        sa.select(*scope, sa.func.sum(postings.c.amount))
+        .select_from(postings.join(entries, sa.and_(*(entries.c[k] == postings.c[k] for k in key))))
+        .where(
+            entries.c.balance_transaction_id.is_not(None),
+            entries.c.kind != "available",
+            postings.c.ledger_account.in_(STRIPE_ACCOUNTS),
+        )
+        .group_by(*scope)
+    )
+    failures = _differences(
+        _sums(connection, _bt_nets(bts, bts.c.account_key)), _sums(connection, posted)
+    )
+    twice = connection.execute(
+        sa.select(bts.c.balance_transaction_id)
+        .group_by(bts.c.balance_transaction_id, bts.c.account_key, bts.c.livemode)
+        .having(sa.func.count() > 1)
     ).all()
     failures += [f"{row[0]}: posted under two objects" for row in twice]
     count = connection.execute(sa.select(sa.func.count()).select_from(bts)).scalar()
@@ -260,12 +291,8 @@ def check_journal_equals_balance_transactions(connection: sa.Connection) -> Chec
 
 def check_payouts_reconcile(connection: sa.Connection) -> Check:
     name = "automatic payouts reconcile"
-    rows = connection.execute(
-        sa.text(
-            "SELECT payout_id, currency, amount, bt_count, bt_net, reconciled "
-            "FROM report_payout_reconciliation WHERE bt_count > 0"
-        )
-    ).all()
+    view = REPORT_PAYOUT_RECONCILIATION
+    rows = connection.execute(sa.select(view).where(view.c.bt_count > 0)).all()
     failures = [
         f"{r.payout_id}: amount {format_amount(int(r.amount or 0), r.currency or 'usd')}, "
         f"its {r.bt_count} balance transactions net "
@@ -294,12 +321,20 @@ def check_drift(connection: sa.Connection, tolerance: str) -> Drift:
     table = _live_table(connection, "stripe_balances")
     if table is None:
         return Drift(lines, over)
+    view, live = REPORT_BALANCES.c, table.c
     rows = connection.execute(
-        sa.text(
-            "SELECT r.account, r.livemode, r.currency, r.drift, b.event_id FROM report_balances r "
-            f"JOIN {table.name} b ON b.currency = r.currency AND b.livemode = r.livemode "
-            "AND b.account_key = COALESCE(r.account, '') WHERE r.drift IS NOT NULL"
+        sa.select(view.account, view.livemode, view.currency, view.drift, live.event_id)
+        .select_from(
+            REPORT_BALANCES.join(
+                table,
+                sa.and_(
+                    live.currency == view.currency,
+                    live.livemode == view.livemode,
+                    live.account_key == sa.func.coalesce(view.account, ""),
+                ),
+            )
         )
+        .where(view.drift.is_not(None))
     ).all()
     for r in rows:
         limit = parse_major(tolerance, r.currency)
@@ -316,7 +351,8 @@ def can_read_store(engine: sa.Engine) -> bool:
     """False for a role that may read only the report views (``ledger_reporting``)."""
     try:
         with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1 FROM projection_state WHERE 1 = 0")).all()
+            state = registry.projection_state
+            connection.execute(sa.select(state.c.name).where(sa.false())).all()
     except sa.exc.ProgrammingError as error:
         if "permission denied" in str(error.orig or error).lower():
             return False
@@ -324,51 +360,37 @@ def can_read_store(engine: sa.Engine) -> bool:
     return True
 
 
-_REPORT_SCOPE = "account, livemode, currency"
-
-
 def _report_checks(connection: sa.Connection) -> list[Check]:
     """The checks the report views alone can make: every entry balances, the trial balance's
     debits equal its credits, the journal equals the balance transactions."""
+    journal, trial = REPORT_JOURNAL.c, REPORT_TRIAL_BALANCE.c
+    scope = (journal.account, journal.livemode, journal.currency)
     unbalanced = connection.execute(
-        sa.text(
-            f"SELECT entry_id, {_REPORT_SCOPE}, SUM(amount) FROM report_journal "
-            f"GROUP BY entry_id, {_REPORT_SCOPE} HAVING SUM(amount) <> 0"
-        )
+        sa.select(journal.entry_id, *scope, sa.func.sum(journal.amount))
+        .group_by(journal.entry_id, *scope)
+        .having(sa.func.sum(journal.amount) != 0)
     ).all()
     entries = [f"{r[0]} ({r[3]}): postings sum to {r[4]}" for r in unbalanced]
-    trial = connection.execute(
-        sa.text(
-            f"SELECT {_REPORT_SCOPE}, SUM(debits), SUM(credits) FROM report_trial_balance "
-            f"GROUP BY {_REPORT_SCOPE} HAVING SUM(debits) <> SUM(credits)"
-        )
+    trial_scope = (trial.account, trial.livemode, trial.currency)
+    uneven = connection.execute(
+        sa.select(*trial_scope, sa.func.sum(trial.debits), sa.func.sum(trial.credits))
+        .group_by(*trial_scope)
+        .having(sa.func.sum(trial.debits) != sa.func.sum(trial.credits))
     ).all()
-    sides = [f"{r[0] or 'platform'} {r[2]}: debits {r[3]} != credits {r[4]}" for r in trial]
-    stripe = {
-        tuple(r[:4]): int(r[4])
-        for r in connection.execute(
-            sa.text(
-                f"SELECT {_REPORT_SCOPE}, reporting_category, SUM(net) "
-                f"FROM report_balance_itemized GROUP BY {_REPORT_SCOPE}, reporting_category"
-            )
+    sides = [f"{r[0] or 'platform'} {r[2]}: debits {r[3]} != credits {r[4]}" for r in uneven]
+    posted = (
+        sa.select(*scope, journal.kind, sa.func.sum(journal.amount))
+        .where(
+            journal.balance_transaction_id.is_not(None),
+            journal.kind != "available",
+            journal.ledger_account.in_(STRIPE_ACCOUNTS),
         )
-    }
-    posted = {
-        tuple(r[:4]): int(r[4])
-        for r in connection.execute(
-            sa.text(
-                f"SELECT {_REPORT_SCOPE}, kind, SUM(amount) FROM report_journal "
-                "WHERE balance_transaction_id IS NOT NULL AND kind <> 'available' "
-                f"AND ledger_account IN {_STRIPE_ACCOUNTS} GROUP BY {_REPORT_SCOPE}, kind"
-            )
-        )
-    }
-    differ = [
-        f"{key[0] or 'platform'} {'live' if key[1] else 'test'} {key[2]} {key[3]}: "
-        f"balance transactions net {stripe.get(key, 0)}, journal {posted.get(key, 0)}"
-        for key in sorted(set(stripe) | set(posted), key=str)
-        if stripe.get(key, 0) != posted.get(key, 0)
-    ]
+        .group_by(*scope, journal.kind)
+    )
+    itemized = REPORT_BALANCE_ITEMIZED
+    differ = _differences(
+        _sums(connection, _bt_nets(itemized, itemized.c.account)), _sums(connection, posted)
+    )
     return [
         Check("journal entries balance", not entries, f"{len(entries)} unbalanced", entries),
         Check("trial balance: debits = credits", not sides, f"{len(sides)} differ", sides),

@@ -31,6 +31,7 @@ from ledger.database import WRITE
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CLOSED_POSTINGS_MAX = 5_000_000  # the same bound as an export: one read in memory
+LOG_DETAIL_CHARS_MAX = 500  # of a period_close_log row's detail
 POSTING_COLUMNS = (
     "currency", "posted_at", "entry_id", "kind", "ledger_account", "amount",
     "automatic_payout_id", "object_type", "object_id", "estimated",
@@ -263,7 +264,7 @@ def _log(
             "VALUES (:key, :livemode, :period, :action, :at, :detail)"
         ),
         {"key": _key(account), "livemode": livemode, "period": period, "action": action,
-         "at": at_s, "detail": detail[:500]},
+         "at": at_s, "detail": detail[:LOG_DETAIL_CHARS_MAX]},
     )  # fmt: skip
 
 

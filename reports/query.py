@@ -52,7 +52,7 @@ def run_report(
     one account and mode if asked; ``since``/``until`` (unix s, half-open) and ``as_of`` where
     the report has a period (see periods.py)."""
     name = name.replace("-", "_")
-    if name not in report_names():
+    if name not in report_names():  # the view's name is an identifier: only the known ones
         raise UnknownReport(name)
     if name == "balance_summary" and (since is not None or until is not None):
         return periods.balance_summary(engine, since, until, account, livemode)

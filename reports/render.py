@@ -74,7 +74,10 @@ def person_value(column: str, value: Any, currency: str | None) -> str:
 
 def terminal_width(wide: bool) -> int | None:
     """The width a table must fit: the terminal's (or $COLUMNS), none when ``wide`` or when
-    the output goes to a file or a pipe (nothing there wraps)."""
+    the output goes to a file or a pipe (nothing there wraps).
+
+    COLUMNS is read here, not through ``Settings``: it is the terminal's width, set by the
+    shell (and read by ``shutil.get_terminal_size`` too), not a configuration of the ledger."""
     if wide or not (os.environ.get("COLUMNS") or sys.stdout.isatty()):
         return None
     return max(shutil.get_terminal_size().columns, TABLE_WIDTH_CHARS_MIN)

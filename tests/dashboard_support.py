@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cli.demo_history import generate
 from cli.reports_cmds import prepare_read_side
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from projections import worker

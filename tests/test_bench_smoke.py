@@ -49,11 +49,24 @@ def test_smoke_run_writes_a_well_formed_result(
     assert results["rebuild"]["rebuild"]["peak_rss_mib"] > 0
     assert results["serve"]["serve"]["events_s"] > 0
     assert results["serve"]["verify_only"]["events_s"] > 0
+    # issue 21: both payload sizes, verify-only's latency at the rate, start-up on its own
+    for stream in (results["append"]["small"], results["rebuild"]["small"]):
+        assert stream["payload_bytes_mean"] > 0
+    assert results["append"]["small"]["consume"]["events_s"] > 0
+    assert results["append"]["small"]["copy"]["events_s"] > 0
+    assert results["rebuild"]["small"]["rebuild"]["events_s"] > 0
+    assert results["rebuild"]["small"]["read_json"]["events_s"] > 0
+    alone = results["e2e"]["verify_only"]
+    assert alone["capacity"]["events_s"] > 0
+    assert alone["fixed_rate"]["ingest_latency"]["p99_ms"] > 0
+    assert alone["fixed_rate"]["rate_rps"] == ledger["fixed_rate"]["rate_rps"]
+    for key in ("python_pass", "help", "report_balances"):
+        assert results["startup"][key]["median_s"] > 0
     for memory in results["rss"]["processes"].values():
         assert memory["rss_mib"] > 0 and memory["peak_rss_mib"] >= memory["rss_mib"]
 
     rows = report["summary"]
-    assert {row["number"] for row in rows} >= {"1", "2", "3", "4", "5"}
+    assert {row["number"] for row in rows} >= {"1", "2", "3", "4", "5", "6"}
     assert all(row["value"] is not None and row["value"] > 0 for row in rows)
     markdown = (tmp_path / "latest.md").read_text()
     assert "| # | measurement | value | unit | baseline (same run) | ratio | target | holds |" in (

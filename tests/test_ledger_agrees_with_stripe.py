@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import pytest
 
-from cli.demo_history import generate
 from cli.reports_cmds import prepare_read_side
+from demo.history import generate
 from demo.standin import Standin, from_demo
 from ledger.balance_sync import balance_sync
 from ledger.database import create_engine, migrate

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from cli import main as main_cli
-from cli.demo_history import generate
 from cli.reports_cmds import prepare_read_side
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.metrics import StoreCollector, kafka_end_offsets

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cli.demo_history import generate
 from cli.reports_cmds import prepare_read_side
+from demo.history import generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now

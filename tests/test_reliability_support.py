@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
-from cli.demo_client import sign
+from demo.client import sign
 from tests import test_ingest_support as web
 from tests.conftest import fresh_postgres
 

@@ -15,11 +15,12 @@ import secrets
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from cli.demo_client import sign
+from demo.client import sign
 from ledger.database import create_engine, migrate
 from tests import test_ingest_support as web
 from tests.kafka_util import create_topic
@@ -42,131 +43,152 @@ def _cli(args: list[str], env: dict[str, str], timeout_s: float = 180) -> tuple[
     return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.slow
-def test_no_secret_key_or_signature_in_any_log_line(
-    postgres_url: str, kafka_bootstrap: str, topic: str, tmp_path: Path
-) -> None:
-    secret = "whsec_" + secrets.token_urlsafe(24)
-    old_secret = "whsec_" + secrets.token_urlsafe(24)
-    api_key = "sk_test_" + secrets.token_hex(16)
-    debug = {"LEDGER_LOG_LEVEL": "debug", "LEDGER_LOG_FORMAT": "json"}
-    env = env_for(
-        postgres_url,
-        kafka_bootstrap,
-        topic,
-        STRIPE_WEBHOOK_SECRET=f"{secret},{old_secret}",
-        **debug,
-    )
-    create_topic(kafka_bootstrap, topic, partitions=2)
-    migrate(create_engine(postgres_url))
-    outputs: list[bytes] = []
-    sent_signatures: list[str] = []
+@dataclass
+class _Run:
+    """The secrets of one run, and everything its processes wrote."""
 
-    def hostile(port: int) -> None:
+    secret: str = field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
+    old_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
+    api_key: str = field(default_factory=lambda: "sk_test_" + secrets.token_hex(16))
+    debug: dict[str, str] = field(
+        default_factory=lambda: {"LEDGER_LOG_LEVEL": "debug", "LEDGER_LOG_FORMAT": "json"}
+    )
+    outputs: list[bytes] = field(default_factory=list)
+    sent_signatures: list[str] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+
+    def cli_ok(self, args: list[str], env: dict[str, str]) -> None:
+        code, out = _cli(args, env)
+        self.outputs.append(out)
+        assert code == 0, out[-2000:]
+
+    def hostile(self, port: int) -> None:
+        """Expired, post-dated, forged, tampered and oversized signatures (400), then one good."""
         body = web.event_body()
         now = int(time.time())
         for header in (
-            sign(body, secret, now - 3600),  # a real HMAC with our secret, expired
-            sign(body, secret, now + 3600),  # post-dated
+            sign(body, self.secret, now - 3600),  # a real HMAC with our secret, expired
+            sign(body, self.secret, now + 3600),  # post-dated
             sign(body, "whsec_" + secrets.token_urlsafe(24), now),  # forged
-            sign(body, secret, now) + ",v1=" + "f" * 64,  # tampered body below
+            sign(body, self.secret, now) + ",v1=" + "f" * 64,  # tampered body below
             f"t={now}," + ",".join(f"v1={secrets.token_hex(32)}" for _ in range(50)),
         ):
-            sent_signatures.extend(re.findall(r"v1=([0-9a-f]+)", header))
+            self.sent_signatures.extend(re.findall(r"v1=([0-9a-f]+)", header))
             tampered = body + b" " if header.endswith("f" * 64) else body
             status, _ = web.post_webhook(port, tampered, header)
             assert status == 400, header
-        good = sign(body, secret, now)
-        sent_signatures.append(good.split("v1=")[1])
+        good = sign(body, self.secret, now)
+        self.sent_signatures.append(good.split("v1=")[1])
         assert web.post_webhook(port, body, good)[0] == 200
 
-    db = Db(postgres_url)
+
+def _through_kafka(run: _Run, env: dict[str, str], db: Db, topic: str, tmp_path: Path) -> None:
+    """ingest + consume + project: the demo and the hostile requests, then verify and reports."""
     ingest, port = start_http_worker("ingest", env, tmp_path / "ingest.log")
     consumer = Worker(
         ["consume", "--topic", topic, "--group", "g-secrets"], env, tmp_path / "c.log"
     )
     projector = Worker(["project"], env, tmp_path / "project.log")
-    workers = [ingest, consumer, projector]
-    try:
-        url = f"http://127.0.0.1:{port}{web.WEBHOOK}"
-        code, out = _cli(["demo", "--url", url, "--events", "300"], env)
-        outputs.append(out)
-        assert code == 0, out[-2000:]
-        hostile(port)
-        wait_until(lambda: db.events() > 300, "the demo history stored")
-        for worker in workers:
-            worker.signal(signal.SIGTERM)
-            assert worker.wait(STOP_S_MAX) == 0
-        for args in (
-            ["verify"],
-            ["report", "balances", "--format", "json"],
-            ["report", "invoices"],
-        ):
-            code, out = _cli(args, env)
-            outputs.append(out)
-            assert code == 0, out[-2000:]
+    run.workers += [ingest, consumer, projector]
+    url = f"http://127.0.0.1:{port}{web.WEBHOOK}"
+    run.cli_ok(["demo", "--url", url, "--events", "300"], env)
+    run.hostile(port)
+    wait_until(lambda: db.events() > 300, "the demo history stored")
+    for worker in (ingest, consumer, projector):
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(STOP_S_MAX) == 0
+    for args in (
+        ["verify"],
+        ["report", "balances", "--format", "json"],
+        ["report", "invoices"],
+    ):
+        run.cli_ok(args, env)
 
-        # serve (embedded) with the same secrets, the demo through it, then the embedded demo.
-        serve_env = env_for(
-            f"sqlite:///{tmp_path / 'serve.db'}", STRIPE_WEBHOOK_SECRET=secret, **debug
-        )
-        assert _cli(["migrate"], serve_env)[0] == 0
-        serve, serve_port = start_http_worker("serve", serve_env, tmp_path / "serve.log")
-        workers.append(serve)
-        code, out = _cli(
-            ["demo", "--url", f"http://127.0.0.1:{serve_port}{web.WEBHOOK}", "--events", "200"],
-            serve_env,
-        )
-        outputs.append(out)
-        assert code == 0, out[-2000:]
-        hostile(serve_port)
-        serve.signal(signal.SIGTERM)
-        assert serve.wait(STOP_S_MAX) == 0
-        code, out = _cli(["demo", "--events", "200"], env_for(f"sqlite:///{tmp_path / 'd.db'}"))
-        outputs.append(out)
-        assert code == 0, out[-2000:]
 
-        # backfill, reconcile and balance-sync: a fake key, an API that is not there.
-        api_env = env_for(
-            f"sqlite:///{tmp_path / 'backfill.db'}",
-            STRIPE_API_KEY=api_key,
-            STRIPE_API_BASE="http://127.0.0.1:1",
-            **debug,
-        )
-        assert _cli(["migrate"], api_env)[0] == 0
-        for args in (
-            ["backfill", "--since", "1h"],
-            ["reconcile", "--since", "1h"],
-            ["balance-sync", "--since", "1h"],
-        ):
-            code, out = _cli(args, api_env)
-            outputs.append(out)
-            assert code != 0, "an unreachable API must be an error"
-            assert b"/v1/" in out, "it must have tried the API (with the key)"
-    finally:
-        for worker in workers:
-            worker.kill()
-        db.close()
-    for worker in workers:
-        outputs.append(worker.log_path.read_bytes())
+def _embedded(run: _Run, tmp_path: Path) -> None:
+    """serve (embedded) with the same secrets, the demo through it, then the embedded demo."""
+    serve_env = env_for(
+        f"sqlite:///{tmp_path / 'serve.db'}", STRIPE_WEBHOOK_SECRET=run.secret, **run.debug
+    )
+    assert _cli(["migrate"], serve_env)[0] == 0
+    serve, serve_port = start_http_worker("serve", serve_env, tmp_path / "serve.log")
+    run.workers.append(serve)
+    run.cli_ok(
+        ["demo", "--url", f"http://127.0.0.1:{serve_port}{web.WEBHOOK}", "--events", "200"],
+        serve_env,
+    )
+    run.hostile(serve_port)
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(STOP_S_MAX) == 0
+    run.cli_ok(["demo", "--events", "200"], env_for(f"sqlite:///{tmp_path / 'd.db'}"))
 
-    everything = b"\n".join(outputs)
+
+def _stripe_api_commands(run: _Run, tmp_path: Path) -> None:
+    """backfill, reconcile and balance-sync: a fake key, an API that is not there."""
+    api_env = env_for(
+        f"sqlite:///{tmp_path / 'backfill.db'}",
+        STRIPE_API_KEY=run.api_key,
+        STRIPE_API_BASE="http://127.0.0.1:1",
+        **run.debug,
+    )
+    assert _cli(["migrate"], api_env)[0] == 0
+    for args in (
+        ["backfill", "--since", "1h"],
+        ["reconcile", "--since", "1h"],
+        ["balance-sync", "--since", "1h"],
+    ):
+        code, out = _cli(args, api_env)
+        run.outputs.append(out)
+        assert code != 0, "an unreachable API must be an error"
+        assert b"/v1/" in out, "it must have tried the API (with the key)"
+
+
+def _assert_nothing_leaked(run: _Run) -> None:
+    everything = b"\n".join(run.outputs)
     lines = everything.splitlines()
     # Not vacuous: the run logged at debug level, accepted and rejected webhooks included.
     assert len(lines) > 200
     assert b'"webhook_accepted"' in everything and b'"webhook_rejected"' in everything
     assert b'"level": "debug"' in everything
     needles = {
-        "secret": secret,
-        "secret without prefix": secret.removeprefix("whsec_"),
-        "old secret": old_secret.removeprefix("whsec_"),
-        "api key": api_key,
-        "api key without prefix": api_key.removeprefix("sk_test_"),
+        "secret": run.secret,
+        "secret without prefix": run.secret.removeprefix("whsec_"),
+        "old secret": run.old_secret.removeprefix("whsec_"),
+        "api key": run.api_key,
+        "api key without prefix": run.api_key.removeprefix("sk_test_"),
     }
-    needles.update({f"signature {i}": s for i, s in enumerate(sent_signatures)})
+    needles.update({f"signature {i}": s for i, s in enumerate(run.sent_signatures)})
     leaks = [name for name, needle in needles.items() if needle.encode() in everything]
     assert not leaks, leaks
     assert b"whsec_" not in everything.replace(b"whsec_...", b"")
     assert not re.search(rb"(?:sk|rk)_(?:test|live)_[A-Za-z0-9]", everything)
     shapes = [line[:200] for line in lines if SIGNATURE_SHAPES.search(line)]
     assert not shapes, shapes[:5]
+
+
+@pytest.mark.slow
+def test_no_secret_key_or_signature_in_any_log_line(
+    postgres_url: str, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    run = _Run()
+    env = env_for(
+        postgres_url,
+        kafka_bootstrap,
+        topic,
+        STRIPE_WEBHOOK_SECRET=f"{run.secret},{run.old_secret}",
+        **run.debug,
+    )
+    create_topic(kafka_bootstrap, topic, partitions=2)
+    migrate(create_engine(postgres_url))
+    db = Db(postgres_url)
+    try:
+        _through_kafka(run, env, db, topic, tmp_path)
+        _embedded(run, tmp_path)
+        _stripe_api_commands(run, tmp_path)
+    finally:
+        for worker in run.workers:
+            worker.kill()
+        db.close()
+    for worker in run.workers:
+        run.outputs.append(worker.log_path.read_bytes())
+    _assert_nothing_leaked(run)

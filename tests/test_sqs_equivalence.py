@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cli.demo_client import post_all
-from cli.demo_history import encode, generate
+from demo.client import post_all
+from demo.history import encode, generate
 from tests import sqs_util as u
 from tests import test_ingest_support as web
 from tests.test_reliability_support import (

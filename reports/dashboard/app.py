@@ -91,60 +91,63 @@ class Guard:
 
 
 def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
+    environment = _templates()
+    routes = [_page_route(name, engine, environment) for name in pages.PAGES]
+    routes.append(_payout_entry_route(engine))
+    routes += _static_and_probe_routes(engine)
+    app: Any = Starlette(routes=routes)
+    return Guard(app, token)
+
+
+def _templates() -> Environment:
     environment = Environment(
         loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined
     )
     environment.globals.update(money=pages.money, when=pages.when, stamp=pages.stamp,
                                scope=pages.scope, nav=NAV)  # fmt: skip
-    css = (HERE / "static" / "style.css").read_bytes()
+    return environment
 
-    def page(name: str) -> Route:
-        build, allowed = pages.PAGES[name]
-        path = next(p for n, p, _ in NAV if n == name)
 
-        def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                f = filters.parse(request.scope["query_string"], allowed)
-            except filters.BadQuery as error:
-                return PlainTextResponse(f"bad query: {error}\n", 400)
-            try:
-                with engine.connect() as connection:
-                    context = build(connection, f)
-            except sa.exc.DBAPIError as error:
-                reason = type(error.orig).__name__
-                log.warning("dashboard_read_failed", page=name, error=reason)
-                if reason == "QueryCanceled":  # PostgreSQL's statement_timeout
-                    return PlainTextResponse(
-                        f"this page took longer than {db.STATEMENT_TIMEOUT_MS / 1000:g} s: "
-                        "narrow the filters (account, currency, dates)\n", 503,
-                    )  # fmt: skip
-                return PlainTextResponse(
-                    "cannot read the report views: run `stripe-ledger migrate`, or check that "
-                    "this login may read them\n", 503,
-                )  # fmt: skip
-            html = environment.get_template(f"{name}.html").render(
-                page=name, f=f, path=path, **context,
-                elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
-            )  # fmt: skip
-            return HTMLResponse(html)
+def _read_failed(name: str, error: sa.exc.DBAPIError) -> Response:
+    """503 for a page whose query failed: too slow, or the views cannot be read."""
+    reason = type(error.orig).__name__
+    log.warning("dashboard_read_failed", page=name, error=reason)
+    if reason == "QueryCanceled":  # PostgreSQL's statement_timeout
+        return PlainTextResponse(
+            f"this page took longer than {db.STATEMENT_TIMEOUT_MS / 1000:g} s: "
+            "narrow the filters (account, currency, dates)\n", 503,
+        )  # fmt: skip
+    return PlainTextResponse(
+        "cannot read the report views: run `stripe-ledger migrate`, or check that "
+        "this login may read them\n", 503,
+    )  # fmt: skip
 
-        return Route(path, endpoint, methods=["GET", "HEAD"], name=name)
 
-    def stylesheet(_request: Request) -> Response:
-        return Response(css, media_type="text/css")
+def _page_route(name: str, engine: sa.Engine, environment: Environment) -> Route:
+    build, allowed = pages.PAGES[name]
+    path = next(p for n, p, _ in NAV if n == name)
 
-    def healthz(_request: Request) -> Response:
-        return PlainTextResponse("ok\n")
-
-    def readyz(_request: Request) -> Response:
+    def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            f = filters.parse(request.scope["query_string"], allowed)
+        except filters.BadQuery as error:
+            return PlainTextResponse(f"bad query: {error}\n", 400)
         try:
             with engine.connect() as connection:
-                connection.exec_driver_sql("SELECT 1")
-        except sa.exc.DBAPIError:
-            return PlainTextResponse("database unreachable\n", 503)
-        return PlainTextResponse("ready\n")
+                context = build(connection, f)
+        except sa.exc.DBAPIError as error:
+            return _read_failed(name, error)
+        html = environment.get_template(f"{name}.html").render(
+            page=name, f=f, path=path, **context,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )  # fmt: skip
+        return HTMLResponse(html)
 
+    return Route(path, endpoint, methods=["GET", "HEAD"], name=name)
+
+
+def _payout_entry_route(engine: sa.Engine) -> Route:
     def payout_entry(request: Request) -> Response:
         """The payout's entry as `stripe-ledger export` writes it (Beancount, default mapping):
         the link from each payout to its place in the books."""
@@ -164,9 +167,28 @@ def create_app(engine: sa.Engine, token: str | None = None) -> ASGIApp:
             return PlainTextResponse(f"no exported entry for {payout_id} in this scope\n", 404)
         return PlainTextResponse(text)
 
-    routes = [page(name) for name in pages.PAGES]
-    routes.append(Route("/books/payout/{payout_id}", payout_entry, methods=["GET", "HEAD"]))
-    routes += [Route("/static/style.css", stylesheet), Route("/healthz", healthz),
-               Route("/readyz", readyz)]
-    app: Any = Starlette(routes=routes)
-    return Guard(app, token)
+    return Route("/books/payout/{payout_id}", payout_entry, methods=["GET", "HEAD"])
+
+
+def _static_and_probe_routes(engine: sa.Engine) -> list[Route]:
+    css = (HERE / "static" / "style.css").read_bytes()
+
+    def stylesheet(_request: Request) -> Response:
+        return Response(css, media_type="text/css")
+
+    def healthz(_request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    def readyz(_request: Request) -> Response:
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except sa.exc.DBAPIError:
+            return PlainTextResponse("database unreachable\n", 503)
+        return PlainTextResponse("ready\n")
+
+    return [
+        Route("/static/style.css", stylesheet),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]

@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl, urlencode
 
 QUERY_BYTES_MAX = 2048
 QUERY_FIELDS_MAX = 16
-PAGE_MAX = 1000  # pages of a list: deeper than this, narrow the filters instead
+SHOWN_CHARS_MAX = 40  # of a refused parameter or value, quoted in the 400
+PAGE_NUMBER_MAX = 1000  # pages of a list: deeper than this, narrow the filters instead
 YEAR_MIN, YEAR_MAX = 2000, 2100
 DAY_S = 86_400
 
@@ -69,7 +70,6 @@ class Filters:
         kept = {key: value for key, value in values.items() if value is not None}
         return ("?" + urlencode(kept)) if kept else ""
 
-
     def nav_query(self) -> str:
         """The filters every page shares, for links to the other pages (no page, no extras)."""
         return Filters(self.account, self.mode, self.currency, self.since, self.until).query()
@@ -94,22 +94,22 @@ def parse(query: bytes, allowed: tuple[str, ...] = ()) -> Filters:
     values: dict[str, str] = {}
     for key, value in pairs:
         if key not in COMMON and key not in allowed:
-            raise BadQuery(f"unknown parameter {key[:40]!r}")
+            raise BadQuery(f"unknown parameter {key[:SHOWN_CHARS_MAX]!r}")
         if key in values:
             raise BadQuery(f"parameter {key!r} given twice")
         values[key] = value.strip().lower() if key in ("currency", "mode") else value.strip()
     values = {key: value for key, value in values.items() if value != ""}  # empty form fields
     for key, value in values.items():
         if not PATTERNS[key].fullmatch(value):
-            raise BadQuery(f"parameter {key!r} is not valid: {value[:40]!r}")
+            raise BadQuery(f"parameter {key!r} is not valid: {value[:SHOWN_CHARS_MAX]!r}")
     for key in ("since", "until"):
         if key in values:
             _check_day(key, values[key])
     if "since" in values and "until" in values and values["since"] >= values["until"]:
         raise BadQuery("since must be before until")
     page = int(values.pop("page", "1"))
-    if page > PAGE_MAX:
-        raise BadQuery(f"page must be 1..{PAGE_MAX}")
+    if page > PAGE_NUMBER_MAX:
+        raise BadQuery(f"page must be 1..{PAGE_NUMBER_MAX}")
     return Filters(
         account=values.pop("account", None), mode=values.pop("mode", None),
         currency=values.pop("currency", None), since=values.pop("since", None),

@@ -4,13 +4,7 @@
 -- starting_balance + activity_net + payouts. `stripe-ledger report balance-summary --since
 -- --until` computes the same columns for a period.
 CREATE VIEW report_balance_summary AS
-WITH opening AS (
-    SELECT account_key, livemode, currency, MIN(posted_at) AS as_of
-    FROM proj_journal_entries
-    WHERE kind = 'opening_balance'
-    GROUP BY account_key, livemode, currency
-),
-opening_amount AS (
+WITH opening_amount AS (
     SELECT e.account_key, e.livemode, e.currency, CAST(SUM(p.amount) AS BIGINT) AS amount
     FROM proj_journal_entries AS e
     JOIN proj_journal_postings AS p
@@ -33,7 +27,7 @@ activity AS (
         CAST(SUM(CASE WHEN t.reporting_category IN ('payout', 'payout_reversal')
                       THEN t.net ELSE 0 END) AS BIGINT) AS payouts
     FROM proj_balance_transactions AS t
-    LEFT JOIN opening AS o
+    LEFT JOIN shared_opening_as_of AS o
         ON o.account_key = t.account_key AND o.livemode = t.livemode
         AND o.currency = t.currency
     WHERE o.as_of IS NULL OR COALESCE(t.created, 0) >= o.as_of

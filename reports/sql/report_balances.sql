@@ -5,13 +5,7 @@
 --   one (balance-sync records it: the ledger may start on an account with history).
 -- drift = stripe_available + stripe_pending - ledger_balance (NULL without a Stripe snapshot).
 CREATE VIEW report_balances AS
-WITH opening AS (
-    SELECT account_key, livemode, currency, MIN(posted_at) AS as_of
-    FROM proj_journal_entries
-    WHERE kind = 'opening_balance'
-    GROUP BY account_key, livemode, currency
-),
-moves AS (
+WITH moves AS (
     SELECT
         p.account_key,
         p.livemode,
@@ -24,7 +18,7 @@ moves AS (
     JOIN proj_journal_entries AS e
         ON e.entry_id = p.entry_id AND e.account_key = p.account_key
         AND e.livemode = p.livemode
-    LEFT JOIN opening AS o
+    LEFT JOIN shared_opening_as_of AS o
         ON o.account_key = p.account_key AND o.livemode = p.livemode
         AND o.currency = p.currency
     WHERE o.as_of IS NULL OR COALESCE(e.posted_at, 0) >= o.as_of
