@@ -97,7 +97,7 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
             names=args.projections,
             until_idle_s=args.until_idle,
             stop=stop,
-            batch_size=args.batch_size,
+            batch_events_max=args.batch_size,
         )
     finally:
         engine.dispose()

@@ -4,9 +4,10 @@ apply loop (upcast once, skip and count unknown types)."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -14,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from ledger.logs import get_logger
 from ledger.store import StoredEvent
 from projections import bulk
-from projections.merge import Lifecycle, Rules, Snapshot, merge
+from projections.merge import RANK, UNION_MIN, Fields, MergedState, Snapshot, merge, rule
 from projections.upcast import upcast
 
 log = get_logger("projections")
@@ -99,25 +100,72 @@ def string(value: Any) -> str | None:
 
 # A row key of a projection's state table: its primary key values, in column order.
 Key = bulk.Key
+K = TypeVar("K", bound=Key)
 
 
-@dataclass
-class Found:
-    """What one event says about one object: the state row it folds into and how to fold it."""
+class ObjectKey(NamedTuple):
+    """The state row of one Stripe object of one type (invoices, disputes, payouts)."""
 
-    key: Key
-    snapshot: Snapshot
-    rules: Rules
-    lifecycle: Lifecycle | None
+    object_id: str
+    account_key: str
+    livemode: bool
 
 
-@dataclass
-class Change:
+@dataclass(slots=True)
+class Found(Generic[K]):
+    """What one event says about one object: the state row it folds into (its key, a
+    NamedTuple of the state table's primary key) and the snapshot (its type carries the rules)."""
+
+    key: K
+    snapshot: Snapshot[Fields]
+
+
+@dataclass(slots=True)
+class Change(Generic[K]):
     """One object whose merged state a batch changed: ``before`` is None for a new object."""
 
-    key: Key
-    before: dict[str, Any] | None
-    after: dict[str, Any]
+    key: K
+    before: MergedState[Fields] | None
+    after: MergedState[Fields]
+
+
+@dataclass(slots=True)
+class StatusFields(Fields):
+    """The fields every ``ObjectProjection`` object has: its status, and when it reached each."""
+
+    status: str | None = rule(RANK)
+    reached: dict[str, int] = rule(UNION_MIN)  # status -> when it was first reached
+
+
+class StateCache:
+    """The merged states the last batches of ONE writer wrote, by key, so that the next batch
+    folds into them without reading (and decoding) them back. Only for a writer that nobody
+    else writes beside: a rebuild's new generation (its lease excludes other rebuilds, the
+    worker writes the live one). Bounded: the least recently folded objects are forgotten
+    (a forgotten object is read from its table again)."""
+
+    def __init__(self, objects_max: int) -> None:
+        assert objects_max > 0, objects_max
+        self.objects_max = objects_max
+        self._states: OrderedDict[Key, MergedState[Fields]] = OrderedDict()
+        # Made for tables that start EMPTY (a new generation): until the first object is
+        # forgotten, an object not in the cache is not in the table either (no read needed).
+        self.holds_all = True
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._states
+
+    def get(self, key: Key) -> MergedState[Fields]:
+        self._states.move_to_end(key)
+        return self._states[key]
+
+    def put(self, key: Key, state: MergedState[Fields]) -> None:
+        """Only once the state is written: a fold that raises leaves the cache as it was."""
+        self._states[key] = state
+        self._states.move_to_end(key)
+        while len(self._states) > self.objects_max:
+            self._states.popitem(last=False)
+            self.holds_all = False
 
 
 def account_of(account_key: str) -> str | None:
@@ -127,16 +175,16 @@ def account_of(account_key: str) -> str | None:
 def load_states(
     connection: sa.Connection, table: sa.Table, keys: Sequence[Key]
 ) -> dict[Key, dict[str, Any]]:
-    """The stored states of ``keys`` (absent keys are left out)."""
+    """The stored states of ``keys``, as stored (JSON; absent keys are left out)."""
     names = tuple(column.name for column in table.primary_key.columns)
     rows = bulk.select(connection, table, names, keys, (*names, "state"))
-    return {tuple(row[: len(names)]): dict(row[-1]) for row in rows}
+    return {tuple(row[: len(names)]): row[-1] for row in rows}
 
 
 def write_rows(
     connection: sa.Connection,
     table: sa.Table,
-    changes: Sequence[Change],
+    changes: Sequence[Change[Any]],
     rows: Sequence[dict[str, Any]],
 ) -> None:
     """Write each change's row (``rows[i]`` holds the non-key columns of ``changes[i]``): one
@@ -155,7 +203,7 @@ def write_rows(
     bulk.insert(connection, table, inserts)
 
 
-class Projection:
+class Projection(Generic[K]):
     """A fold of the event store into tables suffixed by a generation (``invoices_g1``).
 
     A batch is folded per object: each handled event becomes a snapshot of one object
@@ -180,12 +228,14 @@ class Projection:
         """The projection's tables for ``generation``, defined on ``metadata``."""
         raise NotImplementedError
 
-    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
+    def snapshot(
+        self, event: StoredEvent, payload: dict[str, Any], counts: Counts
+    ) -> Found[K] | None:
         """What one (upcast) event says about its object; None when it carries no usable one."""
         raise NotImplementedError
 
     def write(
-        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change[K]]
     ) -> None:
         """Bring the tables in line with the changed merged states."""
         raise NotImplementedError
@@ -224,15 +274,17 @@ class Projection:
         events: Sequence[StoredEvent],
         generation: int,
         payloads: Sequence[dict[str, Any]] | None = None,
+        cache: StateCache | None = None,
     ) -> Counts:
         """Fold ``events`` into the generation's tables inside the caller's transaction.
 
         ``payloads`` (the upcast payloads of ``events``, see ``upcast_all``) saves the upcast
-        when several projections fold the same batch."""
+        when several projections fold the same batch; ``cache`` (a rebuild's) saves reading
+        back the states the previous batches wrote."""
         assert payloads is None or len(payloads) == len(events), "one payload per event"
         tables = self.cached_tables(generation)
         counts = Counts()
-        grouped: dict[Key, list[Found]] = {}
+        grouped: dict[K, list[Found[K]]] = {}
         for index, event in enumerate(events):
             if event.type not in self.handlers and event.type not in self.fact_handlers:
                 counts.skipped += 1
@@ -249,22 +301,40 @@ class Projection:
             counts.applied += 1
             grouped.setdefault(found.key, []).append(found)
         if grouped:
-            self.write(connection, tables, self._changes(connection, tables, grouped))
+            changes = self._changes(connection, tables, grouped, cache)
+            self.write(connection, tables, changes)
+            if cache is not None:
+                for change in changes:
+                    cache.put(change.key, change.after)
         return counts
 
     def _changes(
         self,
         connection: sa.Connection,
         tables: dict[str, sa.Table],
-        grouped: dict[Key, list[Found]],
-    ) -> list[Change]:
-        stored = load_states(connection, tables[self.state_table], list(grouped))
+        grouped: dict[K, list[Found[K]]],
+        cache: StateCache | None,
+    ) -> list[Change[K]]:
+        missing = [key for key in grouped if cache is None or key not in cache]
+        if cache is not None and cache.holds_all:
+            missing = []  # new objects: nothing stored to read
+        stored = load_states(connection, tables[self.state_table], missing) if missing else {}
         changes = []
         for key, found in grouped.items():
-            before = stored.get(key)
+            before: MergedState[Fields] | None
+            if cache is not None and key in cache:
+                before = cache.get(key)
+            else:
+                stored_state = stored.get(key)
+                fields_type = type(found[0].snapshot.fields)  # one object: one Fields type
+                before = (
+                    MergedState.from_json(fields_type, stored_state)
+                    if stored_state is not None
+                    else None
+                )
             after = before
             for item in found:
-                after = merge(after, item.snapshot, item.rules, item.lifecycle)
+                after = merge(after, item.snapshot)
             assert after is not None, key
             if after != before:  # an unchanged state implies unchanged rows: nothing to write
                 changes.append(Change(key, before, after))
@@ -281,51 +351,59 @@ class Projection:
         return result
 
 
-class ObjectProjection(Projection):
+class ObjectProjection(Projection[ObjectKey]):
     """One row per Stripe object of one type, plus each status it reached (invoices, disputes).
 
-    A subclass names the object, its merge rules and lifecycle, and says how a payload becomes a
-    snapshot (``object_snapshot``) and which columns derive from the merged fields
-    (``derived``); the row is the merged fields that are columns, the derived ones, the tie-break
-    key of the latest snapshot and the whole state."""
+    A subclass names the object and its ``Fields`` type (merge rules and lifecycle), and says
+    how a payload becomes a snapshot (``object_snapshot``) and which columns derive from the
+    merged fields (``derived``); the row is the merged fields that are columns, the derived
+    ones, the tie-break key of the latest snapshot and the whole state."""
 
     object_name: ClassVar[str]  # data.object.object, e.g. "invoice"
-    rules: ClassVar[Rules]
-    lifecycle: ClassVar[Lifecycle]
+    fields_type: ClassVar[type[StatusFields]]
     history_table: ClassVar[str]  # logical name of the status history table
     id_column: ClassVar[str]  # e.g. "invoice_id"
 
-    def object_snapshot(self, event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+    def object_snapshot(
+        self, event: StoredEvent, obj: dict[str, Any], counts: Counts
+    ) -> Snapshot[Fields]:
         raise NotImplementedError
 
-    def derived(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, fields: Fields) -> dict[str, Any]:
         """Columns computed from the merged fields (none by default)."""
         return {}
 
-    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
+    def snapshot(
+        self, event: StoredEvent, payload: dict[str, Any], counts: Counts
+    ) -> Found[ObjectKey] | None:
         obj = data_object(payload)
         object_id = obj.get("id")
         if obj.get("object") != self.object_name or not isinstance(object_id, str):
             return None  # e.g. invoice.upcoming: no id yet
-        key = (object_id, event.account or PLATFORM, event.livemode)
-        return Found(key, self.object_snapshot(event, obj, counts), self.rules, self.lifecycle)
+        key = ObjectKey(object_id, event.account or PLATFORM, event.livemode)
+        return Found(key, self.object_snapshot(event, obj, counts))
 
     def write(
-        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+        self,
+        connection: sa.Connection,
+        tables: dict[str, sa.Table],
+        changes: list[Change[ObjectKey]],
     ) -> None:
         table = tables[self.state_table]
+        columns = [name for name, _rule in self.fields_type.rules() if name in table.c]
         rows = []
         for change in changes:
-            fields = change.after["fields"]
-            created, _rank, event_id = change.after["key"]
+            fields = change.after.fields
+            assert isinstance(fields, self.fields_type), fields
+            created, _rank, event_id = change.after.key
             rows.append(
                 {
-                    **{name: fields[name] for name, _rule in self.rules if name in table.c},
+                    **{name: getattr(fields, name) for name in columns},
                     **self.derived(fields),
-                    "account": account_of(change.key[1]),
+                    "account": account_of(change.key.account_key),
                     "last_event_id": event_id,
                     "last_event_created": created,
-                    "state": change.after,
+                    "state": change.after.to_json(),
                 }
             )
         write_rows(connection, table, changes, rows)
@@ -386,7 +464,10 @@ def status_history_table(
 
 
 def write_history(
-    connection: sa.Connection, history: sa.Table, id_column: str, changes: Sequence[Change]
+    connection: sa.Connection,
+    history: sa.Table,
+    id_column: str,
+    changes: Sequence[Change[ObjectKey]],
 ) -> None:
     """Bring each changed object's history rows in line with its merged ``reached`` map
     (status -> first time): a function of the merged state, so the same whatever the order
@@ -397,8 +478,8 @@ def write_history(
     for change in changes:
         object_id, account_key, livemode = change.key
         key = {id_column: object_id, "account_key": account_key, "livemode": livemode}
-        before: dict[str, int] = change.before["fields"]["reached"] if change.before else {}
-        after: dict[str, int] = change.after["fields"]["reached"]
+        before = _reached(change.before) if change.before else {}
+        after = _reached(change.after)
         for status, when in sorted(after.items()):
             if status not in before:
                 inserts.append(
@@ -416,3 +497,8 @@ def write_history(
     bulk.delete(connection, history, history_key, deletes)
     bulk.update(connection, history, history_key, ("reached_at",), updates)
     bulk.insert(connection, history, inserts)
+
+
+def _reached(state: MergedState[Fields]) -> dict[str, int]:
+    assert isinstance(state.fields, StatusFields), state.fields
+    return state.fields.reached

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from projections.base import (
     Counts,
     ObjectProjection,
     State,
+    StatusFields,
     money,
     scope_columns,
     status_history_table,
@@ -18,7 +20,7 @@ from projections.base import (
     table_name,
     timestamp,
 )
-from projections.merge import LATEST, MAX, MIN, RANK, UNION_MIN, Lifecycle, Snapshot, tie_key
+from projections.merge import LATEST, MAX, MIN, Fields, Lifecycle, Snapshot, rule, tie_key
 
 # draft < open < uncollectible < paid | void: paid and void are terminal (equal top rank; a tie
 # between them goes to the greater (created, rank, event id)), so an invoice never leaves one.
@@ -32,25 +34,28 @@ TRANSITIONS = (
     ("voided_at", "void"),
 )
 
-# The merge rules, one row per field.
-INVOICE_RULES = (
-    ("status", RANK),
-    ("amount_paid", MAX),
-    ("attempt_count", MAX),
-    ("amount_due", LATEST),
-    ("amount_remaining", LATEST),
-    ("customer", LATEST),
-    ("subscription", LATEST),
-    ("currency", LATEST),
-    ("due_date", LATEST),
-    ("payment_intents", LATEST),
-    ("finalized_at", MIN),  # status_transitions.*: set once, the earliest known wins
-    ("paid_at", MIN),
-    ("voided_at", MIN),
-    ("marked_uncollectible_at", MIN),
-    ("deleted", MAX),  # invoice.deleted (a draft removed)
-    ("reached", UNION_MIN),  # status -> when it was first reached
-)
+
+@dataclass(slots=True)
+class InvoiceFields(StatusFields):
+    """An invoice's merged state, one field per merge rule (status RANK and reached UNION_MIN
+    come from StatusFields)."""
+
+    lifecycle = INVOICE_LIFECYCLE
+    amount_paid: int | None = rule(MAX)
+    attempt_count: int | None = rule(MAX)
+    amount_due: int | None = rule(LATEST)
+    amount_remaining: int | None = rule(LATEST)
+    customer: str | None = rule(LATEST)
+    subscription: str | None = rule(LATEST)
+    currency: str | None = rule(LATEST)
+    due_date: int | None = rule(LATEST)
+    payment_intents: list[str] | None = rule(LATEST)
+    finalized_at: int | None = rule(MIN)  # status_transitions.*: set once, the earliest wins
+    paid_at: int | None = rule(MIN)
+    voided_at: int | None = rule(MIN)
+    marked_uncollectible_at: int | None = rule(MIN)
+    deleted: bool | None = rule(MAX)  # invoice.deleted (a draft removed)
+
 
 _MONEY = ("amount_paid", "amount_due", "amount_remaining")
 _SELF_DESCRIBING = "folds the invoice snapshot: status (rank), amounts, customer, transitions"
@@ -93,34 +98,41 @@ def _payment_intents(obj: dict[str, Any]) -> list[str] | None:
     return sorted(set(found))  # type: ignore[arg-type]
 
 
-def invoice_snapshot(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+def invoice_snapshot(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot[Fields]:
     status = obj.get("status") if isinstance(obj.get("status"), str) else None
-    fields: dict[str, Any] = {
-        "status": status,
-        "attempt_count": timestamp(obj.get("attempt_count")),
-        "customer": string(obj.get("customer")),
-        "subscription": _subscription(obj),
-        "currency": obj.get("currency") if isinstance(obj.get("currency"), str) else None,
-        "due_date": timestamp(obj.get("due_date")),
-        "payment_intents": _payment_intents(obj),
-        "deleted": event.type == "invoice.deleted" or obj.get("deleted") is True,
-    }
-    for name in _MONEY:
-        fields[name] = money(obj.get(name), counts, event, f"invoice.{name}")
+    amounts = {name: money(obj.get(name), counts, event, f"invoice.{name}") for name in _MONEY}
     transitions = obj.get("status_transitions")
     transitions = transitions if isinstance(transitions, dict) else {}
+    times = {name: timestamp(transitions.get(name)) for name, _status in TRANSITIONS}
     reached: dict[str, int] = {}
     for name, reached_status in TRANSITIONS:
-        fields[name] = timestamp(transitions.get(name))
-        if fields[name] is not None:
-            reached[reached_status] = fields[name]
+        when = times[name]
+        if when is not None:
+            reached[reached_status] = when
     if status is not None:
         if status == "draft" and timestamp(obj.get("created")) is not None:
             when = obj["created"]
         else:
             when = reached.get(status, event.created)
         reached[status] = min(reached.get(status, when), when)
-    fields["reached"] = reached
+    fields = InvoiceFields(
+        status=status,
+        reached=reached,
+        attempt_count=timestamp(obj.get("attempt_count")),
+        customer=string(obj.get("customer")),
+        subscription=_subscription(obj),
+        currency=obj.get("currency") if isinstance(obj.get("currency"), str) else None,
+        due_date=timestamp(obj.get("due_date")),
+        payment_intents=_payment_intents(obj),
+        deleted=event.type == "invoice.deleted" or obj.get("deleted") is True,
+        amount_paid=amounts["amount_paid"],
+        amount_due=amounts["amount_due"],
+        amount_remaining=amounts["amount_remaining"],
+        finalized_at=times["finalized_at"],
+        paid_at=times["paid_at"],
+        voided_at=times["voided_at"],
+        marked_uncollectible_at=times["marked_uncollectible_at"],
+    )
     return Snapshot(tie_key(event.created, INVOICE_LIFECYCLE.rank(status), event.event_id), fields)
 
 
@@ -129,8 +141,7 @@ class InvoicesProjection(ObjectProjection):
     handlers = HANDLERS
     state_table = "invoices"
     object_name = "invoice"
-    rules = INVOICE_RULES
-    lifecycle = INVOICE_LIFECYCLE
+    fields_type = InvoiceFields
     history_table = "invoice_status_history"
     id_column = "invoice_id"
 
@@ -161,5 +172,7 @@ class InvoicesProjection(ObjectProjection):
         history = status_history_table(metadata, "invoice_status_history", "invoice_id", generation)
         return {"invoices": invoices, "invoice_status_history": history}
 
-    def object_snapshot(self, event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+    def object_snapshot(
+        self, event: StoredEvent, obj: dict[str, Any], counts: Counts
+    ) -> Snapshot[Fields]:
         return invoice_snapshot(event, obj, counts)

@@ -14,7 +14,7 @@ Signed amounts: debit positive, credit negative; every entry sums to zero in its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -26,7 +26,7 @@ from projections.base import (
     Change,
     Counts,
     Found,
-    Key,
+    ObjectKey,
     Projection,
     State,
     account_of,
@@ -38,12 +38,16 @@ from projections.journal_rules import (
     BALANCE_FACT,
     BT_FACT,
     OPENING_FACT,
-    ROOT_RULES,
+    BalanceFields,
     Entry,
+    MoneyFacts,
+    PayoutFields,
     bt_category,
+    fields_as,
     found_root,
     implied_entries,
 )
+from projections.merge import Fields, MergedState
 
 __all__ = ["CHART_OF_ACCOUNTS", "HANDLERS", "JournalProjection", "implied_entries"]
 
@@ -109,7 +113,16 @@ ENTRY_META = (
 )
 
 
-class JournalProjection(Projection):
+class RootKey(NamedTuple):
+    """The ``journal_objects`` row of one root (its primary key)."""
+
+    object_type: str
+    object_id: str
+    account_key: str
+    livemode: bool
+
+
+class JournalProjection(Projection[RootKey]):
     name = "journal"
     handlers = HANDLERS
     fact_handlers = FACT_HANDLERS
@@ -162,29 +175,32 @@ class JournalProjection(Projection):
             "payouts": _payouts_table(metadata, generation),
         }
 
-    def snapshot(self, event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
+    def snapshot(
+        self, event: StoredEvent, payload: dict[str, Any], counts: Counts
+    ) -> Found[RootKey] | None:
         found = found_root(event, payload, counts)
         if found is None:
             return None
         root, snapshot = found
-        rules, lifecycle = ROOT_RULES[root.object_type]
-        key = (root.object_type, root.object_id, event.account or PLATFORM, event.livemode)
-        return Found(key, snapshot, rules, lifecycle)
+        key = RootKey(root.object_type, root.object_id, event.account or PLATFORM, event.livemode)
+        return Found(key, snapshot)
 
     def write(
-        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change[RootKey]]
     ) -> None:
-        rows = [{"account": account_of(c.key[2]), "state": c.after} for c in changes]
+        rows = [
+            {"account": account_of(c.key.account_key), "state": c.after.to_json()} for c in changes
+        ]
         write_rows(connection, tables["journal_objects"], changes, rows)
-        stripe_balances = [change for change in changes if change.key[0] == "balance"]
+        stripe_balances = [change for change in changes if change.key.object_type == "balance"]
         if stripe_balances:
             _write_stripe_balances(connection, tables["stripe_balances"], stripe_balances)
-        moved = [change for change in changes if change.key[0] != "balance"]
+        moved = [change for change in changes if change.key.object_type != "balance"]
         if moved:
             plan = _plan_postings(connection, tables, moved)
             plan.execute(connection, tables)
             _write_balance_transactions(connection, tables["balance_transactions"], moved)
-            payouts = [change for change in moved if change.key[0] == "payout"]
+            payouts = [change for change in moved if change.key.object_type == "payout"]
             _write_payouts(connection, tables["payouts"], payouts)
 
 
@@ -256,17 +272,17 @@ def _payouts_table(metadata: sa.MetaData, generation: int) -> sa.Table:
 
 
 def _write_stripe_balances(
-    connection: sa.Connection, table: sa.Table, changes: list[Change]
+    connection: sa.Connection, table: sa.Table, changes: list[Change[RootKey]]
 ) -> None:
     """Replace each scope's rows by its latest Stripe-reported balance, per currency."""
     rows: list[dict[str, Any]] = []
     scopes: list[dict[str, Any]] = []
     for change in changes:
-        _type, _id, account_key, livemode = change.key
+        account_key, livemode = change.key.account_key, change.key.livemode
         scopes.append({"account_key": account_key, "livemode": livemode})
-        created, _rank, event_id = change.after["key"]
-        fields = change.after["fields"]
-        available, pending = fields["available"] or {}, fields["pending"] or {}
+        created, _rank, event_id = change.after.key
+        fields = fields_as(change.after.fields, BalanceFields)
+        available, pending = fields.available or {}, fields.pending or {}
         rows.extend(
             {
                 "account_key": account_key,
@@ -284,13 +300,15 @@ def _write_stripe_balances(
     bulk.insert(connection, table, rows)
 
 
-def _bt_rows(change: Change) -> dict[str, dict[str, Any]]:
+def _bt_rows(key: RootKey, state: MergedState[Fields]) -> dict[str, dict[str, Any]]:
     """The balance_transactions rows a root's state implies, by balance transaction id."""
-    object_type, object_id, account_key, livemode = change.key
-    fields = change.after["fields"]
-    payouts = fields.get("bt_payouts") or {}
+    object_type, object_id, account_key, livemode = key
+    fields = state.fields
+    if not isinstance(fields, MoneyFacts):  # the opening balance: no balance transactions
+        return {}
+    payouts = fields.bt_payouts or {}
     rows: dict[str, dict[str, Any]] = {}
-    for txn, item in sorted((fields.get("bts") or {}).items()):
+    for txn, item in sorted((fields.bts or {}).items()):
         bt = item["v"]
         rows[txn] = {
             "balance_transaction_id": txn,
@@ -323,15 +341,15 @@ _BT_KEY = ("balance_transaction_id", "account_key", "livemode", "object_type", "
 
 
 def _write_balance_transactions(
-    connection: sa.Connection, table: sa.Table, changes: list[Change]
+    connection: sa.Connection, table: sa.Table, changes: list[Change[RootKey]]
 ) -> None:
     """Bring the rows of each changed root in line with its balance transactions (they only
     grow: a root never forgets one)."""
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for change in changes:
-        before = _bt_rows(Change(change.key, None, change.before)) if change.before else {}
-        for txn, row in _bt_rows(change).items():
+        before = _bt_rows(change.key, change.before) if change.before else {}
+        for txn, row in _bt_rows(change.key, change.after).items():
             if txn not in before:
                 inserts.append(row)
             elif before[txn] != row:
@@ -341,25 +359,29 @@ def _write_balance_transactions(
     bulk.insert(connection, table, inserts)
 
 
-def _write_payouts(connection: sa.Connection, table: sa.Table, changes: list[Change]) -> None:
+def _write_payouts(
+    connection: sa.Connection, table: sa.Table, changes: list[Change[RootKey]]
+) -> None:
     rows = []
     for change in changes:
-        _type, payout_id, account_key, livemode = change.key
-        fields = change.after["fields"]
-        payout = fields["payout"]["v"] if fields.get("payout") else {}
+        fields = fields_as(change.after.fields, PayoutFields)
+        payout = fields.payout["v"] if fields.payout else {}
         rows.append(
             {
-                "account": account_of(account_key),
+                "account": account_of(change.key.account_key),
                 "currency": payout.get("currency"),
                 "amount": payout.get("amount"),
-                "status": fields["status"],
+                "status": fields.status,
                 "automatic": payout.get("automatic"),
-                "created": fields["created"],
+                "created": fields.created,
                 "arrival_date": payout.get("arrival_date"),
-                "paid_at": (fields["reached"] or {}).get("paid"),
+                "paid_at": (fields.reached or {}).get("paid"),
             }
         )
-    keyed = [Change((c.key[1], c.key[2], c.key[3]), c.before, c.after) for c in changes]
+    keyed = [
+        Change(ObjectKey(c.key.object_id, c.key.account_key, c.key.livemode), c.before, c.after)
+        for c in changes
+    ]
     # a payout root may exist before its first payout event (a synced balance transaction)
     existing = {
         tuple(row)
@@ -371,7 +393,8 @@ def _write_payouts(connection: sa.Connection, table: sa.Table, changes: list[Cha
             ("payout_id", "account_key", "livemode"),
         )
     }
-    keyed = [Change(c.key, {} if c.key in existing else None, c.after) for c in keyed]
+    # write_rows updates a row whose change has a ``before``, inserts the others
+    keyed = [Change(c.key, c.after if c.key in existing else None, c.after) for c in keyed]
     write_rows(connection, table, keyed, rows)
 
 
@@ -425,16 +448,17 @@ _BALANCE_KEY = ("account_key", "livemode", "currency", "ledger_account")
 
 
 def _plan_postings(
-    connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change]
+    connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change[RootKey]]
 ) -> _PostingPlan:
     """Diff each object's implied entries against the entries and postings stored for it (read
     in bulk), posting the differences: postings and balances always follow the merged states."""
-    existing, posted = _stored_entries(connection, tables, [change.key for change in changes])
+    # An object's entries are written with its state: a new object (no ``before``) has none.
+    known = [change.key for change in changes if change.before is not None]
+    existing, posted = _stored_entries(connection, tables, known)
     plan = _PostingPlan()
     for change in changes:
         object_type, object_id, account_key, livemode = change.key
-        fields = change.after["fields"]
-        implied = implied_entries(object_type, object_id, fields)
+        implied = implied_entries(object_type, object_id, change.after.fields)
         stored = existing.get(change.key, {})
         for entry_id, entry in implied.items():
             kind, currency, amounts = entry.kind, entry.currency, entry.amounts
@@ -501,18 +525,18 @@ def _named(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _stored_entries(
-    connection: sa.Connection, tables: dict[str, sa.Table], keys: list[Key]
-) -> tuple[dict[Key, dict[str, dict[str, Any]]], dict[EntryKey, dict[str, int]]]:
+    connection: sa.Connection, tables: dict[str, sa.Table], keys: list[RootKey]
+) -> tuple[dict[RootKey, dict[str, dict[str, Any]]], dict[EntryKey, dict[str, int]]]:
     """The stored entries of the objects ``keys`` (object key -> entry id -> row) and their
     postings (entry key -> ledger account -> amount): two SELECTs per 500 objects."""
     entries, postings = tables["journal_entries"], tables["journal_postings"]
-    existing: dict[Key, dict[str, dict[str, Any]]] = {}
+    existing: dict[RootKey, dict[str, dict[str, Any]]] = {}
     entry_keys: list[EntryKey] = []
     object_key = ("object_type", "object_id", "account_key", "livemode")
     columns = tuple(column.name for column in entries.c)
     for row in bulk.select(connection, entries, object_key, keys, columns):
         found = row._mapping
-        object_ref = tuple(found[name] for name in object_key)
+        object_ref = RootKey(*(found[name] for name in object_key))
         existing.setdefault(object_ref, {})[found["entry_id"]] = dict(found)
         entry_keys.append((found["entry_id"], found["account_key"], found["livemode"]))
     posted: dict[EntryKey, dict[str, int]] = {}

@@ -22,7 +22,7 @@ of stored facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger import balance_facts
 from ledger.store import StoredEvent
@@ -38,9 +38,11 @@ from projections.merge import (
     UNION,
     UNION_LATEST,
     UNION_MIN,
+    Fields,
+    Item,
     Lifecycle,
-    Rules,
     Snapshot,
+    rule,
     tie_key,
 )
 
@@ -55,58 +57,95 @@ REFUND_RANKS = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 2,
 BT_STATUS_RANKS = {"pending": 0, "available": 1}
 REFUND_FAILED = ("failed", "canceled")
 
-# -- merge rules, one row per field, per root ------------------------------------------------
-_MONEY_FACTS: Rules = (
-    ("bts", UNION_LATEST),  # balance transaction id -> its latest known state
-    ("bt_payouts", UNION),  # balance transaction id -> the automatic payout that paid it out
-)
-CHARGE_RULES: Rules = (
-    ("status", RANK),
-    ("charge", LATEST_KNOWN),  # currency, amount, amount_refunded of the latest charge snapshot
-    ("amount_captured", MAX),
-    ("captured_at", MIN),  # first event showing a capture: when the money moved
-    ("refunded_at", MIN),  # first event showing amount_refunded > 0
-    ("created", MIN),
-    ("refunds", UNION_LATEST),  # refund id -> amount, status, created, failed_at
-    *_MONEY_FACTS,
-)
-DISPUTE_RULES: Rules = (
-    ("status", RANK),
-    ("currency", LATEST),
-    ("amount", LATEST),
-    ("withdrawn_at", MIN),  # charge.dispute.funds_withdrawn seen (when)
-    ("reinstated_at", MIN),  # charge.dispute.funds_reinstated seen (when)
-    ("created", MIN),
-    *_MONEY_FACTS,
-)
-PAYOUT_RULES: Rules = (
-    ("status", RANK),
-    ("payout", LATEST_KNOWN),  # amount, currency, arrival_date, automatic
-    ("reached", UNION_MIN),  # status -> first seen: "paid then failed" needs both
-    ("created", MIN),
-    *_MONEY_FACTS,
-)
-TRANSFER_RULES: Rules = (  # application fees and transfers: an amount that can be given back
-    ("main", LATEST_KNOWN),  # amount, currency, amount_back (refunded / reversed)
-    ("created", MIN),
-    ("back_at", MIN),  # first event showing amount_back > 0
-    ("backs", UNION_LATEST),  # fee refund / transfer reversal id -> amount, created
-    *_MONEY_FACTS,
-)
-LONE_RULES: Rules = _MONEY_FACTS
-BALANCE_RULES: Rules = (("available", LATEST), ("pending", LATEST))
-OPENING_RULES: Rules = (("opening", LATEST_KNOWN),)
+# -- merge rules: one typed Fields class per root, one rule per field -------------------------
 
-ROOT_RULES: dict[str, tuple[Rules, Lifecycle | None]] = {
-    "charge": (CHARGE_RULES, CHARGE_LIFECYCLE),
-    "dispute": (DISPUTE_RULES, DISPUTE_LIFECYCLE),
-    "payout": (PAYOUT_RULES, PAYOUT_LIFECYCLE),
-    "application_fee": (TRANSFER_RULES, None),
-    "transfer": (TRANSFER_RULES, None),
-    "balance_transaction": (LONE_RULES, None),
-    "balance": (BALANCE_RULES, None),
-    "opening": (OPENING_RULES, None),
+
+@dataclass(slots=True)
+class MoneyFacts(Fields):
+    """The balance transactions every money root collects (all roots but balance, opening)."""
+
+    bts: dict[str, Item] = rule(UNION_LATEST)  # balance transaction id -> its latest state
+    # balance transaction id -> the automatic payout that paid it out
+    bt_payouts: dict[str, str] = rule(UNION)
+
+
+@dataclass(slots=True)
+class ChargeFields(MoneyFacts):
+    lifecycle = CHARGE_LIFECYCLE
+    status: str | None = rule(RANK)
+    # currency, amount_refunded of the latest charge snapshot
+    charge: Item | None = rule(LATEST_KNOWN)
+    amount_captured: int | None = rule(MAX)
+    captured_at: int | None = rule(MIN)  # first event showing a capture: when the money moved
+    refunded_at: int | None = rule(MIN)  # first event showing amount_refunded > 0
+    created: int | None = rule(MIN)
+    refunds: dict[str, Item] = rule(UNION_LATEST)  # refund id -> amount, status, created, failed_at
+
+
+@dataclass(slots=True)
+class DisputeRootFields(MoneyFacts):
+    lifecycle = DISPUTE_LIFECYCLE
+    status: str | None = rule(RANK)
+    currency: str | None = rule(LATEST)
+    amount: int | None = rule(LATEST)
+    withdrawn_at: int | None = rule(MIN)  # charge.dispute.funds_withdrawn seen (when)
+    reinstated_at: int | None = rule(MIN)  # charge.dispute.funds_reinstated seen (when)
+    created: int | None = rule(MIN)
+
+
+@dataclass(slots=True)
+class PayoutFields(MoneyFacts):
+    lifecycle = PAYOUT_LIFECYCLE
+    status: str | None = rule(RANK)
+    payout: Item | None = rule(LATEST_KNOWN)  # amount, currency, arrival_date, automatic
+    reached: dict[str, int] = rule(UNION_MIN)  # status -> first seen: "paid then failed" needs both
+    created: int | None = rule(MIN)
+
+
+@dataclass(slots=True)
+class GivenBackFields(MoneyFacts):
+    """Application fees and transfers: an amount that can be given back."""
+
+    main: Item | None = rule(LATEST_KNOWN)  # amount, currency, amount_back (refunded / reversed)
+    created: int | None = rule(MIN)
+    back_at: int | None = rule(MIN)  # first event showing amount_back > 0
+    backs: dict[str, Item] = rule(UNION_LATEST)  # fee refund / transfer reversal id -> amount
+
+
+@dataclass(slots=True)
+class LoneFields(MoneyFacts):
+    """A balance transaction that belongs to no other root."""
+
+
+@dataclass(slots=True)
+class BalanceFields(Fields):
+    available: dict[str, int] | None = rule(LATEST)  # currency -> amount
+    pending: dict[str, int] | None = rule(LATEST)
+
+
+@dataclass(slots=True)
+class OpeningFields(Fields):
+    opening: Item | None = rule(LATEST_KNOWN)  # as_of, currency -> amount
+
+
+ROOT_FIELDS: dict[str, type[Fields]] = {
+    "charge": ChargeFields,
+    "dispute": DisputeRootFields,
+    "payout": PayoutFields,
+    "application_fee": GivenBackFields,
+    "transfer": GivenBackFields,
+    "balance_transaction": LoneFields,
+    "balance": BalanceFields,
+    "opening": OpeningFields,
 }
+FieldsT = TypeVar("FieldsT", bound=Fields)
+
+
+def fields_as(fields: Fields, expected: type[FieldsT]) -> FieldsT:
+    """``fields`` as the root type's Fields class (an invariant: one root type, one class)."""
+    assert isinstance(fields, expected), (type(fields), expected)
+    return fields
+
 
 # An id prefix -> the object a balance transaction's unexpanded `source` is.
 SOURCE_PREFIXES = (
@@ -157,7 +196,7 @@ class Entry:
 Implied = dict[str, Entry]
 
 
-def _item(key: list[Any], value: Any) -> dict[str, Any]:
+def _item(key: list[Any], value: Any) -> Item:
     return {"k": key, "v": value}
 
 
@@ -238,8 +277,8 @@ def reduce_bt(value: Any, counts: Counts, event: StoredEvent) -> tuple[str, dict
     }
 
 
-def _bt_items(values: Any, counts: Counts, event: StoredEvent) -> dict[str, Any]:
-    items: dict[str, Any] = {}
+def _bt_items(values: Any, counts: Counts, event: StoredEvent) -> dict[str, Item]:
+    items: dict[str, Item] = {}
     for value in values if isinstance(values, list) else [values]:
         reduced = reduce_bt(value, counts, event)
         if reduced is not None:
@@ -249,11 +288,7 @@ def _bt_items(values: Any, counts: Counts, event: StoredEvent) -> dict[str, Any]
     return items
 
 
-def _empty(rules: Rules) -> dict[str, Any]:
-    return {name: None for name, _rule in rules}
-
-
-def _refund_item(event: StoredEvent, refund: dict[str, Any], counts: Counts) -> dict[str, Any]:
+def _refund_item(event: StoredEvent, refund: dict[str, Any], counts: Counts) -> Item:
     status = refund.get("status") if isinstance(refund.get("status"), str) else None
     key = [REFUND_RANKS.get(status or "", 0), event.created, event.event_id]
     return _item(
@@ -268,7 +303,7 @@ def _refund_item(event: StoredEvent, refund: dict[str, Any], counts: Counts) -> 
     )
 
 
-def _back_item(event: StoredEvent, back: dict[str, Any], counts: Counts) -> dict[str, Any]:
+def _back_item(event: StoredEvent, back: dict[str, Any], counts: Counts) -> Item:
     """A fee refund or a transfer reversal: an amount given back."""
     return _item(
         [event.created, event.event_id],
@@ -287,48 +322,46 @@ def _listed(obj: dict[str, Any], field: str) -> list[dict[str, Any]]:
     ]
 
 
-def _charge(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+def _charge(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot[Fields]:
     status = obj.get("status") if isinstance(obj.get("status"), str) else None
     key = tie_key(event.created, CHARGE_LIFECYCLE.rank(status), event.event_id)
     captured = money(obj.get("amount_captured"), counts, event, "charge.amount_captured")
     refunded = money(obj.get("amount_refunded"), counts, event, "charge.amount_refunded")
     bt = obj.get("balance_transaction")
-    fields = {
-        **_empty(CHARGE_RULES),
-        "status": status,
+    fields = ChargeFields(
+        status=status,
         # Within one second the larger amount_refunded is the later snapshot (it only grows,
         # but for a refund that fails: seconds later, which the event time orders).
-        "charge": _item(
+        charge=_item(
             [event.created, key[1], refunded or 0, event.event_id],
             {"currency": currency_of(obj), "amount_refunded": refunded},
         ),
-        "amount_captured": captured,
-        "captured_at": event.created if captured else None,
-        "refunded_at": event.created if refunded else None,
-        "created": timestamp(obj.get("created")),
-        "refunds": {r["id"]: _refund_item(event, r, counts) for r in _listed(obj, "refunds")},
-        "bts": _bt_items(bt, counts, event) if isinstance(bt, dict) else {},
-    }
+        amount_captured=captured,
+        captured_at=event.created if captured else None,
+        refunded_at=event.created if refunded else None,
+        created=timestamp(obj.get("created")),
+        refunds={r["id"]: _refund_item(event, r, counts) for r in _listed(obj, "refunds")},
+        bts=_bt_items(bt, counts, event) if isinstance(bt, dict) else {},
+    )
     return Snapshot(key, fields)
 
 
-def _dispute(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+def _dispute(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot[Fields]:
     status = obj.get("status") if isinstance(obj.get("status"), str) else None
     key = tie_key(event.created, DISPUTE_LIFECYCLE.rank(status), event.event_id)
-    fields = {
-        **_empty(DISPUTE_RULES),
-        "status": status,
-        "currency": currency_of(obj),
-        "amount": money(obj.get("amount"), counts, event, "dispute.amount"),
-        "withdrawn_at": event.created if event.type.endswith("funds_withdrawn") else None,
-        "reinstated_at": event.created if event.type.endswith("funds_reinstated") else None,
-        "created": timestamp(obj.get("created")),
-        "bts": _bt_items(obj.get("balance_transactions"), counts, event),
-    }
+    fields = DisputeRootFields(
+        status=status,
+        currency=currency_of(obj),
+        amount=money(obj.get("amount"), counts, event, "dispute.amount"),
+        withdrawn_at=event.created if event.type.endswith("funds_withdrawn") else None,
+        reinstated_at=event.created if event.type.endswith("funds_reinstated") else None,
+        created=timestamp(obj.get("created")),
+        bts=_bt_items(obj.get("balance_transactions"), counts, event),
+    )
     return Snapshot(key, fields)
 
 
-def _payout(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot:
+def _payout(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot[Fields]:
     status = obj.get("status") if isinstance(obj.get("status"), str) else None
     key = tie_key(event.created, PAYOUT_LIFECYCLE.rank(status), event.event_id)
     automatic = obj.get("automatic")
@@ -338,17 +371,18 @@ def _payout(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Snapshot
         "arrival_date": timestamp(obj.get("arrival_date")),
         "automatic": automatic if isinstance(automatic, bool) else None,
     }
-    fields = {
-        **_empty(PAYOUT_RULES),
-        "status": status,
-        "payout": _item(key, payout),
-        "reached": {status: event.created} if status else {},
-        "created": timestamp(obj.get("created")),
-    }
+    fields = PayoutFields(
+        status=status,
+        payout=_item(key, payout),
+        reached={status: event.created} if status else {},
+        created=timestamp(obj.get("created")),
+    )
     return Snapshot(key, fields)
 
 
-def _given_back(event: StoredEvent, obj: dict[str, Any], counts: Counts, back: str) -> Snapshot:
+def _given_back(
+    event: StoredEvent, obj: dict[str, Any], counts: Counts, back: str
+) -> Snapshot[Fields]:
     """An application fee (``back`` = its refunds) or a transfer (its reversals)."""
     key = tie_key(event.created, 0, event.event_id)
     back_field = "amount_refunded" if back == "refunds" else "amount_reversed"
@@ -359,14 +393,13 @@ def _given_back(event: StoredEvent, obj: dict[str, Any], counts: Counts, back: s
         "amount_back": amount_back,
     }
     bt = obj.get("balance_transaction")
-    fields = {
-        **_empty(TRANSFER_RULES),
-        "main": _item(key, main),
-        "created": timestamp(obj.get("created")),
-        "back_at": event.created if amount_back else None,
-        "backs": {b["id"]: _back_item(event, b, counts) for b in _listed(obj, back)},
-        "bts": _bt_items(bt, counts, event) if isinstance(bt, dict) else {},
-    }
+    fields = GivenBackFields(
+        main=_item(key, main),
+        created=timestamp(obj.get("created")),
+        back_at=event.created if amount_back else None,
+        backs={b["id"]: _back_item(event, b, counts) for b in _listed(obj, back)},
+        bts=_bt_items(bt, counts, event) if isinstance(bt, dict) else {},
+    )
     return Snapshot(key, fields)
 
 
@@ -382,7 +415,7 @@ def _funds(values: Any, counts: Counts, event: StoredEvent, field: str) -> dict[
     return totals
 
 
-Found = tuple[Root, Snapshot]
+Found = tuple[Root, Snapshot[Fields]]
 
 
 def _child(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Found | None:
@@ -391,16 +424,16 @@ def _child(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Found | N
     key = tie_key(event.created, -1, event.event_id)
     if kind == "refund":
         parent = string(obj.get("charge")) or child_id
-        fields = {**_empty(CHARGE_RULES), "refunds": {child_id: _refund_item(event, obj, counts)}}
-        return Root("charge", parent), Snapshot(key, fields)
+        refunds = {child_id: _refund_item(event, obj, counts)}
+        return Root("charge", parent), Snapshot(key, ChargeFields(refunds=refunds))
     parent_field, root_type = (
         ("fee", "application_fee") if kind == "fee_refund" else ("transfer", "transfer")
     )
     owner = string(obj.get(parent_field))
     if owner is None:
         return None
-    fields = {**_empty(TRANSFER_RULES), "backs": {child_id: _back_item(event, obj, counts)}}
-    return Root(root_type, owner), Snapshot(key, fields)
+    backs = {child_id: _back_item(event, obj, counts)}
+    return Root(root_type, owner), Snapshot(key, GivenBackFields(backs=backs))
 
 
 def _bt_fact(
@@ -410,23 +443,21 @@ def _bt_fact(
     if not items:
         return None
     root = bt_root(obj)
-    rules, _lifecycle = ROOT_RULES[root.object_type]
-    fields = {**_empty(rules), "bts": items}
+    fields = ROOT_FIELDS[root.object_type]()
+    assert isinstance(fields, MoneyFacts), root  # bt_root names money roots only
+    fields.bts = items
     annotations = payload.get("ledger")
     payout = (
         string(annotations.get("automatic_payout_id")) if isinstance(annotations, dict) else None
     )
     if payout:
-        fields["bt_payouts"] = {str(obj["id"]): payout}
+        fields.bt_payouts = {str(obj["id"]): payout}
     kind, _source_id, source = _source_kind(obj.get("source"))
     if source and isinstance(source.get("id"), str):  # the expanded child: known by id too
-        if kind == "refund" and root.object_type == "charge":
-            fields["refunds"] = {source["id"]: _refund_item(event, source, counts)}
-        elif (
-            kind in ("fee_refund", "transfer_reversal")
-            and root.object_type != "balance_transaction"
-        ):
-            fields["backs"] = {source["id"]: _back_item(event, source, counts)}
+        if kind == "refund" and isinstance(fields, ChargeFields):
+            fields.refunds = {source["id"]: _refund_item(event, source, counts)}
+        elif kind in ("fee_refund", "transfer_reversal") and isinstance(fields, GivenBackFields):
+            fields.backs = {source["id"]: _back_item(event, source, counts)}
     return root, Snapshot(tie_key(event.created, -1, event.event_id), fields)
 
 
@@ -436,7 +467,7 @@ def _opening(event: StoredEvent, obj: dict[str, Any], counts: Counts) -> Found |
         return None
     opening = {"as_of": as_of, "balances": _funds(obj.get("balances"), counts, event, "opening")}
     key = tie_key(event.created, 0, event.event_id)
-    return Root("opening", "opening"), Snapshot(key, {"opening": _item(key, opening)})
+    return Root("opening", "opening"), Snapshot(key, OpeningFields(opening=_item(key, opening)))
 
 
 def found_root(event: StoredEvent, payload: dict[str, Any], counts: Counts) -> Found | None:
@@ -448,10 +479,10 @@ def found_root(event: StoredEvent, payload: dict[str, Any], counts: Counts) -> F
     if event.type == OPENING_FACT:
         return _opening(event, obj, counts)
     if kind == "balance":
-        fields = {
-            "available": _funds(obj.get("available"), counts, event, "balance.available"),
-            "pending": _funds(obj.get("pending"), counts, event, "balance.pending"),
-        }
+        fields = BalanceFields(
+            available=_funds(obj.get("available"), counts, event, "balance.available"),
+            pending=_funds(obj.get("pending"), counts, event, "balance.pending"),
+        )
         return Root("balance", "balance"), Snapshot(
             tie_key(event.created, 0, event.event_id), fields
         )
@@ -526,30 +557,29 @@ def _estimate(
     return Entry(kind, currency, amounts, posted_at, source_id=source_id, estimated=True)
 
 
-def _latest(fields: dict[str, Any], name: str) -> dict[str, Any]:
-    item = fields.get(name)
+def _latest(item: Item | None) -> dict[str, Any]:
     return dict(item["v"]) if isinstance(item, dict) else {}
 
 
-def _values(fields: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
-    return {item_id: item["v"] for item_id, item in (fields.get(name) or {}).items()}
+def _values(items: dict[str, Item] | None) -> dict[str, dict[str, Any]]:
+    return {item_id: item["v"] for item_id, item in (items or {}).items()}
 
 
-def _charge_estimates(cid: str, f: dict[str, Any], bts: dict[str, Any]) -> Implied:
+def _charge_estimates(cid: str, f: ChargeFields, bts: dict[str, Any]) -> Implied:
     entries: Implied = {}
-    charge = _latest(f, "charge")
+    charge = _latest(f.charge)
     currency = charge.get("currency")
-    captured = f["amount_captured"] or 0
+    captured = f.amount_captured or 0
     known = {(bt["category"], bt["source_id"]) for bt in bts.values()}
     if (
         currency
         and captured
         and not any(bt_category(bt, "charge") == "charge" for bt in bts.values())
     ):
-        when = f["captured_at"] or f["created"]
+        when = f.captured_at or f.created
         entries[f"{cid}:capture"] = _estimate("charge", currency, captured, acc.REVENUE, when, cid)
     listed = 0
-    for rid, refund in sorted(_values(f, "refunds").items()):
+    for rid, refund in sorted(_values(f.refunds).items()):
         amount, rcur = refund["amount"], refund["currency"] or currency
         listed += amount
         if not amount or not rcur:
@@ -568,41 +598,41 @@ def _charge_estimates(cid: str, f: dict[str, Any], bts: dict[str, Any]) -> Impli
     # without capture refunds nothing).
     remainder = min(charge.get("amount_refunded") or 0, captured) - listed
     if currency and remainder > 0:
-        when = f["refunded_at"] or f["created"]
+        when = f.refunded_at or f.created
         entries[f"{cid}:refund"] = _estimate("refund", currency, -remainder, acc.REFUNDS, when, cid)
     return entries
 
 
-def _dispute_estimates(did: str, f: dict[str, Any], bts: dict[str, Any]) -> Implied:
+def _dispute_estimates(did: str, f: DisputeRootFields, bts: dict[str, Any]) -> Implied:
     entries: Implied = {}
-    amount, currency = f["amount"] or 0, f["currency"]
+    amount, currency = f.amount or 0, f.currency
     # by sign, not label: a withdrawal takes money, a reinstatement gives it back (some
     # payloads label both `dispute`)
     withdrawn = any(bt["amount"] < 0 for bt in bts.values())
     reinstated = any(bt["amount"] > 0 for bt in bts.values())
     if not amount or not currency:
         return entries
-    if f["withdrawn_at"] is not None and not withdrawn:
+    if f.withdrawn_at is not None and not withdrawn:
         entries[f"{did}:withdrawal"] = _estimate(
-            "dispute", currency, -amount, acc.DISPUTE_LOSSES, f["withdrawn_at"], did
+            "dispute", currency, -amount, acc.DISPUTE_LOSSES, f.withdrawn_at, did
         )
-    if f["reinstated_at"] is not None and not reinstated:
+    if f.reinstated_at is not None and not reinstated:
         entries[f"{did}:reinstatement"] = _estimate(
-            "dispute_reversal", currency, amount, acc.DISPUTE_LOSSES, f["reinstated_at"], did
+            "dispute_reversal", currency, amount, acc.DISPUTE_LOSSES, f.reinstated_at, did
         )
     return entries
 
 
-def _payout_estimates(pid: str, f: dict[str, Any], bts: dict[str, Any]) -> Implied:
+def _payout_estimates(pid: str, f: PayoutFields, bts: dict[str, Any]) -> Implied:
     """A payout leaves the balance when it is created (Stripe's payout balance transaction),
     reaches the bank when paid, and comes back if it fails or is canceled."""
-    payout = _latest(f, "payout")
+    payout = _latest(f.payout)
     amount, currency = payout.get("amount") or 0, payout.get("currency")
     if not amount or not currency:
         return {}
     entries: Implied = {}
     categories = {bt_category(bt, "payout") for bt in bts.values()}
-    reached, status = f["reached"] or {}, f["status"]
+    reached, status = f.reached or {}, f.status
     failed = status in ("failed", "canceled")
     in_transit, available = acc.PAYOUTS_IN_TRANSIT, acc.STRIPE_AVAILABLE
     if "payout" not in categories:
@@ -610,7 +640,7 @@ def _payout_estimates(pid: str, f: dict[str, Any], bts: dict[str, Any]) -> Impli
             "payout",
             currency,
             {in_transit: amount, available: -amount},
-            f["created"],
+            f.created,
             source_id=pid,
             estimated=True,
         )
@@ -619,7 +649,7 @@ def _payout_estimates(pid: str, f: dict[str, Any], bts: dict[str, Any]) -> Impli
             "payout_reversal",
             currency,
             {available: amount, in_transit: -amount},
-            reached.get(status),
+            reached.get(status or ""),
             source_id=pid,
             estimated=True,
         )
@@ -637,18 +667,18 @@ def _payout_estimates(pid: str, f: dict[str, Any], bts: dict[str, Any]) -> Impli
                 "payout_returned",
                 currency,
                 {in_transit: amount, acc.BANK: -amount},
-                reached.get(status),
+                reached.get(status or ""),
                 source_id=pid,
             )
     return entries
 
 
 def _given_back_estimates(
-    root_type: str, object_id: str, f: dict[str, Any], bts: dict[str, Any]
+    root_type: str, object_id: str, f: GivenBackFields, bts: dict[str, Any]
 ) -> Implied:
     """An application fee the platform earned (and refunded), or a transfer it sent (and had
     reversed)."""
-    main = _latest(f, "main")
+    main = _latest(f.main)
     amount, currency = main.get("amount") or 0, main.get("currency")
     if not amount or not currency:
         return {}
@@ -665,10 +695,10 @@ def _given_back_estimates(
     entries: Implied = {}
     if not any(category == out for category, _source in known):
         entries[f"{object_id}:{out}"] = _estimate(
-            out, currency, sign * amount, account, f["created"], object_id
+            out, currency, sign * amount, account, f.created, object_id
         )
     listed = 0
-    for back_id, item in sorted(_values(f, "backs").items()):
+    for back_id, item in sorted(_values(f.backs).items()):
         listed += item["amount"]
         if item["amount"] and (back, back_id) not in known:
             entries[f"{back_id}:{back}"] = _estimate(
@@ -677,13 +707,13 @@ def _given_back_estimates(
     remainder = min(main.get("amount_back") or 0, amount) - listed
     if remainder > 0:
         entries[f"{object_id}:{back}"] = _estimate(
-            back, currency, -sign * remainder, back_account, f["back_at"] or f["created"], object_id
+            back, currency, -sign * remainder, back_account, f.back_at or f.created, object_id
         )
     return entries
 
 
-def _opening_entries(f: dict[str, Any]) -> Implied:
-    opening = _latest(f, "opening")
+def _opening_entries(f: OpeningFields) -> Implied:
+    opening = _latest(f.opening)
     return {
         f"opening:{currency}": Entry(
             "opening_balance",
@@ -695,26 +725,27 @@ def _opening_entries(f: dict[str, Any]) -> Implied:
     }
 
 
-def implied_entries(object_type: str, object_id: str, fields: dict[str, Any]) -> Implied:
+def implied_entries(object_type: str, object_id: str, fields: Fields) -> Implied:
     """Posting rules: the entries a root's merged state implies (deterministic ids)."""
     if object_type == "opening":
-        entries = _opening_entries(fields)
+        entries = _opening_entries(fields_as(fields, OpeningFields))
     else:
-        bts = _values(fields, "bts")
-        payouts = fields.get("bt_payouts") or {}
+        money_facts = fields_as(fields, MoneyFacts)
+        bts = _values(money_facts.bts)
+        payouts = money_facts.bt_payouts or {}
         entries = {}
         for txn, bt in sorted(bts.items()):
             # keyed by root too: a balance transaction id that two roots name (a placeholder id
             # shared by fixtures) is two entries that `verify` reports, never a crash
             exact = _exact(txn, bt, object_type, payouts.get(txn))
             entries.update({f"{object_id}:{entry_id}": e for entry_id, e in exact.items()})
-        if object_type == "charge":
+        if isinstance(fields, ChargeFields):
             entries.update(_charge_estimates(object_id, fields, bts))
-        elif object_type == "dispute":
+        elif isinstance(fields, DisputeRootFields):
             entries.update(_dispute_estimates(object_id, fields, bts))
-        elif object_type == "payout":
+        elif isinstance(fields, PayoutFields):
             entries.update(_payout_estimates(object_id, fields, bts))
-        elif object_type in ("application_fee", "transfer"):
+        elif isinstance(fields, GivenBackFields):
             entries.update(_given_back_estimates(object_type, object_id, fields, bts))
     implied: Implied = {}
     for entry_id, entry in entries.items():

@@ -32,10 +32,13 @@ from ledger.database import WRITE
 from ledger.logs import get_logger
 from ledger.store import EventStore, StoredEvent
 from projections import registry
-from projections.base import Counts, Projection, upcast_all
+from projections.base import Counts, Projection, StateCache, upcast_all
 from projections.worker import fold
 
-REBUILD_BATCH_EVENTS = 1000
+REBUILD_BATCH_EVENTS_MAX = 1000
+# Merged states kept in memory per projection, so that a batch folds into the states the
+# previous batches wrote without reading them back (base.StateCache); bounds the rebuild's RSS.
+REBUILD_STATES_CACHED_MAX = 10_000
 SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, at most
 LEASE_MS = 60_000
 log = get_logger("projections.rebuild")
@@ -115,7 +118,7 @@ class _Prefetch:
         self.ahead: tuple[int, Future[Batch]] | None = None  # (after position, its read)
 
     def _read(self, after: int) -> Batch:
-        events = self.store.read(after, REBUILD_BATCH_EVENTS)
+        events = self.store.read(after, REBUILD_BATCH_EVENTS_MAX)
         return events, upcast_all(events)
 
     def read(self, after: int) -> Batch:
@@ -123,7 +126,7 @@ class _Prefetch:
         ahead, self.ahead = self.ahead, None
         future = ahead[1] if ahead and ahead[0] == after else self.pool.submit(self._read, after)
         events, payloads = future.result()
-        if len(events) == REBUILD_BATCH_EVENTS:
+        if len(events) == REBUILD_BATCH_EVENTS_MAX:
             last = events[-1].position
             self.ahead = (last, self.pool.submit(self._read, last))
         return events, payloads
@@ -138,15 +141,23 @@ def _apply_chunk(
     batch: Batch,
     generations: dict[str, int],
     holder: str,
+    caches: dict[str, StateCache],
 ) -> dict[str, Counts]:
     """Apply one batch to every projection's new generation, in one transaction (the batch was
-    read, decoded and upcast once for all of them)."""
+    read, decoded and upcast once for all of them). A failed transaction fails the rebuild, so
+    the caches never hold a state that was not committed."""
     events, payloads = batch
     if not events:
         return {}
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            # No wait for the WAL flush of each chunk: a chunk lost in a server crash is part
+            # of a half-built generation the next rebuild drops, and the swap's commit (which
+            # does wait) makes every chunk before it durable, the WAL being one sequence.
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         counts = {
-            p.name: fold(connection, p, events, payloads, generations[p.name]) for p in projections
+            p.name: fold(connection, p, events, payloads, generations[p.name], cache=caches[p.name])
+            for p in projections
         }
         for projection in projections:
             renew_lease(connection, projection.name, holder)
@@ -160,6 +171,7 @@ def _swap(
     generations: dict[str, int],
     position: int,
     hooks: tuple[ViewHook, ViewHook] | None,
+    caches: dict[str, StateCache],
 ) -> tuple[dict[str, int], int, dict[str, Counts]] | None:
     """Catch up and swap every projection in ONE transaction; None if too far behind to do it in
     one go. (old generations, position, counts of the tail)."""
@@ -170,7 +182,8 @@ def _swap(
             return None  # still far behind: roll back, catch up outside the lock first
         payloads = upcast_all(tail)
         counts = {
-            p.name: fold(connection, p, tail, payloads, generations[p.name]) for p in projections
+            p.name: fold(connection, p, tail, payloads, generations[p.name], cache=caches[p.name])
+            for p in projections
         }
         position = tail[-1].position if tail else position
         if hooks:
@@ -214,10 +227,11 @@ def rebuild_many(
         total = store.count()
         position = done = 0
         counts = {projection.name: Counts() for projection in projections}
+        caches = {p.name: StateCache(REBUILD_STATES_CACHED_MAX) for p in projections}
         log.info("rebuild_started", generations=generations)
         while not stop.is_set():
             batch = reader.read(position)
-            chunk_counts = _apply_chunk(engine, projections, batch, generations, holder)
+            chunk_counts = _apply_chunk(engine, projections, batch, generations, holder, caches)
             read = len(batch[0])
             position = batch[0][-1].position if read else position
             done += read
@@ -225,8 +239,8 @@ def rebuild_many(
                 counts[name].add(chunk)
             if on_progress:
                 on_progress(done, max(total, done))
-            if read < REBUILD_BATCH_EVENTS:
-                swapped = _swap(engine, projections, store, generations, position, hooks)
+            if read < REBUILD_BATCH_EVENTS_MAX:
+                swapped = _swap(engine, projections, store, generations, position, hooks, caches)
                 if swapped is not None:
                     old, position, tail_counts = swapped
                     for name, chunk in tail_counts.items():

@@ -26,7 +26,7 @@ from ledger.logs import get_logger
 from ledger.retry import TRANSIENT_DB_ERRORS, retrying
 from ledger.store import EventStore, StoredEvent
 from projections import registry
-from projections.base import Counts, Projection, upcast_all
+from projections.base import Counts, Projection, StateCache, upcast_all
 
 BATCH_EVENTS_MAX = 500
 POLL_INTERVAL_S = 0.2
@@ -130,16 +130,18 @@ def fold(
     generation: int,
     *,
     record: bool = True,
+    cache: StateCache | None = None,
 ) -> Counts:
     """``projection.apply`` for the worker, rebuild and verify alike. The batch in one
     savepoint; when the fold raises (an event it cannot take: an amount beyond the column, a
     shape it does not expect), each event in its own savepoint, and the events that still raise
     are recorded in projection_failures and skipped. One stored event must never stop the
     projector: the store is append-only, it cannot be taken out (issue 19). An outage of the
-    database is not the event's fault: it raises, and the batch is retried."""
+    database is not the event's fault: it raises, and the batch is retried. ``cache``: see
+    ``base.StateCache`` (a state is put in it once its writes are done)."""
     try:
         with connection.begin_nested():
-            return projection.apply(connection, events, generation, payloads)
+            return projection.apply(connection, events, generation, payloads, cache)
     except TRANSIENT_DB_ERRORS:
         raise
     except Exception:  # noqa: BLE001 - found below, event by event
@@ -148,7 +150,7 @@ def fold(
     for event, payload in zip(events, payloads, strict=True):
         try:
             with connection.begin_nested():
-                counts.add(projection.apply(connection, [event], generation, [payload]))
+                counts.add(projection.apply(connection, [event], generation, [payload], cache))
         except TRANSIENT_DB_ERRORS:
             raise
         except Exception as error:  # noqa: BLE001 - recorded, counted, reported by verify
@@ -187,7 +189,7 @@ def run(
     names: Iterable[str] | None = None,
     until_idle_s: float | None = None,
     stop: threading.Event | None = None,
-    batch_size: int = BATCH_EVENTS_MAX,
+    batch_events_max: int = BATCH_EVENTS_MAX,
     poll_interval_s: float = POLL_INTERVAL_S,
 ) -> RunStats:
     """Project the store until ``stop`` is set, or until no new event came for ``until_idle_s``.
@@ -195,7 +197,7 @@ def run(
     A stop request finishes the current batch first. Database outages are retried with capped
     backoff (logged); anything else (a bug) raises.
     """
-    assert 0 < batch_size <= 10_000, batch_size
+    assert 0 < batch_events_max <= 10_000, batch_events_max
     stop = stop or threading.Event()
     projections = registry.get(names)
     stats = RunStats(per_projection={p.name: Counts() for p in projections})
@@ -210,7 +212,7 @@ def run(
     try:
         while not stop.is_set():
             low = min(positions.values())
-            events = retrying("database", partial(store.read, low, batch_size), stop)
+            events = retrying("database", partial(store.read, low, batch_events_max), stop)
             if events is None:
                 break
             if not events:
@@ -219,48 +221,9 @@ def run(
                 waiter.wait(stop)
                 continue
             idle_since = time.monotonic()
-            payloads = upcast_all(events)  # once for all projections
             stats.batches += 1
             stats.events += len(events)
-            batch_counts: dict[str, dict[str, int]] = {}
-            for projection in projections:
-                name = projection.name
-                if positions[name] >= events[-1].position:
-                    continue
-                done = retrying(
-                    "database",
-                    partial(
-                        apply_batch,
-                        store.engine,
-                        projection,
-                        events,
-                        payloads,
-                        generations[name],
-                        positions[name],
-                    ),
-                    stop,
-                )
-                if done is None:  # stopped while the database was away, or the checkpoint moved
-                    fresh = retrying("database", partial(prepare, store.engine, [projection]), stop)
-                    if fresh is None:
-                        break
-                    generations[name], positions[name] = fresh[name]
-                    log.warning(
-                        "checkpoint_moved",
-                        projection=name,
-                        position=positions[name],
-                    )
-                    continue
-                counts, positions[name] = done
-                stats.per_projection[name].add(counts)
-                batch_counts[name] = counts.as_dict()
-            log.info(
-                "batch_projected",
-                events=len(events),
-                first=events[0].position,
-                last=events[-1].position,
-                counts=batch_counts,
-            )
+            _project_batch(store, projections, events, generations, positions, stats, stop)
     finally:
         waiter.close()
     stats.positions = dict(positions)
@@ -270,3 +233,52 @@ def run(
         totals={name: counts.as_dict() for name, counts in stats.per_projection.items()},
     )
     return stats
+
+
+def _project_batch(
+    store: EventStore,
+    projections: list[Projection],
+    events: list[StoredEvent],
+    generations: dict[str, int],
+    positions: dict[str, int],
+    stats: RunStats,
+    stop: threading.Event,
+) -> None:
+    """Apply one batch to every projection still behind it, moving ``generations`` and
+    ``positions`` along (stopped while the database was away: the rest is left for later)."""
+    payloads = upcast_all(events)  # once for all projections
+    batch_counts: dict[str, dict[str, int]] = {}
+    for projection in projections:
+        name = projection.name
+        if positions[name] >= events[-1].position:
+            continue
+        done = retrying(
+            "database",
+            partial(
+                apply_batch,
+                store.engine,
+                projection,
+                events,
+                payloads,
+                generations[name],
+                positions[name],
+            ),
+            stop,
+        )
+        if done is None:  # stopped while the database was away, or the checkpoint moved
+            fresh = retrying("database", partial(prepare, store.engine, [projection]), stop)
+            if fresh is None:
+                break
+            generations[name], positions[name] = fresh[name]
+            log.warning("checkpoint_moved", projection=name, position=positions[name])
+            continue
+        counts, positions[name] = done
+        stats.per_projection[name].add(counts)
+        batch_counts[name] = counts.as_dict()
+    log.info(
+        "batch_projected",
+        events=len(events),
+        first=events[0].position,
+        last=events[-1].position,
+        counts=batch_counts,
+    )

@@ -530,10 +530,10 @@ def test_worker_checkpoints_equal_head_and_rerunning_applies_nothing_twice(
     store = EventStore(engine)
     half = len(world.events) // 2
     _append(store, world.events[:half])
-    worker.run(store, until_idle_s=0, batch_size=3)
+    worker.run(store, until_idle_s=0, batch_events_max=3)
     assert _checkpoints(engine) == dict.fromkeys(registry.PROJECTIONS, store.head_position())
     _append(store, world.events)  # the first half again: duplicates, dropped by the store
-    first = worker.run(store, until_idle_s=0, batch_size=7)
+    first = worker.run(store, until_idle_s=0, batch_events_max=7)
     assert first.events == len(world.events) - half
     assert _checkpoints(engine) == dict.fromkeys(registry.PROJECTIONS, store.head_position())
     live = dump(engine, 1)

@@ -205,10 +205,23 @@ def test_rebuilt_rows_equal_the_incrementally_built_rows(store: EventStore) -> N
     assert "invoices_g2" in tables and "invoices_g1" not in tables
 
 
+def test_a_rebuild_whose_state_cache_forgets_gives_the_same_rows(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many batches and a cache of 3 objects: states are folded from the cache, forgotten, and
+    read back from the new generation; the rows are those of the incremental fold all the same."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
+    monkeypatch.setattr(rebuild, "REBUILD_STATES_CACHED_MAX", 3)
+    before = _dumps(store)
+    results = rebuild.rebuild(store, hooks=HOOKS)
+    assert [r.new_generation for r in results] == [2, 2, 2]
+    assert _dumps(store) == before
+
+
 def test_a_reader_during_a_rebuild_sees_the_whole_state_never_half(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 40)  # many batches: many chances
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 40)  # many batches: many chances
     full = run_report(store.engine, "balances")
     invoices = len(run_report(store.engine, "invoices")[1])
     seen: list[bool] = []
@@ -232,7 +245,7 @@ def test_a_reader_during_a_rebuild_sees_the_whole_state_never_half(
 def test_an_interrupted_rebuild_leaves_the_live_projection_and_can_run_again(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 50)
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 50)
     before = _dumps(store)
     stop = threading.Event()
     calls = []
@@ -262,7 +275,7 @@ def test_two_rebuilds_of_one_projection_are_excluded(store: EventStore) -> None:
 def test_a_worker_running_during_a_rebuild_corrupts_nothing(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS", 50)
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 50)
     stop = threading.Event()
     background = threading.Thread(
         target=worker.run, kwargs={"store": store, "stop": stop, "poll_interval_s": 0.01}
