@@ -1,7 +1,7 @@
 """``backfill`` and ``reconcile``: read Stripe's API to close the gaps webhooks leave.
 
 The only commands that need STRIPE_API_KEY (or STRIPE_API_KEY_FILE). The Kafka path
-(``--via-kafka``) lives here, beside the ingest producer it reuses: ledger/ never imports ingest/.
+(``--via-kafka``) produces the records ingest produces (ledger/kafka_wire.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from cli.errors import CommandError
 from cli.progress import Progress
+from ledger import kafka_wire
 from ledger.backfill import (
     DEFAULT_STATE_FILE,
     BackfillError,
@@ -51,7 +52,6 @@ from ledger.stripe_api import (
 )
 
 DEFAULT_SINCE = "30d"  # everything the Events API still has
-KAFKA_SEND_TIMEOUT_S = 60.0
 
 log = get_logger("cli.backfill")
 
@@ -78,33 +78,16 @@ def _store(settings: Settings) -> EventStore:
     return EventStore(engine)
 
 
-def kafka_sink(
-    settings: Settings, topic: str, client_id: str = "stripe-ledger-backfill"
-) -> tuple[Sink, Any]:
-    """Produce each event like ingest does (raw JSON, keyed by account or 'platform'); a page
-    counts as done only when the broker acknowledged every record of it. (consume-sqs
-    --via-kafka uses it too.)"""
-    from kafka import KafkaProducer
-
-    from ingest.core import kafka_record, producer_config
-
-    config = producer_config(settings)
-    config["client_id"] = client_id
-    producer = KafkaProducer(**config)
+def kafka_sink(settings: Settings, topic: str) -> tuple[Sink, Any]:
+    """Produce each event like ingest does (ledger/kafka_wire.py); a page counts as done only
+    when the broker acknowledged every record of it."""
+    producer = kafka_wire.new_producer(settings, client_id="stripe-ledger-backfill")
 
     def sink(page: Sequence[StripeEvent]) -> PageOutcome:
-        now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-        futures = []
-        for event in page:
-            raw = json.dumps(event.payload, separators=(",", ":")).encode("utf-8")
-            record = kafka_record(raw, event, now_ms)
-            futures.append(
-                producer.send(topic, key=record.key, value=record.value, headers=record.headers)
-            )
-        producer.flush(timeout=KAFKA_SEND_TIMEOUT_S)
-        for future in futures:
-            future.get(timeout=KAFKA_SEND_TIMEOUT_S)
-        return PageOutcome(len(page), None, None)
+        sent = kafka_wire.produce_acknowledged(
+            producer, topic, page, received_at_ms=kafka_wire.now_ms()
+        )
+        return PageOutcome(sent, None, None)
 
     return sink, producer
 

@@ -1,8 +1,8 @@
 """``stripe-ledger consume-sqs``: Stripe events from Amazon EventBridge via an SQS queue.
 
 Only the wiring lives here (the boto3 client, the sink, the flags); the worker is
-``ledger.sqs_consumer``. The Kafka sink (``--via-kafka``) is backfill's: ledger/ never imports
-ingest/.
+``ledger.sqs_consumer``. The Kafka sink (``--via-kafka``) produces the records ingest produces
+(ledger/kafka_wire.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cli.errors import CommandError
+from ledger import kafka_wire
 from ledger.database import create_engine, require_migrated
 from ledger.retry import TRANSIENT_DB_ERRORS
 from ledger.settings import Settings, SettingsError
@@ -101,13 +102,16 @@ def sqs_client(queue_url: str, endpoint_url: str | None, wait_time_s: int) -> An
 
 def _kafka_batch_sink(settings: Settings, store: EventStore, topic: str) -> tuple[BatchSink, Any]:
     """Events to Kafka (acks=all, every record acknowledged), dead letters to the store."""
-    from cli.backfill_cmds import kafka_sink
-
-    produce, producer = kafka_sink(settings, topic, client_id="stripe-ledger-consume-sqs")
+    producer = kafka_wire.new_producer(settings, client_id="stripe-ledger-consume-sqs")
 
     def sink(incoming: Sequence[Incoming], dead: Sequence[DeadLetter]) -> AppendResult:
         if incoming:
-            produce([item.event for item in incoming])
+            kafka_wire.produce_acknowledged(
+                producer,
+                topic,
+                [item.event for item in incoming],
+                received_at_ms=kafka_wire.now_ms(),
+            )
         dead_lettered = store.append([], dead=dead).dead_lettered if dead else 0
         return AppendResult(appended=len(incoming), duplicates=0, dead_lettered=dead_lettered)
 
