@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.errors import CommandError
 from cli.progress import Progress
@@ -24,12 +24,10 @@ from ledger.backfill import (
     BackfillError,
     BackfillState,
     BackfillTotals,
-    FeeReport,
     PageOutcome,
     ReconcileReport,
     Sink,
     backfill,
-    fee_report,
     iter_accounts,
     parse_duration_s,
     parse_since,
@@ -50,6 +48,9 @@ from ledger.stripe_api import (
     api_base_from_env,
     api_key_from_env,
 )
+
+if TYPE_CHECKING:
+    from projections.fee_report import FeeReport
 
 DEFAULT_SINCE = "30d"  # everything the Events API still has
 
@@ -246,6 +247,9 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         since = _since(args, now)
     except BackfillError as error:
         raise CommandError(str(error)) from None
+    # The fee side reads the journal's view: the projections' code, loaded only for reconcile.
+    from projections.fee_report import fee_report
+
     stop = _stop_on_signals()
     api = _api(stop)
     store = _store(settings)

@@ -35,6 +35,7 @@ from ledger.backfill import (
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from ledger.stripe_api import API_ATTEMPTS_MAX, StripeApi, StripeApiError, retry_after_s
+from projections.journal_rules import balance_transaction_entry_id
 from tests.factory import charge_event
 from tests.json_http import json_server
 from tests.kafka_util import ROOT, cli_env
@@ -494,10 +495,10 @@ def test_reconcile_fee_report_against_the_journal(
         connection.execute(
             sa.text(
                 f'INSERT INTO "{target}" (entry_id, account_key, livemode, account, '
-                "ledger_account, currency, kind, amount) VALUES ('ch_a:fee:txn_1', '', :lm, "
+                "ledger_account, currency, kind, amount) VALUES (:entry, '', :lm, "
                 "NULL, 'processing_fees', 'usd', 'fee', 59)"
             ),
-            {"lm": False},
+            {"entry": balance_transaction_entry_id("ch_a", "txn_1"), "lm": False},
         )
     full = run(["reconcile", "--balance-transactions", "--json", "--since", "1d"], env, tmp_path)
     fees = json.loads(full.stdout)["fees"]
