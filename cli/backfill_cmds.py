@@ -12,12 +12,13 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.errors import CommandError
 from cli.progress import Progress
+from cli.run import standalone
 from ledger import kafka_wire
 from ledger.backfill import (
     DEFAULT_STATE_FILE,
@@ -384,25 +385,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cli.backfill_cmds backfill ...``: these commands without cli/main.py, with the
     same settings, logging and error handling (used by the tests)."""
     return standalone(register, argv)
-
-
-def standalone(
-    register_commands: Callable[[argparse._SubParsersAction], None],  # type: ignore[type-arg]
-    argv: Sequence[str] | None,
-) -> int:
-    """Parse ``argv`` with only ``register_commands``' subcommands and run the one chosen."""
-    parser = argparse.ArgumentParser(prog="stripe-ledger")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
-    register_commands(subparsers)
-    args = parser.parse_args(argv)
-    return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from cli.main import run_handler  # cli.main imports this module: import at call time
-
-    return run_handler(args)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from cli.backfill_cmds import _api, _stop_on_signals, _store, account_arguments, standalone
+from cli.backfill_cmds import _api, _stop_on_signals, _store, account_arguments
 from cli.errors import CommandError
 from cli.progress import Progress
+from cli.run import standalone
 from ledger.backfill import BackfillError, iter_accounts, parse_duration_s, parse_since
 from ledger.balance_sync import (
     RUN_S_MAX_DEFAULT,
