@@ -12,10 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from cli.demo_history import generate
-from cli.reports_cmds import prepare_read_side
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from projections import worker
+from reports.read_side import prepare_read_side
 from tests.kafka_util import cli_env
 from tests.test_rebuild_reports import _load
 from tests.test_reliability_support import Worker, start_http_worker

@@ -485,7 +485,7 @@ def test_reconcile_fee_report_against_the_journal(
     assert fees["journal_available"] is False and "does not exist" in fees["note"]
     assert [(r["currency"], r["stripe_fees"]) for r in fees["rows"]] == [("eur", 25), ("usd", 89)]
     # With the journal: the fee posting of txn_1 is known, the others are drift.
-    from cli.reports_cmds import prepare_read_side
+    from reports.read_side import prepare_read_side
 
     engine = create_engine(database_url)
     prepare_read_side(engine)

@@ -260,7 +260,6 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     import re
 
     from cli.demo_history import generate
-    from cli.reports_cmds import prepare_read_side
     from demo.balance import sync_in_process
     from ledger.database import create_engine
     from ledger.database import migrate as migrate_store
@@ -268,6 +267,7 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     from ledger.store import EventStore, Incoming, utc_now
     from projections import worker
     from reports import export
+    from reports.read_side import prepare_read_side
 
     url = f"sqlite:///{tmp_path / 'books.db'}"
     engine = create_engine(url)

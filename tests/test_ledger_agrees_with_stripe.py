@@ -12,7 +12,6 @@ from collections import defaultdict
 import pytest
 
 from cli.demo_history import generate
-from cli.reports_cmds import prepare_read_side
 from demo.standin import Standin, from_demo
 from ledger.balance_sync import balance_sync
 from ledger.database import create_engine, migrate
@@ -21,6 +20,7 @@ from ledger.store import EventStore, Incoming, utc_now
 from ledger.stripe_api import StripeApi
 from projections import verify, worker
 from reports.query import run_report
+from reports.read_side import prepare_read_side
 from tests.test_backfill import Waits
 
 EVENTS = 10_000

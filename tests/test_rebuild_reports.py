@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from cli.demo_history import generate
-from cli.reports_cmds import prepare_read_side
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
@@ -19,6 +18,7 @@ from projections import rebuild, registry, verify, worker
 from reports import render, views
 from reports.money import format_amount
 from reports.query import UnknownReport, run_report
+from reports.read_side import prepare_read_side
 
 REPORT_COLUMNS = {
     "projection_failures": ["projection", "position", "event_id", "error", "failed_at_ms"],

@@ -8,13 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from cli.demo_history import generate
-from cli.reports_cmds import prepare_read_side
 from demo.balance import sync_in_process
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
 from projections import worker
 from reports import render
+from reports.read_side import prepare_read_side
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "REPORTS.md"
