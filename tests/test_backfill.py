@@ -36,9 +36,10 @@ from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from ledger.stripe_api import API_ATTEMPTS_MAX, StripeApi, StripeApiError, retry_after_s
 from projections.journal_rules import balance_transaction_entry_id
-from tests.factory import charge_event
-from tests.json_http import json_server
-from tests.kafka_util import ROOT, cli_env
+from tests.support.factory import charge_event
+from tests.support.json_http import json_server
+from tests.support.kafka_util import ROOT, cli_env
+from tests.support.services import script_exports
 
 CLI = [sys.executable, "-m", "cli.backfill_cmds"]  # the same handlers cli/main.py registers
 MOCK_EVENT_ID = "evt_1Pgc76B7WZ01zgkWwyRHS12y"  # stripe-mock's fixture event (plan.created)
@@ -70,16 +71,9 @@ def migrated(database_url: str) -> EventStore:
 
 @pytest.fixture(scope="session")
 def stripe_mock() -> Iterator[str]:
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "stripe-mock.sh"), "up"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    ).stdout
-    lines = [line for line in out.splitlines() if line.startswith("export STRIPE_API_BASE=")]
-    assert len(lines) == 1, out
-    yield lines[0].partition("=")[2].strip()
+    exports = script_exports("stripe-mock.sh", "up")
+    assert "STRIPE_API_BASE" in exports, exports
+    yield exports["STRIPE_API_BASE"]
 
 
 def test_stripe_mock_backfill_appends_once_then_nothing_new(
@@ -168,7 +162,7 @@ def test_stripe_mock_via_kafka_keys_like_ingest(
 ) -> None:
     from kafka import KafkaConsumer
 
-    from tests.kafka_util import create_topic
+    from tests.support.kafka_util import create_topic
 
     create_topic(kafka_bootstrap, topic, partitions=1)
     env = cli_env(sqlite_url, kafka_bootstrap, STRIPE_API_KEY=API_KEY, STRIPE_API_BASE=stripe_mock)

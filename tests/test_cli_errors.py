@@ -13,7 +13,7 @@ import pytest
 
 from cli import main as main_cli
 from ledger.database import create_engine, migrate
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 SECRET = "whsec_" + "e" * 32
 UNREACHABLE_PASSWORD = "pw-never-shown"

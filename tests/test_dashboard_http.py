@@ -19,10 +19,10 @@ import uvicorn
 from reports.dashboard import db
 from reports.dashboard.app import create_app
 from reports.dashboard.db import open_engine
-from tests import test_ingest_support as web
-from tests.dashboard_support import build_store, dashboard, execute, file_digest
-from tests.kafka_util import cli_env, run_cli
-from tests.test_reliability_support import Worker, free_port, wait_until
+from tests.support import ingest as web
+from tests.support.dashboard import build_store, dashboard, execute, file_digest
+from tests.support.kafka_util import cli_env, run_cli
+from tests.support.reliability import Worker, free_port, wait_until
 
 PAGES = ("/", "/payouts", "/journal", "/invoices", "/disputes", "/pipeline")
 TOKEN = "t0ken-" + "x" * 20

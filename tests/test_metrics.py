@@ -21,8 +21,8 @@ from ledger.store import DeadLetter, EventStore, Incoming, utc_now
 from projections import worker
 from projections.metrics import ProjectionCollector
 from reports.read_side import prepare_read_side
-from tests.factory import charge_event, encode
-from tests.kafka_util import cli_env, create_topic, produce, start_cli
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import cli_env, create_topic, produce, start_cli
 
 
 def _text(*collectors: object) -> str:

@@ -338,7 +338,7 @@ def test_the_reporting_role_reads_reports_and_nothing_else(postgres_url: str) ->
 
 
 def test_the_rebuild_and_verify_commands(store: EventStore) -> None:
-    from tests.kafka_util import cli_env, run_cli
+    from tests.support.kafka_util import cli_env, run_cli
 
     env = cli_env(store.engine.url.render_as_string(hide_password=False))
     done = run_cli(["rebuild"], env, timeout_s=300)
