@@ -35,6 +35,7 @@ from ledger.logs import get_logger
 from ledger.schema import events as events_table
 from ledger.store import EventStore, Incoming
 from ledger.stripe_api import StripeApi, StripeApiError
+from ledger.timespec import TimeSpecError, parse_duration_s, parse_since
 
 EVENTS_RETENTION_S = 30 * 24 * 3600  # Stripe lists events of the last 30 days only
 LIST_LAG_S = 60  # an event may be listed a little after its `created`: never mark the last 60s
@@ -51,38 +52,6 @@ class BackfillError(Exception):
 
 
 # -- the window and the type filter -----------------------------------------------------------
-
-_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration_s(text: str) -> int:
-    """'90s', '10m', '72h', '30d', '2w' -> seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not match or int(match.group(1)) <= 0:
-        raise BackfillError(f"not a duration: {text!r} (use e.g. 90s, 10m, 72h, 30d)")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def parse_since(text: str, now: dt.datetime) -> int:
-    """--since: a duration back from now (72h), a date (2026-11-01, UTC), an ISO datetime, or
-    unix seconds -> unix seconds."""
-    text = text.strip()
-    if _DURATION.match(text.lower()):
-        return int(now.timestamp()) - parse_duration_s(text)
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BackfillError(
-            f"--since: not a date, datetime, duration or unix time: {text!r} "
-            "(e.g. 2026-11-01, 2026-11-01T12:00:00Z, 72h, 30d)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp())
-
 
 def parse_types(text: str | None) -> tuple[str, ...]:
     """--types charge.*,invoice.paid -> ('charge.*', 'invoice.paid'); empty means all."""
@@ -432,8 +401,10 @@ __all__ = [
     "ReconcileReport",
     "Sink",
     "StripeApiError",
+    "TimeSpecError",
     "backfill",
     "iter_accounts",
+    "parse_duration_s",
     "parse_since",
     "parse_types",
     "reconcile_events",
