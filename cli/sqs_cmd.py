@@ -193,28 +193,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="another SQS-compatible endpoint, e.g. a local ElasticMQ "
         "(default: boto3's, AWS_ENDPOINT_URL_SQS)",
     )
-    parser.add_argument(
-        "--batch",
-        type=_bounded_int(1, SQS_BATCH_MESSAGES_MAX),
-        default=SQS_BATCH_MESSAGES_DEFAULT,
-        metavar="N",
-        help=f"messages per append, received ten per call (default {SQS_BATCH_MESSAGES_DEFAULT})",
-    )
-    parser.add_argument(
-        "--wait-time",
-        type=_bounded_int(0, SQS_WAIT_TIME_S_MAX),
-        default=SQS_WAIT_TIME_S_MAX,
-        metavar="SECONDS",
-        help=f"long poll of each receive (default {SQS_WAIT_TIME_S_MAX})",
-    )
-    parser.add_argument(
-        "--visibility-timeout",
-        type=_bounded_int(1, SQS_VISIBILITY_TIMEOUT_S_MAX),
-        default=SQS_VISIBILITY_TIMEOUT_S_DEFAULT,
-        metavar="SECONDS",
-        help="messages received stay invisible this long, extended while their batch is in "
-        f"flight (default {SQS_VISIBILITY_TIMEOUT_S_DEFAULT})",
-    )
+    bounded = (
+        ("--batch", 1, SQS_BATCH_MESSAGES_MAX, SQS_BATCH_MESSAGES_DEFAULT, "N",
+         f"messages per append, received ten per call (default {SQS_BATCH_MESSAGES_DEFAULT})"),
+        ("--wait-time", 0, SQS_WAIT_TIME_S_MAX, SQS_WAIT_TIME_S_MAX, "SECONDS",
+         f"long poll of each receive (default {SQS_WAIT_TIME_S_MAX})"),
+        ("--visibility-timeout", 1, SQS_VISIBILITY_TIMEOUT_S_MAX,
+         SQS_VISIBILITY_TIMEOUT_S_DEFAULT, "SECONDS",
+         "messages received stay invisible this long, extended while their batch is in "
+         f"flight (default {SQS_VISIBILITY_TIMEOUT_S_DEFAULT})"),
+    )  # fmt: skip
+    for flag, low, high, default, metavar, text in bounded:
+        parser.add_argument(
+            flag, type=_bounded_int(low, high), default=default, metavar=metavar, help=text
+        )
     parser.add_argument(
         "--until-idle",
         type=float,
