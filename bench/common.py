@@ -23,8 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.support.services import admin_engine
+from tests.support.services import admin_engine as admin_engine  # re-exported: bench uses them
 from tests.support.services import scratch_database as scratch
+from tests.support.services import services_env as services_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
@@ -238,7 +239,7 @@ def rss_mib(pid: int) -> dict[str, float]:
 
 def payloads(events: int, seed: int = SEED) -> list[bytes]:
     """The demo generator's deliveries (duplicates and out-of-order included), cached on disk."""
-    from cli.demo_history import iter_payloads
+    from demo.history import iter_payloads
 
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = CACHE_DIR / f"payloads-{seed}-{events}.jsonl"

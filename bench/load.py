@@ -1,7 +1,7 @@
 """A small HTTP load generator for signed Stripe webhooks, light enough to share 2 cores.
 
 Each worker thread keeps one keep-alive socket, writes a pre-built request (a fresh
-``Stripe-Signature`` per request, made with ``cli.demo_client.sign``) and reads the response by
+``Stripe-Signature`` per request, made with ``demo.client.sign``) and reads the response by
 its Content-Length. Latency is measured client-side per request. With ``rate_rps`` the load is
 open-loop: request i is due at ``start + i / rate_rps`` and its latency is counted from that due
 time (so a stalled server is not hidden by the client waiting: no coordinated omission).
@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cli.demo_client import sign
+from demo.client import sign
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRIES_MAX = 5

@@ -57,7 +57,7 @@ def _schema_tag() -> str:
 def fixture(admin_url: str, events: int, label: str = "rebuild") -> str:
     """A database ``bench_<label>_<events>_m<newest migration>`` holding ``events`` distinct
     demo events (made once, then reused)."""
-    from cli.demo_history import encode, generate
+    from demo.history import encode, generate
     from ledger.envelope import event_from_dict
 
     # The schema's newest migration is part of the name: a database kept by a checkout with

@@ -25,11 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cli.demo_client import post_all
-from cli.demo_history import encode, generate_before
 from cli.errors import CommandError
 from cli.progress import Progress
 from demo.balance import run_balance_sync
+from demo.client import post_all
+from demo.history import EVENTS_MAX, DemoHistory, encode, generate_before
 from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
@@ -41,6 +41,7 @@ from reports.views import report_names
 
 SERVE_READY_S_MAX = 60.0
 CATCH_UP_S_MAX = 120.0
+CONCURRENCY_MAX = 256  # parallel senders of --concurrency
 DEMO_REPORTS = ("balances", "invoices", "disputes")
 # Stripe's Balance and Payout reconciliation reports, from the synced balance transactions.
 BALANCE_REPORTS = ("balance_summary", "payout_reconciliation")
@@ -145,8 +146,10 @@ def _check_url(url: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.events <= 10_000_000 or not 1 <= args.concurrency <= 256:
-        raise CommandError("--events must be 1..10000000 and --concurrency 1..256")
+    if not 1 <= args.events <= EVENTS_MAX or not 1 <= args.concurrency <= CONCURRENCY_MAX:
+        raise CommandError(
+            f"--events must be 1..{EVENTS_MAX} and --concurrency 1..{CONCURRENCY_MAX}"
+        )
     if args.url:
         _check_url(args.url)
         settings.require_webhook_secrets()
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return _embedded(args, payloads, history)
 
 
-def _embedded(args: argparse.Namespace, payloads: list[bytes], history: Any) -> int:
+def _embedded(args: argparse.Namespace, payloads: list[bytes], history: DemoHistory) -> int:
     """serve on a temporary store, POST, report (then the dashboard, with --dashboard); the
     folder goes at the end unless --keep (or serve failed: its log stays for the reader).
     Ctrl-C says so and where the store is, exit 130."""
@@ -222,7 +225,12 @@ def _explain(args: argparse.Namespace, store_path: Path) -> None:
 
 
 def _post_and_report(
-    url: str, payloads: list[bytes], secret: str, database_url: str, history: Any, args: Any
+    url: str,
+    payloads: list[bytes],
+    secret: str,
+    database_url: str,
+    history: DemoHistory,
+    args: argparse.Namespace,
 ) -> int:
     progress = Progress("posting", len(payloads), log)
     started = time.monotonic()

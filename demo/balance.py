@@ -9,14 +9,18 @@ import secrets
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
+from demo.history import DemoHistory
 from demo.standin import Standin, from_demo
+
+if TYPE_CHECKING:  # the store is imported where the sync runs, not at import time
+    from ledger.store import EventStore
 
 SYNC_S_MAX = 600.0  # the whole sync of a demo history, bounded
 
 
-def run_balance_sync(history: Any, database_url: str) -> tuple[int, str]:
+def run_balance_sync(history: DemoHistory, database_url: str) -> tuple[int, str]:
     """(exit status, what balance-sync printed) for ``history`` synced into ``database_url``:
     every account, from the history's first second to its last (it is dated ahead of now)."""
     if not history.events:
@@ -45,7 +49,7 @@ def run_balance_sync(history: Any, database_url: str) -> tuple[int, str]:
     return result.returncode, "\n".join([result.stdout.strip(), *lines[-5:]]).strip()
 
 
-def sync_in_process(history: Any, store: Any) -> None:
+def sync_in_process(history: DemoHistory, store: EventStore) -> None:
     """The same sync, in this process (tests, docs): ``history``'s balance transactions served by
     the stand-in and fetched by ``ledger.balance_sync`` into ``store``, with the history's end
     as Stripe's "now" (so the balance at the end is stored)."""

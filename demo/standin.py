@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 API_VERSION = "2026-07-29.dahlia"
@@ -40,6 +40,9 @@ PAGE_LIMIT_DEFAULT = 10  # Stripe's default page size
 PAGE_LIMIT_MAX = 100  # Stripe's largest page
 REQUESTS_LOGGED_MAX = 100_000  # the request log a test inspects; older entries are dropped
 DELAY_MS_MAX = 10_000
+
+if TYPE_CHECKING:  # a type only: the stand-in serves any data, the demo's among them
+    from demo.history import DemoHistory
 
 Json = dict[str, Any]
 Scope = tuple[str | None, bool]  # (connected account or None for the platform, livemode)
@@ -99,8 +102,8 @@ class StandinData:
         return data
 
 
-def from_demo(history: Any) -> StandinData:
-    """What the demo's history (cli/demo_history.py ``DemoHistory``) has Stripe hold, in test
+def from_demo(history: DemoHistory) -> StandinData:
+    """What the demo's history (``demo.history.DemoHistory``) has Stripe hold, in test
     mode: its balance transactions, payouts' members, final Balances and connected accounts."""
     data = StandinData(objects=dict(history.sources))
     for account, bts in history.balance_transactions.items():

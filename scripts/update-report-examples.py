@@ -18,8 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from cli.demo_history import generate  # noqa: E402
 from demo.balance import sync_in_process  # noqa: E402
+from demo.history import generate  # noqa: E402
 from ledger.database import create_engine, migrate  # noqa: E402
 from ledger.envelope import event_from_dict  # noqa: E402
 from ledger.store import EventStore, Incoming, utc_now  # noqa: E402

@@ -465,7 +465,7 @@ def test_stripe_mock_accepts_the_requests_and_the_pass_completes(
 
 def test_a_demo_history_syncs_completely(database_url: str) -> None:
     """The demo's case: a generated history's transactions, every account, dated ahead of now."""
-    from cli.demo_history import generate
+    from demo.history import generate
     from demo.standin import from_demo
 
     history = generate(seed=3, events=3000)

@@ -259,8 +259,8 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     the same text `stripe-ledger export` writes for that payout."""
     import re
 
-    from cli.demo_history import generate
     from demo.balance import sync_in_process
+    from demo.history import generate
     from ledger.database import create_engine
     from ledger.database import migrate as migrate_store
     from ledger.envelope import event_from_dict

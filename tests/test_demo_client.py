@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import stripe
 
-from cli.demo_client import PostResult, post_all, sign
-from cli.demo_history import iter_payloads
+from demo.client import PostResult, post_all, sign
+from demo.history import iter_payloads
 
 SECRET = "whsec_demo_0123456789abcdefABCDEF"
 PATH = "/webhooks/stripe"
@@ -153,7 +153,7 @@ def test_retries_are_bounded(payloads: list[bytes]) -> None:
 
     sample = [body for body in payloads[:20] if body != doomed] + [doomed]
     with _Endpoint(decide) as endpoint:
-        result = post_all(endpoint.url, sample, SECRET, concurrency=2, retries=2)
+        result = post_all(endpoint.url, sample, SECRET, concurrency=2, retries_max=2)
     assert endpoint.attempts[doomed] == 3
     assert (result.sent, result.ok, result.failed) == (len(sample), len(sample) - 1, 1)
     assert result.statuses == {200: len(sample) - 1, 503: 1}
@@ -193,7 +193,15 @@ def test_an_unreachable_endpoint_gives_up(payloads: list[bytes]) -> None:
             yield body
 
     url = f"http://127.0.0.1:{_unused_port()}{PATH}"
-    result = post_all(url, source(), SECRET, concurrency=2, retries=1, timeout_s=2, abort_after=4)
+    result = post_all(
+        url,
+        source(),
+        SECRET,
+        concurrency=2,
+        retries_max=1,
+        timeout_s=2,
+        undeliverable_in_a_row_max=4,
+    )
     assert result.aborted and result.ok == 0
     assert result.failed == result.sent and 4 <= result.sent <= 5
     assert pulled == result.sent < len(payloads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter, defaultdict
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from cli.demo_history import API_VERSION, DemoHistory, encode, generate, iter_payloads
+from demo.history import API_VERSION, DemoHistory, encode, generate, iter_payloads
+from demo.standin import from_demo
 from ledger.envelope import event_from_dict, parse_event
 from tests.conftest import STRIPE_FIXTURES
 
@@ -568,7 +570,7 @@ def test_the_platforms_eur_charges_settle_in_usd() -> None:
 
 
 def test_the_demo_history_is_never_dated_after_now() -> None:
-    from cli.demo_history import BASE_TIMESTAMP, generate_before
+    from demo.history import BASE_TIMESTAMP, generate_before
 
     ahead = generate(seed=7, events=400)
     last = ahead.events[-1]["created"]
@@ -580,3 +582,109 @@ def test_the_demo_history_is_never_dated_after_now() -> None:
     assert moved.events[0]["created"] < ahead.events[0]["created"]
     assert (ahead.events[0]["created"] - moved.events[0]["created"]) % 86_400 == 0  # whole days
     assert len(moved.events) == len(ahead.events)
+
+
+# ---------------------------------------------------------------- pinned output
+# SHA-256 digests of everything the generator hands out, computed on the code before it was
+# split by story (issue #14): a refactor of the generator must leave every byte as it was. A
+# deliberate change of the history updates these digests in the same commit, saying why.
+PINNED_DIGESTS = {
+    (7, 400): {
+        "deliveries": "26324f6ebf8b8449d575796f96a059b06108274c6afd8f749d53bd38611c5634",
+        "events": "9018749f96f1875fba679da1a7c403dbcf6e2bcedf6bd8afe9731f361133144b",
+        "balance_transactions": "37298a28e445b8148b5e12dccb83646aaa3d5be58233ede118410a5259e7d291",
+        "payout_members": "1ee56cde2987078cf38a3eacd076dd606d7c43d4cc253fa3bd7de7c7e7bd53c8",
+        "balances": "72c3e99436277ea59918fa619a0c7d09102f00d61ba95791a1c0560f20b259a5",
+        "sources": "889be3189ec0a0c38ba0d4e1301438aae69e1d38abf2688d4eca0639637e1c17",
+        "standin": "9b81883ca7038e6cfb11df516b0a63a2ee2e846278ae4ef0bf4abddf97930dfa",
+        "summary": "f239bfa010d925a2e666f311292263e2e2b7978e28a36dd8c443141d739ed229",
+    },
+    (3, 5_000): {
+        "deliveries": "66a319254319180cd9786f05323adc1c73263bff8a4f2d7f3ff8b513069a9805",
+        "events": "834d6a9d8aaa5643c7a94ed02a548413abccf31d60a519737ebbbd74500de0f7",
+        "balance_transactions": "18661ecc933391eb616cb5b9a1e0f6bc19ae2dc5b976db9d295b1ef308fb0031",
+        "payout_members": "2803c4fb05a3eab2dbd646f79afdf32f497cb9820e8bdcf60451f4a954c035e9",
+        "balances": "d49ed559c7127828292d5489f05f0af5d2240e72c1130706e519cf6db3352fd2",
+        "sources": "a68c89b71631e5f756477ab81c1a6b918b644f383956b1470bd138b74a5dacb3",
+        "standin": "30fea12e4aa0fa0492f79fed8d5dc186de2c78bbfab949ee24e624bf35684e3b",
+        "summary": "6909e794d4c3ca95ebf8bf0649ce3e1b1b4e62a2cfe45db87f02ce351efd4186",
+    },
+    (11, 20_000): {
+        "deliveries": "cba30c055b024cef22fe0983e321dfacfd05d41eb8d5b2396295447107a0a388",
+        "events": "bdc948f358e6b294dc713ce31ce4c9ca70cdaccc0d79382b6d1f975cf1bd6f9f",
+        "balance_transactions": "83170d6468798eb5d29ba63c12c8ede72f3374117a6e50993132ad941c3b1807",
+        "payout_members": "3f598d2587773229c7448f87d1c5b8bd169c43516a2150e67e9241da4496cdb7",
+        "balances": "90633258973be4c74289664d1fcad8d31a96cd458ae923a11a0cdbd79b44a9d2",
+        "sources": "96ed2643e7083890a8cb10f7563b9e0432dd1b98dc311e9d2f74d1aa5f7bd6c1",
+        "standin": "5a6de4095d8ab367df30546cd52bd631c5448fea6122389829cc1b67801c770d",
+        "summary": "72759553832b28053714a7d955246399b8fe706d2108fb719d4c7de9c440c222",
+    },
+}
+PINNED_BEFORE_DIGEST = "91596bd1db901793638d1cb21f421eb6707d9e80e9bf15219cd4f2ce2b06dba7"
+
+
+def _digest(chunks: Any) -> str:
+    hasher = hashlib.sha256()
+    for chunk in chunks:
+        hasher.update(chunk)
+        hasher.update(b"\n")
+    return hasher.hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    """JSON bytes with the keys in the generator's order (an order change is a change too)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _digests(history: DemoHistory) -> dict[str, str]:
+    """One digest per output: the deliveries byte for byte in order, the distinct events in
+    order, and the API state the stand-in serves (balance transactions, payout members, final
+    Balances, source objects, and the stand-in's own data built from them)."""
+    return {
+        "deliveries": _digest(encode(event) for event in history.deliveries),
+        "events": _digest(encode(event) for event in history.events),
+        "balance_transactions": _digest(
+            _canonical([account, bts]) for account, bts in history.balance_transactions.items()
+        ),
+        "payout_members": _canonical_digest(history.payout_members),
+        "balances": _canonical_digest(history.balances),
+        "sources": _digest(_canonical([key, obj]) for key, obj in history.sources.items()),
+        "standin": _canonical_digest(from_demo(history).to_json()),
+        "summary": _canonical_digest(history.summary()),
+    }
+
+
+def _canonical_digest(value: Any) -> str:
+    return _digest([_canonical(value)])
+
+
+@pytest.mark.parametrize(("seed", "size"), sorted(PINNED_DIGESTS))
+def test_the_generators_output_is_pinned(seed: int, size: int) -> None:
+    history = generate(seed=seed, events=size)
+    assert _digests(history) == PINNED_DIGESTS[(seed, size)]
+
+
+def test_the_large_pinned_history_tells_every_story() -> None:
+    """The largest pinned history exercises every story, so the pin covers every builder."""
+    types = generate(seed=11, events=20_000).summary()["types"]
+    for event_type in (
+        "application_fee.created",
+        "balance.available",
+        "charge.dispute.funds_reinstated",
+        "charge.failed",
+        "charge.refund.updated",
+        "customer.subscription.deleted",
+        "invoice.marked_uncollectible",
+        "invoice.voided",
+        "payout.canceled",
+        "payout.failed",
+        "refund.created",
+    ):
+        assert types.get(event_type, 0) > 0, event_type
+
+
+def test_the_history_moved_before_now_is_pinned() -> None:
+    from demo.history import BASE_TIMESTAMP, generate_before
+
+    moved = generate_before(BASE_TIMESTAMP + 3_600, seed=5, events=1_000)
+    assert _digest(encode(event) for event in moved.deliveries) == PINNED_BEFORE_DIGEST

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from cli.demo_history import generate
 from cli.main import main
 from demo.balance import sync_in_process
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now

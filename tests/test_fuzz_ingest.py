@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli.demo_client import sign
+from demo.client import sign
 from ingest.app import WEBHOOK_PATH, create_app
 from ingest.signature import (
     SIGNATURE_HEADER_CHARS_MAX,

@@ -76,7 +76,7 @@ def test_every_command_has_help() -> None:
 def test_copy_store_moves_the_sqlite_store_into_postgres(
     sqlite_url: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    from cli.demo_history import generate
+    from demo.history import generate
 
     source = EventStore(create_engine(sqlite_url))
     migrate(source.engine)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cli.demo_history import generate
+from demo.history import generate
 from demo.standin import Standin, from_demo
 from ledger.balance_sync import balance_sync
 from ledger.database import create_engine, migrate

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from cli import main as main_cli
-from cli.demo_history import generate
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.metrics import StoreCollector, kafka_end_offsets

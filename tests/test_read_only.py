@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from cli import main as main_cli
-from cli.demo_history import generate
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now

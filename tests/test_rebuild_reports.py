@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cli.demo_history import generate
+from demo.history import generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo_client import post_all
-from cli.demo_history import encode, generate
+from demo.client import post_all
+from demo.history import encode, generate
 from ledger.database import create_engine, migrate
 from tests.support import ingest as web
 from tests.support.kafka_util import create_topic
@@ -112,7 +112,7 @@ def test_sigkill_loop_of_consume_and_project_under_load_loses_and_doubles_nothin
                     web.SECRET,
                     concurrency=8,
                     timeout_s=30,
-                    retries=5,
+                    retries_max=5,
                 )
             except BaseException as error:  # noqa: BLE001 - reported by the main thread
                 outcome["error"] = error

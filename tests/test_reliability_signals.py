@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cli.demo_history import encode, generate
+from demo.history import encode, generate
 from ledger.database import create_engine, migrate
 from tests.support import ingest as web
 from tests.support.kafka_util import create_topic

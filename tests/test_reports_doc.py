@@ -7,8 +7,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from cli.demo_history import generate
 from demo.balance import sync_in_process
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now

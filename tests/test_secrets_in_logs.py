@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo_client import sign
+from demo.client import sign
 from ledger.database import create_engine, migrate
 from tests.support import ingest as web
 from tests.support.kafka_util import create_topic

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo_client import post_all
-from cli.demo_history import generate
+from demo.client import post_all
+from demo.history import generate
 from ledger.database import create_engine
 from ledger.store import EventStore
 from projections import registry

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 import sqlalchemy as sa
 
-from cli.demo_history import generate
+from demo.history import generate
 from ledger.envelope import EnvelopeError
 from ledger.eventbridge import parse_eventbridge
 from ledger.sqs_consumer import dead_letter_coordinates, queue_name, region_from_queue_url

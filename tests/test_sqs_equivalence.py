@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cli.demo_client import post_all
-from cli.demo_history import encode, generate
+from demo.client import post_all
+from demo.history import encode, generate
 from tests.support import ingest as web
 from tests.support import sqs_util as u
 from tests.support.reliability import (

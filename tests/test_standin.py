@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from cli.demo_history import generate
+from demo.history import generate
 from demo.standin import Standin, StandinData, from_demo
 
 KEY = "sk_test_standin"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cli.demo_history import generate
+from demo.history import generate
 from ingest.lambda_handler import LambdaEventBridge
 from ledger.database import create_engine
 from ledger.envelope import EnvelopeError, event_from_dict, parse_event

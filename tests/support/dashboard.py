@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cli.demo_history import generate
+from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from projections import worker

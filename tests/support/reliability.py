@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
-from cli.demo_client import sign
+from demo.client import sign
 from tests.conftest import fresh_postgres
 from tests.support import ingest as web
 

@@ -5,11 +5,11 @@ HMAC-SHA256 of "<t>.<body>" keyed by the whole endpoint secret, "whsec_..." incl
 ``post_all`` sends bodies from a few threads, each with its own keep-alive connection, retries
 what Stripe would retry (503 and friends, connection errors; a fresh signature every attempt)
 with a short capped backoff, and counts the outcome. Everything is bounded: at most
-``retries + 1`` attempts per body, a timeout on every socket operation, and it stops pulling new
-bodies when ``abort_after`` bodies in a row could not be delivered at all (endpoint down).
-Standard library only.
+``retries_max + 1`` attempts per body, a timeout on every socket operation, and it stops pulling
+new bodies when ``undeliverable_in_a_row_max`` bodies in a row could not be delivered at all
+(endpoint down). Standard library only.
 
-    python -m cli.demo_client --url http://127.0.0.1:8000/webhooks/stripe --events 400
+    python -m demo.client --url http://127.0.0.1:8000/webhooks/stripe --events 400
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from urllib.parse import urlsplit
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0  # also caps a server's Retry-After
-ABORT_AFTER_UNDELIVERABLE = 50
+UNDELIVERABLE_IN_A_ROW_MAX = 50  # bodies in a row without any answer: the endpoint is down
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
 
-def sign(payload: bytes, secret: str, timestamp: int) -> str:
-    """The Stripe-Signature header value for ``payload`` sent at ``timestamp`` (unix s)."""
-    signed = str(int(timestamp)).encode("ascii") + b"." + payload
+def sign(payload: bytes, secret: str, timestamp_s: int) -> str:
+    """The Stripe-Signature header value for ``payload`` sent at ``timestamp_s`` (unix s)."""
+    signed = str(int(timestamp_s)).encode("ascii") + b"." + payload
     digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
-    return f"t={int(timestamp)},v1={digest}"
+    return f"t={int(timestamp_s)},v1={digest}"
 
 
 @dataclass
@@ -106,33 +106,131 @@ def post_all(
     concurrency: int = 8,
     on_progress: Callable[[int], None] | None = None,
     timeout_s: float = 10,
-    retries: int = 5,
-    abort_after: int = ABORT_AFTER_UNDELIVERABLE,
+    retries_max: int = 5,
+    undeliverable_in_a_row_max: int = UNDELIVERABLE_IN_A_ROW_MAX,
 ) -> PostResult:
     """POST every body, signed, from ``concurrency`` threads; ``on_progress(done)`` is called
     (serialized) after each body. ``payloads`` is consumed lazily, once."""
-    target = _Target(url, timeout_s)
-    result = PostResult()
-    source: Iterator[bytes] = iter(payloads)
-    lock = threading.Lock()
-    progress_lock = threading.Lock()
-    state = {"done": 0, "undeliverable_in_a_row": 0}
-    problems: list[BaseException] = []
-    started = time.monotonic()
+    poster = _Poster(
+        _Target(url, timeout_s), secret, retries_max, undeliverable_in_a_row_max, on_progress
+    )
+    return poster.run(iter(payloads), concurrency)
 
-    def next_payload() -> bytes | None:
-        with lock:
-            if result.aborted or problems:
+
+class _Poster:
+    """One ``post_all``: the senders share the source, the result and the abort decision."""
+
+    def __init__(
+        self,
+        target: _Target,
+        secret: str,
+        retries_max: int,
+        undeliverable_in_a_row_max: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        self.target = target
+        self.secret = secret
+        self.retries_max = retries_max
+        self.undeliverable_in_a_row_max = undeliverable_in_a_row_max
+        self.on_progress = on_progress
+        self.result = PostResult()
+        self.source: Iterator[bytes] = iter(())
+        self.lock = threading.Lock()  # guards the source, the result and the counters below
+        self.progress_lock = threading.Lock()  # on_progress is called by one thread at a time
+        self.done = 0
+        self.undeliverable_in_a_row = 0
+        self.problems: list[BaseException] = []
+
+    def run(self, source: Iterator[bytes], concurrency: int) -> PostResult:
+        self.source = source
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=self._worker, name=f"demo-client-{index}", daemon=True)
+            for index in range(max(1, concurrency))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C (or a closed pipe) in the waiting thread
+            with self.lock:
+                self.result.aborted = True  # the senders take no new body and end
+            raise
+        self.result.elapsed_s = time.monotonic() - started
+        if self.problems:
+            raise self.problems[0]
+        return self.result
+
+    def _worker(self) -> None:
+        connection = self.target.connect()
+        try:
+            while True:
+                payload = self._next_payload()
+                if payload is None:
+                    return
+                connection, status, error, extra = self._deliver(connection, payload)
+                self._record(status, error, extra)
+        except BaseException as exc:  # an iterator or callback that raised: stop everyone
+            with self.lock:
+                self.problems.append(exc)
+        finally:
+            connection.close()
+
+    def _next_payload(self) -> bytes | None:
+        with self.lock:
+            if self.result.aborted or self.problems:
                 return None
             try:
-                payload = next(source)
+                payload = next(self.source)
             except StopIteration:
                 return None
-            result.sent += 1
+            self.result.sent += 1
             return payload
 
-    def record(status: int | None, error: str | None, extra_attempts: int) -> None:
-        with lock:
+    def _deliver(
+        self, connection: http.client.HTTPConnection, payload: bytes
+    ) -> tuple[http.client.HTTPConnection, int | None, str | None, int]:
+        """-> (the connection to go on with, final status or None, error name, extra attempts)."""
+        status: int | None = None
+        error: str | None = None
+        for attempt in range(self.retries_max + 1):
+            connection, status, error, retry_after = self._attempt(connection, payload)
+            retryable = status is None or status in RETRYABLE_STATUSES
+            if not retryable or attempt == self.retries_max:
+                return connection, status, error, attempt
+            time.sleep(_backoff_s(attempt, retry_after))
+        return connection, status, error, self.retries_max  # not reached: the loop returns
+
+    def _attempt(
+        self, connection: http.client.HTTPConnection, payload: bytes
+    ) -> tuple[http.client.HTTPConnection, int | None, str | None, str | None]:
+        """One POST, freshly signed. -> (connection, status or None, error name, Retry-After)."""
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": sign(payload, self.secret, int(time.time())),
+            "User-Agent": USER_AGENT,
+            "Accept": "*/*; q=0.5, application/xml",
+        }
+        try:
+            connection.request("POST", self.target.path, body=payload, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            retry_after = response.getheader("Retry-After")
+            if response.will_close:
+                connection.close()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            return self.target.connect(), None, type(exc).__name__, None
+        with self.lock:
+            self.result.responses[response.status] = (
+                self.result.responses.get(response.status, 0) + 1
+            )
+        return connection, response.status, None, retry_after
+
+    def _record(self, status: int | None, error: str | None, extra_attempts: int) -> None:
+        result = self.result
+        with self.lock:
             result.retries += extra_attempts
             if status is not None:
                 result.statuses[status] = result.statuses.get(status, 0) + 1
@@ -143,84 +241,16 @@ def post_all(
             else:
                 result.failed += 1
             if status is None:
-                state["undeliverable_in_a_row"] += 1
-                if state["undeliverable_in_a_row"] >= abort_after:
+                self.undeliverable_in_a_row += 1
+                if self.undeliverable_in_a_row >= self.undeliverable_in_a_row_max:
                     result.aborted = True
             else:
-                state["undeliverable_in_a_row"] = 0
-            state["done"] += 1
-            done = state["done"]
-        if on_progress is not None:
-            with progress_lock:
-                on_progress(done)
-
-    def deliver(
-        connection: http.client.HTTPConnection, payload: bytes
-    ) -> tuple[http.client.HTTPConnection, int | None, str | None, int]:
-        """-> (the connection to go on with, final status or None, error name, extra attempts)."""
-        status: int | None = None
-        error: str | None = None
-        for attempt in range(retries + 1):
-            retry_after: str | None = None
-            headers = {
-                "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": sign(payload, secret, int(time.time())),
-                "User-Agent": USER_AGENT,
-                "Accept": "*/*; q=0.5, application/xml",
-            }
-            try:
-                connection.request("POST", target.path, body=payload, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                status, error = response.status, None
-                retry_after = response.getheader("Retry-After")
-                if response.will_close:
-                    connection.close()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                connection = target.connect()
-                status, error = None, type(exc).__name__
-            if status is not None:
-                with lock:
-                    result.responses[status] = result.responses.get(status, 0) + 1
-            retryable = status is None or status in RETRYABLE_STATUSES
-            if not retryable or attempt == retries:
-                return connection, status, error, attempt
-            time.sleep(_backoff_s(attempt, retry_after))
-        return connection, status, error, retries  # not reached: the loop always returns
-
-    def worker() -> None:
-        connection = target.connect()
-        try:
-            while True:
-                payload = next_payload()
-                if payload is None:
-                    return
-                connection, status, error, extra = deliver(connection, payload)
-                record(status, error, extra)
-        except BaseException as exc:  # an iterator or callback that raised: stop everyone
-            with lock:
-                problems.append(exc)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=worker, name=f"demo-client-{index}", daemon=True)
-        for index in range(max(1, concurrency))
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            thread.join()
-    except BaseException:  # Ctrl-C (or a closed pipe) in the waiting thread
-        with lock:
-            result.aborted = True  # the senders take no new body and end
-        raise
-    result.elapsed_s = time.monotonic() - started
-    if problems:
-        raise problems[0]
-    return result
+                self.undeliverable_in_a_row = 0
+            self.done += 1
+            done = self.done
+        if self.on_progress is not None:
+            with self.progress_lock:
+                self.on_progress(done)
 
 
 def _secret_from_env() -> str | None:
@@ -235,10 +265,10 @@ def _secret_from_env() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cli.demo_history import encode, generate
+    from demo.history import encode, generate
 
     parser = argparse.ArgumentParser(
-        prog="python -m cli.demo_client",
+        prog="python -m demo.client",
         description="Sign and POST a demo Stripe event history to a webhook endpoint.",
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000/webhooks/stripe")
@@ -246,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--events", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("--retries", type=int, default=5)
+    parser.add_argument("--timeout-s", type=float, default=10.0, help="per socket operation")
+    parser.add_argument("--retries-max", type=int, default=5, help="extra attempts per body")
     args = parser.parse_args(argv)
     secret = args.secret or _secret_from_env()
     if not secret:
@@ -269,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret,
         concurrency=args.concurrency,
         on_progress=progress,
-        timeout_s=args.timeout,
-        retries=args.retries,
+        timeout_s=args.timeout_s,
+        retries_max=args.retries_max,
     )
     print(json.dumps(result.as_dict()))
     return 0 if result.failed == 0 and not result.aborted else 1
