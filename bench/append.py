@@ -40,8 +40,8 @@ def fill_topic(bootstrap: str, topic: str, rows: list[bytes]) -> None:
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from ingest.core import kafka_record
     from ledger.envelope import parse_event
+    from ledger.kafka_wire import kafka_record, send
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
     try:
@@ -58,7 +58,7 @@ def fill_topic(bootstrap: str, topic: str, rows: list[bytes]) -> None:
     now_ms = int(time.time() * 1000)
     for raw in rows:
         record = kafka_record(raw, parse_event(raw), now_ms)
-        producer.send(topic, value=record.value, key=record.key, headers=record.headers)
+        send(producer, topic, record)
     producer.flush(120)
     producer.close()
 

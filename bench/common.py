@@ -16,13 +16,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+from tests.support.services import admin_engine as admin_engine  # re-exported: bench uses them
+from tests.support.services import scratch_database as scratch
+from tests.support.services import services_env as services_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
@@ -109,63 +112,12 @@ def scale(name: str | None = None) -> Scale:
 # -- services -------------------------------------------------------------------------------
 
 
-def services_env(export: bool = True) -> dict[str, str]:
-    """LEDGER_DATABASE_URL and LEDGER_KAFKA_BOOTSTRAP: from the environment, or from
-    ``scripts/services.sh up`` (then also set in this process's environment when ``export``)."""
-    url = os.environ.get("LEDGER_DATABASE_URL", "")
-    bootstrap = os.environ.get("LEDGER_KAFKA_BOOTSTRAP", "")
-    if url.startswith("postgresql") and bootstrap:
-        return {"LEDGER_DATABASE_URL": url, "LEDGER_KAFKA_BOOTSTRAP": bootstrap}
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "services.sh"), "up"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    ).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export ") :].partition("=")
-            env[key] = value.strip().strip("'\"")
-    if export:
-        os.environ.update(env)
-    return env
-
-
-def admin_engine(url: str) -> sa.Engine:
-    return sa.create_engine(sa.make_url(url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-
-
 @contextlib.contextmanager
 def scratch_database(admin_url: str, label: str) -> Iterator[str]:
     """A fresh PostgreSQL database for one measurement; dropped afterwards (BENCH_KEEP=1 keeps)."""
-    name = f"bench_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = admin_engine(admin_url)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    keep = bool(os.environ.get("BENCH_KEEP"))
+    with scratch(admin_url, f"bench_{label}_{os.getpid()}", keep=keep) as url:
         yield url
-    finally:
-        if not os.environ.get("BENCH_KEEP"):
-            drop_database(admin, name)
-        admin.dispose()
-
-
-def drop_database(admin: sa.Engine, name: str, attempts: int = 10) -> None:
-    """DROP ... WITH (FORCE) refuses to end an autovacuum worker that happens to be on the
-    freshly filled database (it runs as the superuser): wait a moment and try again (bounded).
-    (The tests' throw-away databases use this too.)"""
-    for attempt in range(attempts):
-        try:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except sa.exc.ProgrammingError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
 
 
 def psycopg_url(url: str) -> str:

@@ -77,7 +77,7 @@ def time_pages(database_url: str, label: str) -> list[dict[str, Any]]:
 
 
 def demo_store(workdir: Path) -> str:
-    from tests.dashboard_support import build_store
+    from tests.support.dashboard import build_store
 
     url = f"sqlite:///{workdir / 'demo.db'}"
     build_store(url)

@@ -1,7 +1,7 @@
 """``backfill`` and ``reconcile``: read Stripe's API to close the gaps webhooks leave.
 
 The only commands that need STRIPE_API_KEY (or STRIPE_API_KEY_FILE). The Kafka path
-(``--via-kafka``) lives here, beside the ingest producer it reuses: ledger/ never imports ingest/.
+(``--via-kafka``) produces the records ingest produces (ledger/kafka_wire.py).
 """
 
 from __future__ import annotations
@@ -9,26 +9,25 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cli import api_readers
 from cli.errors import CommandError
 from cli.progress import Progress
+from cli.run import standalone
+from ledger import kafka_wire
 from ledger.backfill import (
     DEFAULT_STATE_FILE,
     BackfillError,
     BackfillState,
     BackfillTotals,
-    FeeReport,
     PageOutcome,
     ReconcileReport,
     Sink,
     backfill,
-    fee_report,
     iter_accounts,
     parse_duration_s,
     parse_since,
@@ -37,74 +36,33 @@ from ledger.backfill import (
     scope_key,
     store_sink,
 )
-from ledger.database import create_engine, require_migrated
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
 from ledger.settings import Settings
-from ledger.store import EventStore
 from ledger.stripe_api import (
     Interrupted,
-    StripeApi,
     StripeApiError,
-    api_base_from_env,
-    api_key_from_env,
 )
+from ledger.timespec import TimeSpecError
+
+if TYPE_CHECKING:
+    from projections.fee_report import FeeReport
 
 DEFAULT_SINCE = "30d"  # everything the Events API still has
-KAFKA_SEND_TIMEOUT_S = 60.0
 
 log = get_logger("cli.backfill")
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def handle(signum: int, _frame: Any) -> None:
-        log.info("stop_requested", signal=signum, then="finish the current page")
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stop
-
-
-def _api(stop: threading.Event) -> StripeApi:
-    return StripeApi(api_key_from_env(), base=api_base_from_env(), wait=stop.wait)
-
-
-def _store(settings: Settings) -> EventStore:
-    engine = create_engine(settings.database_url, create=False)
-    require_migrated(engine)
-    return EventStore(engine)
-
-
-def kafka_sink(
-    settings: Settings, topic: str, client_id: str = "stripe-ledger-backfill"
-) -> tuple[Sink, Any]:
-    """Produce each event like ingest does (raw JSON, keyed by account or 'platform'); a page
-    counts as done only when the broker acknowledged every record of it. (consume-sqs
-    --via-kafka uses it too.)"""
-    from kafka import KafkaProducer
-
-    from ingest.core import kafka_record, producer_config
-
-    config = producer_config(settings)
-    config["client_id"] = client_id
-    producer = KafkaProducer(**config)
+def kafka_sink(settings: Settings, topic: str) -> tuple[Sink, Any]:
+    """Produce each event like ingest does (ledger/kafka_wire.py); a page counts as done only
+    when the broker acknowledged every record of it."""
+    producer = kafka_wire.new_producer(settings, client_id="stripe-ledger-backfill")
 
     def sink(page: Sequence[StripeEvent]) -> PageOutcome:
-        now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-        futures = []
-        for event in page:
-            raw = json.dumps(event.payload, separators=(",", ":")).encode("utf-8")
-            record = kafka_record(raw, event, now_ms)
-            futures.append(
-                producer.send(topic, key=record.key, value=record.value, headers=record.headers)
-            )
-        producer.flush(timeout=KAFKA_SEND_TIMEOUT_S)
-        for future in futures:
-            future.get(timeout=KAFKA_SEND_TIMEOUT_S)
-        return PageOutcome(len(page), None, None)
+        sent = kafka_wire.produce_acknowledged(
+            producer, topic, page, received_at_ms=kafka_wire.now_ms()
+        )
+        return PageOutcome(sent, None, None)
 
     return sink, producer
 
@@ -131,17 +89,17 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         patterns = parse_types(args.types)
         every_s = parse_duration_s(args.every) if args.every else None
         parse_since(args.since or DEFAULT_SINCE, dt.datetime.now(dt.UTC))  # fail early
-    except BackfillError as error:
+    except (BackfillError, TimeSpecError) as error:
         raise CommandError(str(error)) from None
-    stop = _stop_on_signals()
-    api = _api(stop)
+    stop = api_readers.stop_on_signals()
+    api = api_readers.stripe_api(stop)
     producer = None
     if args.via_kafka:
         topic = args.topic or settings.kafka_topic
         sink, producer = kafka_sink(settings, topic)
         sink_id = f"kafka:{settings.kafka_bootstrap}/{topic}"
     else:
-        store = _store(settings)
+        store = api_readers.event_store(settings)
         sink = store_sink(store)
         sink_id = "store:" + store.engine.url.render_as_string(hide_password=True)
     state_path = None if args.state_file == "-" else Path(args.state_file)
@@ -149,17 +107,12 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         state = BackfillState(state_path)
         while True:
             now = dt.datetime.now(dt.UTC)
-            accounts = list(iter_accounts(api, args.account, args.all_accounts))
-            if args.restart:
-                for account in accounts:
-                    state.scopes.pop(scope_key(api, account, patterns, sink_id), None)
-                args.restart = False  # only the first cycle starts over
-            progress = Progress("backfill", 0, log)
-
-            def show(totals: BackfillTotals, bar: Progress = progress) -> None:
-                bar.update(totals.listed, totals.listed)
-
-            try:
+            accounts = api_readers.pass_scopes(
+                api,
+                args,
+                lambda account: state.scopes.pop(scope_key(api, account, patterns, sink_id), None),
+            )
+            with api_readers.progress_bar("backfill", log) as show:
                 totals = backfill(
                     api,
                     sink,
@@ -172,14 +125,9 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
                     should_stop=stop.is_set,
                     on_page=show,
                 )
-            finally:
-                progress.finish()
-            for warning in totals.warnings:
-                print(f"warning: {warning}", file=sys.stderr)
+            api_readers.warn(totals.warnings)
             print(_summary(totals, args.via_kafka), flush=True)
-            if every_s is None or stop.is_set():
-                return 0
-            if stop.wait(every_s):
+            if api_readers.last_pass(every_s, stop):
                 return 0
     except Interrupted:
         print("backfill: stopped while waiting to retry; resume by running again", flush=True)
@@ -261,11 +209,14 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         patterns = parse_types(args.types)
         now = dt.datetime.now(dt.UTC)
         since = _since(args, now)
-    except BackfillError as error:
+    except (BackfillError, TimeSpecError) as error:
         raise CommandError(str(error)) from None
-    stop = _stop_on_signals()
-    api = _api(stop)
-    store = _store(settings)
+    # The fee side reads the journal's view: the projections' code, loaded only for reconcile.
+    from projections.fee_report import fee_report
+
+    stop = api_readers.stop_on_signals()
+    api = api_readers.stripe_api(stop)
+    store = api_readers.event_store(settings)
     try:
         accounts = list(iter_accounts(api, args.account, args.all_accounts))
         progress = Progress("reconcile", 0, log)
@@ -293,8 +244,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     except (StripeApiError, BackfillError) as error:
         print(f"stripe-ledger reconcile: error: {error}", file=sys.stderr)
         return 1
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    api_readers.warn(report.warnings)
     if args.json:
         print(json.dumps(_as_json(report, fees), indent=1))
     else:
@@ -317,20 +267,7 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERNS",
         help="comma-separated event types, '*' wildcards allowed (charge.*,invoice.paid)",
     )
-    account_arguments(parser)
-
-
-def account_arguments(parser: argparse.ArgumentParser) -> None:
-    """--account ACCT | --all-accounts (neither: the platform), as every API reader takes."""
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument(
-        "--account", metavar="ACCT", help="one connected account (Stripe-Account: acct_...)"
-    )
-    scope.add_argument(
-        "--all-accounts",
-        action="store_true",
-        help="the platform and every connected account listed by GET /v1/accounts",
-    )
+    api_readers.account_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -397,25 +334,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cli.backfill_cmds backfill ...``: these commands without cli/main.py, with the
     same settings, logging and error handling (used by the tests)."""
     return standalone(register, argv)
-
-
-def standalone(
-    register_commands: Callable[[argparse._SubParsersAction], None],  # type: ignore[type-arg]
-    argv: Sequence[str] | None,
-) -> int:
-    """Parse ``argv`` with only ``register_commands``' subcommands and run the one chosen."""
-    parser = argparse.ArgumentParser(prog="stripe-ledger")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
-    register_commands(subparsers)
-    args = parser.parse_args(argv)
-    return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from cli.main import run_handler  # cli.main imports this module: import at call time
-
-    return run_handler(args)
 
 
 if __name__ == "__main__":

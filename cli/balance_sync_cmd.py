@@ -8,10 +8,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from cli.backfill_cmds import _api, _stop_on_signals, _store, account_arguments, standalone
+from cli import api_readers
 from cli.errors import CommandError
-from cli.progress import Progress
-from ledger.backfill import BackfillError, iter_accounts, parse_duration_s, parse_since
+from cli.run import standalone
 from ledger.balance_sync import (
     RUN_S_MAX_DEFAULT,
     BalanceSyncError,
@@ -22,6 +21,7 @@ from ledger.balance_sync import (
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.stripe_api import Interrupted, StripeApiError
+from ledger.timespec import TimeSpecError, parse_duration_s, parse_since
 
 DEFAULT_SINCE = "30d"
 PROG = "stripe-ledger balance-sync"
@@ -48,7 +48,7 @@ def _parse(args: argparse.Namespace) -> tuple[int | None, float]:
     now = dt.datetime.now(dt.UTC)
     since_s = parse_since(args.since, now)  # fail before touching anything
     if args.until and parse_since(args.until, now) < since_s:
-        raise BackfillError("--until is before --since")
+        raise TimeSpecError("--until is before --since")
     return every_s, float(run_s_max)
 
 
@@ -62,24 +62,17 @@ def _clock(args: argparse.Namespace) -> Callable[[], int]:
 def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
     try:
         every_s, run_s_max = _parse(args)
-    except BackfillError as error:
+    except TimeSpecError as error:
         raise CommandError(str(error)) from None
-    stop = _stop_on_signals()
-    api = _api(stop)
-    store = _store(settings)
+    stop = api_readers.stop_on_signals()
+    api = api_readers.stripe_api(stop)
+    store = api_readers.event_store(settings)
     try:
         while True:
-            accounts = list(iter_accounts(api, args.account, args.all_accounts))
-            if args.restart:
-                for account in accounts:
-                    forget_cursor(store.engine, account, api.livemode)
-                args.restart = False  # only the first pass starts over
-            progress = Progress("balance-sync", 0, log)
-
-            def show(totals: SyncTotals, bar: Progress = progress) -> None:
-                bar.update(totals.listed, totals.listed)
-
-            try:
+            accounts = api_readers.pass_scopes(
+                api, args, lambda account: forget_cursor(store.engine, account, api.livemode)
+            )
+            with api_readers.progress_bar("balance-sync", log) as show:
                 totals = balance_sync(
                     api,
                     store,
@@ -90,12 +83,9 @@ def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
                     should_stop=stop.is_set,
                     on_page=show,
                 )
-            finally:
-                progress.finish()
-            for warning in totals.warnings:
-                print(f"warning: {warning}", file=sys.stderr)
+            api_readers.warn(totals.warnings)
             print(_summary(totals), flush=True)
-            if every_s is None or stop.is_set() or stop.wait(every_s):
+            if api_readers.last_pass(every_s, stop):
                 return 0
     except Interrupted:
         print("balance-sync: stopped while waiting to retry; run again to continue", flush=True)
@@ -136,15 +126,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "today's); a later --until treats that moment as now (a stand-in's dated history, as "
         "the demo's)",
     )
-    runs = parser.add_mutually_exclusive_group()
-    runs.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
-    runs.add_argument(
-        "--every",
-        metavar="DURATION",
-        help="keep running: a pass every DURATION (10m); each pass reads only what is new or "
+    api_readers.once_or_every_arguments(
+        parser,
+        once="one pass, then exit (the default)",
+        every="keep running: a pass every DURATION (10m); each pass reads only what is new or "
         "still pending",
     )
-    account_arguments(parser)
+    api_readers.account_arguments(parser)
     parser.add_argument(
         "--max-run-time",
         metavar="DURATION",

@@ -31,7 +31,7 @@ def _store(settings: Settings) -> EventStore:
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     before, after = migrate(engine)
-    from cli.reports_cmds import prepare_read_side  # the read side sits above the ledger
+    from reports.read_side import prepare_read_side  # the read side sits above the ledger
 
     prepare_read_side(engine)
     shown = engine.url.render_as_string(hide_password=True)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from cli.errors import CommandError, one_line
+from cli.run import quiet_stdout as _quiet_stdout
+from cli.run import run_handler
 
 # Subcommand -> (the module whose ``register`` adds it, its one-line help). The order is the
 # data flow (ingest -> ledger -> projections) and the order of `--help`.
@@ -208,60 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return 128 + signal.SIGPIPE
     return code
-
-
-def run_handler(args: argparse.Namespace) -> int:
-    """Settings from the environment, logging, the subcommand; configuration errors -> exit 2.
-
-    The one place that does this: handlers take ``(args, settings)`` and do neither again."""
-    # Imported here, not at start-up: SQLAlchemy alone is a third of `--help`'s old 1.7 s.
-    import sqlalchemy as sa
-
-    from ledger.database import DatabaseError, first_line
-    from ledger.importer import ImportFileError
-    from ledger.logs import configure
-    from ledger.settings import Settings, SettingsError
-
-    try:
-        settings = Settings.from_env()
-        configure(settings.log_format, settings.log_level)
-        return int(args.handler(args, settings))
-    except ImportFileError as error:  # its first line, then each bad line of the file
-        return fail(args.command, str(error), details=True)
-    except (SettingsError, DatabaseError, CommandError) as error:
-        return fail(args.command, str(error))
-    except sa.exc.OperationalError as error:  # the database went away, or never answered
-        return fail(args.command, f"cannot reach the database: {first_line(error)}")
-    except sa.exc.DBAPIError as error:  # e.g. a role without the privilege, a read-only file
-        return fail(args.command, f"the database refused: {first_line(error)}")
-    except KeyboardInterrupt:
-        print(f"stripe-ledger {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `stripe-ledger report ... | head`: the reader left; say nothing
-        _quiet_stdout()
-        return 128 + signal.SIGPIPE
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass  # stdout is not a file descriptor (a test's capture): nothing left to flush
-    finally:
-        os.close(devnull)
-
-
-def fail(command: str, message: str, details: bool = False) -> int:
-    """Every command's error line (stderr) and exit status: configuration and input errors.
-
-    ``details``: the lines after the first are printed too (import's list of bad lines)."""
-    print(f"stripe-ledger {command}: error: {one_line(message)}", file=sys.stderr)
-    if details:
-        for line in message.strip().splitlines()[1:]:
-            print(line, file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    from cli.reports_cmds import prepare_read_side
+    from reports.read_side import prepare_read_side
 
     # The report views read the projections' views: make sure both exist (idempotent).
     def prepare() -> bool:

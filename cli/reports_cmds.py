@@ -12,32 +12,18 @@ import sqlalchemy as sa
 
 from cli.errors import CommandError
 from cli.progress import Progress
-from ledger.database import WRITE, create_engine, first_line, reachable, require_migrated
+from ledger.database import create_engine, first_line, reachable, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore
-from projections import rebuild, registry, verify, worker
+from projections import rebuild, registry, verify
 from projections.metrics import projection_lag
 from reports import periods, render, views
 from reports.money import parse_major
 from reports.query import NotScoped, PeriodNotSupported, UnknownReport, cli_names, run_report
+from reports.read_side import prepare_read_side
 
 log = get_logger("cli")
-
-
-def prepare_read_side(engine: sa.Engine, *, refresh_views: bool = True) -> None:
-    """Live projection tables, their ``proj_*`` views and the ``report_*`` views.
-
-    ``refresh_views=False`` (``project``): create the report views only when one is missing. A
-    worker logged in as ``ledger_runtime`` does not own the views migrate made, so it cannot
-    drop and recreate them (docs/RELIABILITY.md, runtime role)."""
-    worker.prepare(engine, registry.get())
-    if not refresh_views:
-        existing = set(sa.inspect(engine).get_view_names())
-        if all(f"report_{name}" in existing for name in views.report_names()):
-            return
-    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        views.create_views(connection)
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,11 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from cli.ingest_cmd import port_number
-from cli.reports_cmds import prepare_read_side
 from ledger import logs
 from ledger.database import create_engine, migrate
 from ledger.settings import Settings, SettingsError
 from ledger.store import EventStore
+from reports.read_side import prepare_read_side
 
 WORKER_STOP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>

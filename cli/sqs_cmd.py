@@ -1,8 +1,8 @@
 """``stripe-ledger consume-sqs``: Stripe events from Amazon EventBridge via an SQS queue.
 
 Only the wiring lives here (the boto3 client, the sink, the flags); the worker is
-``ledger.sqs_consumer``. The Kafka sink (``--via-kafka``) is backfill's: ledger/ never imports
-ingest/.
+``ledger.sqs_consumer``. The Kafka sink (``--via-kafka``) produces the records ingest produces
+(ledger/kafka_wire.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cli.errors import CommandError
+from ledger import kafka_wire
 from ledger.database import create_engine, require_migrated
 from ledger.retry import TRANSIENT_DB_ERRORS
 from ledger.settings import Settings, SettingsError
@@ -101,13 +102,16 @@ def sqs_client(queue_url: str, endpoint_url: str | None, wait_time_s: int) -> An
 
 def _kafka_batch_sink(settings: Settings, store: EventStore, topic: str) -> tuple[BatchSink, Any]:
     """Events to Kafka (acks=all, every record acknowledged), dead letters to the store."""
-    from cli.backfill_cmds import kafka_sink
-
-    produce, producer = kafka_sink(settings, topic, client_id="stripe-ledger-consume-sqs")
+    producer = kafka_wire.new_producer(settings, client_id="stripe-ledger-consume-sqs")
 
     def sink(incoming: Sequence[Incoming], dead: Sequence[DeadLetter]) -> AppendResult:
         if incoming:
-            produce([item.event for item in incoming])
+            kafka_wire.produce_acknowledged(
+                producer,
+                topic,
+                [item.event for item in incoming],
+                received_at_ms=kafka_wire.now_ms(),
+            )
         dead_lettered = store.append([], dead=dead).dead_lettered if dead else 0
         return AppendResult(appended=len(incoming), duplicates=0, dead_lettered=dead_lettered)
 
@@ -189,28 +193,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="another SQS-compatible endpoint, e.g. a local ElasticMQ "
         "(default: boto3's, AWS_ENDPOINT_URL_SQS)",
     )
-    parser.add_argument(
-        "--batch",
-        type=_bounded_int(1, SQS_BATCH_MESSAGES_MAX),
-        default=SQS_BATCH_MESSAGES_DEFAULT,
-        metavar="N",
-        help=f"messages per append, received ten per call (default {SQS_BATCH_MESSAGES_DEFAULT})",
-    )
-    parser.add_argument(
-        "--wait-time",
-        type=_bounded_int(0, SQS_WAIT_TIME_S_MAX),
-        default=SQS_WAIT_TIME_S_MAX,
-        metavar="SECONDS",
-        help=f"long poll of each receive (default {SQS_WAIT_TIME_S_MAX})",
-    )
-    parser.add_argument(
-        "--visibility-timeout",
-        type=_bounded_int(1, SQS_VISIBILITY_TIMEOUT_S_MAX),
-        default=SQS_VISIBILITY_TIMEOUT_S_DEFAULT,
-        metavar="SECONDS",
-        help="messages received stay invisible this long, extended while their batch is in "
-        f"flight (default {SQS_VISIBILITY_TIMEOUT_S_DEFAULT})",
-    )
+    bounded = (
+        ("--batch", 1, SQS_BATCH_MESSAGES_MAX, SQS_BATCH_MESSAGES_DEFAULT, "N",
+         f"messages per append, received ten per call (default {SQS_BATCH_MESSAGES_DEFAULT})"),
+        ("--wait-time", 0, SQS_WAIT_TIME_S_MAX, SQS_WAIT_TIME_S_MAX, "SECONDS",
+         f"long poll of each receive (default {SQS_WAIT_TIME_S_MAX})"),
+        ("--visibility-timeout", 1, SQS_VISIBILITY_TIMEOUT_S_MAX,
+         SQS_VISIBILITY_TIMEOUT_S_DEFAULT, "SECONDS",
+         "messages received stay invisible this long, extended while their batch is in "
+         f"flight (default {SQS_VISIBILITY_TIMEOUT_S_DEFAULT})"),
+    )  # fmt: skip
+    for flag, low, high, default, metavar, text in bounded:
+        parser.add_argument(
+            flag, type=_bounded_int(low, high), default=default, metavar=metavar, help=text
+        )
     parser.add_argument(
         "--until-idle",
         type=float,

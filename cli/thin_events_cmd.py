@@ -1,7 +1,7 @@
 """``stripe-ledger thin-events``: what the store holds of v2 thin events, and their fetch worker.
 
-The worker is ``ledger.thin_events``; only the flags and the loop live here (the signals and
-the store are backfill's: the same API-side worker shape).
+The worker is ``ledger.thin_events``; only the flags and the loop live here (the signals, the
+store and --once/--every are cli/api_readers.py's: the same API-side worker shape).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import dataclasses
 import json
 import sys
 
-from cli.backfill_cmds import _stop_on_signals, _store
-from ledger.backfill import BackfillError, parse_duration_s
+from cli import api_readers
 from ledger.settings import Settings
 from ledger.stripe_api import (
     Interrupted,
@@ -29,12 +28,13 @@ from ledger.thin_events import (
     counts,
     fetch,
 )
+from ledger.timespec import TimeSpecError, parse_duration_s
 
 KEY_REFUSED_STATUSES = (401, 403)  # the key is wrong or lacks a permission: waiting won't help
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    found = counts(_store(settings).engine)
+    found = counts(api_readers.event_store(settings).engine)
     if args.json:
         print(json.dumps(dataclasses.asdict(found)))
     else:
@@ -55,7 +55,7 @@ def _checked(args: argparse.Namespace) -> tuple[float | None, str | None]:
         return None, None
     try:
         return float(parse_duration_s(args.every)), None
-    except BackfillError as error:
+    except TimeSpecError as error:
         return None, f"--every: {error}"
 
 
@@ -65,8 +65,8 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stripe-ledger thin-events fetch: {problem}", file=sys.stderr)
         return 2
     api_key = api_key_from_env()  # SettingsError (exit 2) when no key is configured
-    store = _store(settings)
-    stop = _stop_on_signals()
+    store = api_readers.event_store(settings)
+    stop = api_readers.stop_on_signals()
     api = StripeApi(api_key, base=settings.stripe_api_base, wait=stop.wait)
     limit = RateLimit(args.rate, stop.wait)
     while True:
@@ -80,7 +80,7 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"stripe-ledger thin-events fetch: {error}", file=sys.stderr, flush=True)
             if every_s is None or error.status in KEY_REFUSED_STATUSES:
                 return 1
-        if every_s is None or stop.is_set() or stop.wait(every_s):
+        if api_readers.last_pass(every_s, stop):
             return 0
 
 
@@ -109,10 +109,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "honoured). Exit 1 when a request fails for good; SIGTERM/SIGINT exit 0 after the "
         "thin event in flight.",
     )
-    when = fetcher.add_mutually_exclusive_group()
-    when.add_argument("--once", action="store_true", help="one run, then exit (the default)")
-    when.add_argument(
-        "--every", metavar="DURATION", help="keep running: a run every DURATION (1m, 10m)"
+    api_readers.once_or_every_arguments(
+        fetcher,
+        once="one run, then exit (the default)",
+        every="keep running: a run every DURATION (1m, 10m)",
     )
     fetcher.add_argument(
         "--limit",

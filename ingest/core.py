@@ -1,4 +1,4 @@
-"""Verify-then-parse of one webhook request, and the Kafka record made of it.
+"""Verify-then-parse of one webhook request (the Kafka record made of it: ledger/kafka_wire.py).
 
 Shared by every way of running ingest (the ASGI app, AWS Lambda) so that all of them accept and
 refuse exactly the same requests with the same status codes and error codes.
@@ -8,23 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from ingest.signature import SignatureError, verify
 from ledger.envelope import EnvelopeError, StripeEvent, decode_json, event_from_dict
-from ledger.settings import Settings, kafka_security
 
 PRODUCE_TIMEOUT_S = 5.0  # the broker must acknowledge within this, else 503 (Stripe retries)
 REQUESTS_IN_FLIGHT_MAX = 10_000  # webhook requests being served at once; beyond -> 503
-# Send at once: while a send is in flight the next records gather anyway (batching under load
-# is natural). 5 ms of linger added ~5 ms to every answer: p50 at 500 req/s 8-12 -> 4-7 ms
-# (docs/PERFORMANCE.md) with the same throughput.
-KAFKA_LINGER_MS = 0
-KAFKA_BOOTSTRAP_TIMEOUT_MS = 5_000
-KAFKA_REQUEST_TIMEOUT_MS = 10_000
-KAFKA_DELIVERY_TIMEOUT_MS = 30_000
-PLATFORM_KEY = "platform"  # the record key of events of the platform account (account null)
 
 
 class Rejection(Exception):
@@ -75,43 +64,3 @@ def accepted_body(event: StripeEvent) -> bytes:
     return json.dumps(
         {"status": "accepted", "event_id": event.event_id}, separators=(",", ":")
     ).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaRecord:
-    """What goes on the topic: the raw body as received, keyed by Stripe account."""
-
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-
-def kafka_record(raw: bytes, event: StripeEvent, received_at_ms: int) -> KafkaRecord:
-    return KafkaRecord(
-        key=(event.account or PLATFORM_KEY).encode("utf-8"),
-        value=raw,
-        headers=[
-            ("received_at_ms", str(received_at_ms).encode("ascii")),
-            ("event_id", event.event_id.encode("utf-8")),
-        ],
-    )
-
-
-def producer_config(settings: Settings, *, max_block_ms: int = 5_000) -> dict[str, Any]:
-    """kafka-python KafkaProducer options: idempotent, acks=all, bounded in time."""
-    return {
-        "bootstrap_servers": [
-            part.strip() for part in settings.require_kafka().split(",") if part.strip()
-        ],
-        "client_id": "stripe-ledger-ingest",
-        "enable_idempotence": True,
-        "acks": "all",
-        "linger_ms": KAFKA_LINGER_MS,
-        "max_block_ms": max_block_ms,
-        "bootstrap_timeout_ms": KAFKA_BOOTSTRAP_TIMEOUT_MS,
-        "request_timeout_ms": KAFKA_REQUEST_TIMEOUT_MS,
-        "delivery_timeout_ms": KAFKA_DELIVERY_TIMEOUT_MS,
-        # The raw body plus headers: room for a body at the configured limit.
-        "max_request_size": max(1024 * 1024, settings.body_bytes_max + 64 * 1024),
-        **kafka_security(),  # PLAINTEXT, SSL (mutual TLS with a client certificate), SASL/SCRAM
-    }

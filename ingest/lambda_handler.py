@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,11 +40,9 @@ from ingest.core import (
     accepted_body,
     body_too_large,
     error_body,
-    kafka_record,
-    producer_config,
     verify_and_parse,
 )
-from ledger import logs
+from ledger import kafka_wire, logs
 from ledger.envelope import EnvelopeError, StripeEvent
 from ledger.eventbridge import looks_like_eventbridge, parse_eventbridge, unwrap
 from ledger.settings import WEBHOOK_SECRET_ARN_ENV, Settings, SettingsError, split_secrets
@@ -168,7 +165,9 @@ class LambdaIngest:
             secrets = settings.require_webhook_secrets
         self._secrets = secrets
         self._settings = settings
-        self._config = producer_config(settings, max_block_ms=int(produce_timeout_s * 1000))
+        self._config = kafka_wire.producer_config(
+            settings, max_block_ms=int(produce_timeout_s * 1000)
+        )
         self._timeout_s = produce_timeout_s
         self._producer: KafkaProducer | None = None
 
@@ -199,12 +198,10 @@ class LambdaIngest:
         except Rejection as rejection:
             log.warning("webhook_rejected", reason=rejection.code, status=rejection.status)
             return _response(rejection.status, error_body(rejection.code, rejection.message))
-        record = kafka_record(raw, stripe_event, received_at_ms)
+        record = kafka_wire.kafka_record(raw, stripe_event, received_at_ms)
         try:
             producer = self._get_producer()
-            producer.send(
-                settings.kafka_topic, value=record.value, key=record.key, headers=record.headers
-            ).get(timeout=self._timeout_s)
+            kafka_wire.send(producer, settings.kafka_topic, record).get(timeout=self._timeout_s)
         except Exception as error:  # noqa: BLE001 - any Kafka failure: 503, Stripe retries
             log.warning(
                 "webhook_rejected",
@@ -286,8 +283,11 @@ class LambdaEventBridge:
     def __init__(self, settings: Settings, *, produce_timeout_s: float = PRODUCE_TIMEOUT_S):
         self._sources = settings.require_eventbridge_sources()
         self._topic = settings.kafka_topic
-        self._config = producer_config(settings, max_block_ms=int(produce_timeout_s * 1000))
-        self._config["client_id"] = "stripe-ledger-lambda-eventbridge"
+        self._config = kafka_wire.producer_config(
+            settings,
+            client_id="stripe-ledger-lambda-eventbridge",
+            max_block_ms=int(produce_timeout_s * 1000),
+        )
         self._timeout_s = produce_timeout_s
         self._producer: KafkaProducer | None = None
 
@@ -309,15 +309,12 @@ class LambdaEventBridge:
         try:
             if self._producer is None:
                 self._producer = KafkaProducer(**self._config)
-            futures = []
-            for stripe_event in events:
-                raw = json.dumps(stripe_event.payload, separators=(",", ":")).encode("utf-8")
-                record = kafka_record(raw, stripe_event, received_at_ms)
-                futures.append(
-                    self._producer.send(
-                        self._topic, value=record.value, key=record.key, headers=record.headers
-                    )
+            futures = [
+                kafka_wire.send(
+                    self._producer, self._topic, kafka_wire.payload_record(event, received_at_ms)
                 )
+                for event in events
+            ]
         except Exception as error:  # noqa: BLE001 - no producer, or it could not take a record
             log.warning("eventbridge_unacknowledged", error=type(error).__name__)
             return [False] * len(events)

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from kafka import KafkaProducer
 from kafka.producer.transaction_manager import TransactionState
 
-from ingest.core import PRODUCE_TIMEOUT_S, kafka_record, producer_config
+from ingest.core import PRODUCE_TIMEOUT_S
+from ledger import kafka_wire
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
 from ledger.settings import Settings
@@ -69,7 +70,7 @@ class KafkaSink:
         *,
         produce_timeout_s: float = PRODUCE_TIMEOUT_S,
     ) -> None:
-        self._config = producer_config(settings)
+        self._config = kafka_wire.producer_config(settings)
         self._topic = settings.kafka_topic
         self.destination = f"kafka:{settings.kafka_topic}"  # what the start-up line names
         self._timeout_s = produce_timeout_s
@@ -152,7 +153,7 @@ class KafkaSink:
         executor = self._executor
         if executor is None or self._stopping:
             raise SinkUnavailable("the Kafka sink is not running")
-        record = kafka_record(raw, event, received_at_ms)
+        record = kafka_wire.kafka_record(raw, event, received_at_ms)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -170,9 +171,7 @@ class KafkaSink:
                 on_error(SinkUnavailable("not connected to Kafka yet"))
                 return
             try:
-                future = producer.send(
-                    self._topic, value=record.value, key=record.key, headers=record.headers
-                )
+                future = kafka_wire.send(producer, self._topic, record)
             except Exception as error:  # noqa: BLE001 - KafkaTimeoutError, closed producer...
                 on_error(error)
                 return

@@ -3,8 +3,8 @@
 ``backfill`` walks ``GET /v1/events`` (newest first, pages of 100) over a window and hands every
 event, page by page, to a sink: the event store's idempotent append (source ``backfill``) or, in
 the CLI, the Kafka topic. ``reconcile`` lists the same window and reports which event ids the
-store lacks; it also compares the fees of ``GET /v1/balance_transactions`` with the fees the
-journal has posted.
+store lacks. (Its comparison of ``GET /v1/balance_transactions`` fees with the journal's is the
+projections' side: projections/fee_report.py.)
 
 Resumability (see docs/BACKFILL.md): a small JSON state file records, per scope (API base, key
 mode, account, type filter, sink), the ``created`` intervals whose events are all stored. After
@@ -35,14 +35,13 @@ from ledger.logs import get_logger
 from ledger.schema import events as events_table
 from ledger.store import EventStore, Incoming
 from ledger.stripe_api import StripeApi, StripeApiError
+from ledger.timespec import TimeSpecError, parse_duration_s, parse_since
 
 EVENTS_RETENTION_S = 30 * 24 * 3600  # Stripe lists events of the last 30 days only
 LIST_LAG_S = 60  # an event may be listed a little after its `created`: never mark the last 60s
 SERVER_TYPES_MAX = 20  # Stripe's `types[]` takes at most 20 exact names
 STATE_VERSION = 1
 DEFAULT_STATE_FILE = ".stripe-ledger-backfill.json"
-FEE_LEDGER_ACCOUNTS = ("processing_fees", "dispute_fees")
-JOURNAL_POSTINGS_VIEW = "proj_journal_postings"
 IDS_PER_QUERY_MAX = 500
 
 log = get_logger("ledger.backfill")
@@ -53,38 +52,6 @@ class BackfillError(Exception):
 
 
 # -- the window and the type filter -----------------------------------------------------------
-
-_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration_s(text: str) -> int:
-    """'90s', '10m', '72h', '30d', '2w' -> seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not match or int(match.group(1)) <= 0:
-        raise BackfillError(f"not a duration: {text!r} (use e.g. 90s, 10m, 72h, 30d)")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def parse_since(text: str, now: dt.datetime) -> int:
-    """--since: a duration back from now (72h), a date (2026-11-01, UTC), an ISO datetime, or
-    unix seconds -> unix seconds."""
-    text = text.strip()
-    if _DURATION.match(text.lower()):
-        return int(now.timestamp()) - parse_duration_s(text)
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BackfillError(
-            f"--since: not a date, datetime, duration or unix time: {text!r} "
-            "(e.g. 2026-11-01, 2026-11-01T12:00:00Z, 72h, 30d)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp())
-
 
 def parse_types(text: str | None) -> tuple[str, ...]:
     """--types charge.*,invoice.paid -> ('charge.*', 'invoice.paid'); empty means all."""
@@ -415,125 +382,6 @@ def reconcile_events(
     return report
 
 
-# -- balance-transaction fees -----------------------------------------------------------------
-
-
-@dataclass
-class FeeRow:
-    account: str | None
-    currency: str
-    transactions: int = 0
-    stripe_fees: int = 0  # sum of balance_transaction.fee (minor units)
-    journal_fees: int = 0  # fees the journal posted for those same transactions
-    unposted: int = 0  # transactions with a fee the journal has no posting for
-
-    @property
-    def drift(self) -> int:
-        return self.stripe_fees - self.journal_fees
-
-
-@dataclass
-class FeeReport:
-    since: int
-    until: int
-    journal_available: bool
-    rows: list[FeeRow] = field(default_factory=list)
-    note: str = ""
-
-
-def journal_view_exists(engine: sa.Engine) -> bool:
-    inspector = sa.inspect(engine)
-    return JOURNAL_POSTINGS_VIEW in inspector.get_view_names() or (
-        JOURNAL_POSTINGS_VIEW in inspector.get_table_names()
-    )
-
-
-def _journal_fees(
-    engine: sa.Engine, account: str | None, livemode: bool, entry_ids: Sequence[str]
-) -> dict[str, int]:
-    """entry_id -> posted fee amount, for the fee entries among ``entry_ids``."""
-    if not entry_ids:
-        return {}
-    view = sa.table(
-        JOURNAL_POSTINGS_VIEW,
-        sa.column("entry_id"),
-        sa.column("account_key"),
-        sa.column("livemode"),
-        sa.column("ledger_account"),
-        sa.column("amount"),
-    )
-    found: dict[str, int] = defaultdict(int)
-    with engine.connect() as connection:
-        for start in range(0, len(entry_ids), IDS_PER_QUERY_MAX):
-            statement = sa.select(view.c.entry_id, view.c.amount).where(
-                view.c.entry_id.in_(list(entry_ids[start : start + IDS_PER_QUERY_MAX])),
-                view.c.account_key == (account or ""),
-                view.c.livemode == livemode,
-                view.c.ledger_account.in_(FEE_LEDGER_ACCOUNTS),
-            )
-            for entry_id, amount in connection.execute(statement):
-                found[entry_id] += int(amount)
-    return found
-
-
-def _fee_entry_ids(txn: dict[str, Any]) -> list[str]:
-    """The journal's deterministic entry ids for a balance transaction's fee: a charge's
-    '<charge>:fee:<txn>' (processing_fees), a dispute's '<dispute>:<txn>' (dispute_fees)."""
-    source = txn.get("source")
-    if isinstance(source, dict):
-        source = source.get("id")
-    if not isinstance(source, str):
-        return []
-    return [f"{source}:fee:{txn['id']}", f"{source}:{txn['id']}"]
-
-
-def fee_report(
-    api: StripeApi,
-    engine: sa.Engine | None,
-    *,
-    since: int,
-    now: dt.datetime,
-    accounts: Sequence[str | None],
-    on_page: Callable[[int], None] = lambda seen: None,
-) -> FeeReport:
-    """Per account and currency: the fees of Stripe's balance transactions created in
-    [since, now] beside the fees the journal posted for the same transactions."""
-    now_s = int(now.timestamp())
-    available = engine is not None and journal_view_exists(engine)
-    report = FeeReport(since=since, until=now_s, journal_available=available)
-    if not available:
-        report.note = (
-            f"the journal view {JOURNAL_POSTINGS_VIEW} does not exist in this database (run "
-            "`stripe-ledger migrate` and `stripe-ledger project`): only Stripe's fees are shown"
-        )
-    rows: dict[tuple[str | None, str], FeeRow] = {}
-    seen = 0
-    for account in accounts:
-        params = {"created": {"gte": since, "lte": now_s}}
-        for page in api.pages("/v1/balance_transactions", params, account):
-            wanted = {entry_id: txn for txn in page for entry_id in _fee_entry_ids(txn)}
-            posted = (
-                _journal_fees(engine, account, api.livemode, list(wanted))
-                if available and engine is not None
-                else {}
-            )
-            for txn in page:
-                currency = str(txn.get("currency") or "?").lower()
-                fee = txn.get("fee")
-                fee = fee if isinstance(fee, int) and not isinstance(fee, bool) else 0
-                row = rows.setdefault((account, currency), FeeRow(account, currency))
-                row.transactions += 1
-                row.stripe_fees += fee
-                journal = sum(posted.get(entry_id, 0) for entry_id in _fee_entry_ids(txn))
-                row.journal_fees += journal
-                if fee and not any(entry_id in posted for entry_id in _fee_entry_ids(txn)):
-                    row.unposted += 1
-            seen += len(page)
-            on_page(seen)
-    report.rows = sorted(rows.values(), key=lambda r: (r.account or "", r.currency))
-    return report
-
-
 def iter_accounts(api: StripeApi, account: str | None, all_accounts: bool) -> Iterator[str | None]:
     """The scopes of a run: the platform, one connected account, or the platform and each
     connected account (GET /v1/accounts)."""
@@ -549,14 +397,14 @@ __all__ = [
     "BackfillError",
     "BackfillState",
     "BackfillTotals",
-    "FeeReport",
     "PageOutcome",
     "ReconcileReport",
     "Sink",
     "StripeApiError",
+    "TimeSpecError",
     "backfill",
-    "fee_report",
     "iter_accounts",
+    "parse_duration_s",
     "parse_since",
     "parse_types",
     "reconcile_events",

@@ -9,7 +9,6 @@ an event id seen before is a counted no-op. Either guard alone keeps the store e
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,12 +21,12 @@ from kafka.errors import KafkaError, RetriableError
 from kafka.structs import OffsetAndMetadata
 
 from ledger.envelope import EnvelopeError, parse_event
+from ledger.kafka_wire import received_at
 from ledger.logs import get_logger
 from ledger.retry import retrying, stop_on_signals
 from ledger.settings import CONSUMER_POLL_RECORDS_MAX, CONSUMER_POLL_TIMEOUT_MS, kafka_security
 from ledger.store import AppendResult, DeadLetter, EventStore, Incoming, KafkaCoordinates
 
-RECEIVED_AT_HEADER = "received_at_ms"
 # A SIGKILLed member stays in the group until its session times out; a restarted consumer waits
 # that long for its partitions. Short enough for quick fail-over, long enough for GC pauses.
 SESSION_TIMEOUT_MS = 10_000
@@ -60,33 +59,20 @@ class _Positions:
     assigned_at: float = 0.0
 
 
-def _received_at(record: Any) -> dt.datetime:
-    """The ingest's receive time (a header), or the broker's timestamp of the record."""
-    for key, value in record.headers or ():
-        if key == RECEIVED_AT_HEADER:
-            try:
-                return dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC)
-            except (TypeError, ValueError, OverflowError):
-                break
-    if record.timestamp is not None and record.timestamp > 0:
-        return dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC)
-    return dt.datetime.now(dt.UTC)
-
-
 def decode_records(records: Iterable[Any]) -> tuple[list[Incoming], list[DeadLetter]]:
     """Kafka records -> events to append and dead letters (records that are not Stripe events)."""
     incoming: list[Incoming] = []
     dead: list[DeadLetter] = []
     for record in records:
         coordinates = KafkaCoordinates(record.topic, record.partition, record.offset)
-        received_at = _received_at(record)
+        when = received_at(record.headers, record.timestamp)
         raw = record.value if record.value is not None else b""
         try:
             event = parse_event(raw)
         except EnvelopeError as error:
-            dead.append(DeadLetter(raw, str(error), received_at, coordinates))
+            dead.append(DeadLetter(raw, str(error), when, coordinates))
             continue
-        incoming.append(Incoming(event, "webhook", received_at, coordinates))
+        incoming.append(Incoming(event, "webhook", when, coordinates))
     return incoming, dead
 
 

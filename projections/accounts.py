@@ -112,6 +112,10 @@ FEE_ACCOUNTS: dict[str, str] = {
     "withheld_tax": FEE_TAXES,
 }
 
+# Where Stripe's own fee on a payment or dispute lands (``fee_account`` of a stripe_fee): what
+# `reconcile --balance-transactions` compares with the fees of Stripe's balance transactions.
+STRIPE_FEE_ACCOUNTS = (PROCESSING_FEES, DISPUTE_FEES)
+
 assert set(CATEGORY_ACCOUNTS.values()) <= set(CHART_OF_ACCOUNTS)
 assert set(FEE_ACCOUNTS.values()) <= set(CHART_OF_ACCOUNTS)
 

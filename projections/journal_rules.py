@@ -725,6 +725,14 @@ def _opening_entries(f: OpeningFields) -> Implied:
     }
 
 
+def balance_transaction_entry_id(root_id: str, txn: str) -> str:
+    """The id of the exact entry of balance transaction ``txn`` folded into root ``root_id``
+    (its gross, fees and net; ``<id>:available`` is its move to available). Keyed by root too:
+    a balance transaction id that two roots name (a placeholder id shared by fixtures) is two
+    entries that `verify` reports, never a crash."""
+    return f"{root_id}:{txn}"
+
+
 def implied_entries(object_type: str, object_id: str, fields: Fields) -> Implied:
     """Posting rules: the entries a root's merged state implies (deterministic ids)."""
     if object_type == "opening":
@@ -735,10 +743,10 @@ def implied_entries(object_type: str, object_id: str, fields: Fields) -> Implied
         payouts = money_facts.bt_payouts or {}
         entries = {}
         for txn, bt in sorted(bts.items()):
-            # keyed by root too: a balance transaction id that two roots name (a placeholder id
-            # shared by fixtures) is two entries that `verify` reports, never a crash
             exact = _exact(txn, bt, object_type, payouts.get(txn))
-            entries.update({f"{object_id}:{entry_id}": e for entry_id, e in exact.items()})
+            entries.update(
+                {balance_transaction_entry_id(object_id, key): e for key, e in exact.items()}
+            )
         if isinstance(fields, ChargeFields):
             entries.update(_charge_estimates(object_id, fields, bts))
         elif isinstance(fields, DisputeRootFields):

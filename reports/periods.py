@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ledger.timespec import parse_instant as parse_instant  # --since/--until of the reports
 from reports import closing
 
 PAYOUT_CATEGORIES = ("payout", "payout_reversal")
@@ -132,22 +133,3 @@ def trial_balance(
     rows = [row for row in rows if (row[0], bool(row[1])) not in frozen] + frozen_rows
     rows.sort(key=lambda row: (bool(row[1]), row[0] or "", row[2], row[3]))
     return columns, rows
-
-
-def parse_instant(text: str) -> int:
-    """``2026-11-01`` (midnight UTC), ``2026-11-01T12:00:00Z``, or unix seconds -> unix s."""
-    import datetime as dt
-
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"not a date, datetime or unix time: {text!r} (e.g. 2026-11-01, "
-            "2026-11-01T12:00:00Z, 1793491200)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp())

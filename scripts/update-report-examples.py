@@ -18,7 +18,6 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from cli.reports_cmds import prepare_read_side  # noqa: E402
 from demo.balance import sync_in_process  # noqa: E402
 from demo.history import generate  # noqa: E402
 from ledger.database import create_engine, migrate  # noqa: E402
@@ -26,6 +25,7 @@ from ledger.envelope import event_from_dict  # noqa: E402
 from ledger.store import EventStore, Incoming, utc_now  # noqa: E402
 from projections import worker  # noqa: E402
 from reports import render  # noqa: E402
+from reports.read_side import prepare_read_side  # noqa: E402
 
 DOC = ROOT / "docs" / "REPORTS.md"
 BLOCK = re.compile(r"```sql\n(.*?)\n```\n```text\n(.*?)```", re.DOTALL)

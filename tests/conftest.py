@@ -6,19 +6,18 @@ starts the real services itself with ``scripts/services.sh up``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from bench.common import drop_database, services_env
+from tests.support.services import scratch_database, services_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # Real Stripe payloads and facts, copied into the repository (tests/fixtures/README.md names
@@ -77,19 +76,9 @@ def kafka_bootstrap(services: dict[str, str]) -> str:
     return services["LEDGER_KAFKA_BOOTSTRAP"]
 
 
-@contextmanager
-def fresh_postgres(admin_url: str) -> Iterator[str]:
+def fresh_postgres(admin_url: str) -> contextlib.AbstractContextManager[str]:
     """A fresh, empty PostgreSQL database on the server of ``admin_url``, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        drop_database(admin, name)
-        admin.dispose()
+    return scratch_database(admin_url, "t")
 
 
 @pytest.fixture
@@ -120,7 +109,7 @@ def topic() -> str:
 @pytest.fixture(scope="session")
 def sqs_endpoint() -> str:
     """The real SQS-compatible server (ElasticMQ), started by scripts/services.sh if needed."""
-    from tests.sqs_util import sqs_endpoint_url
+    from tests.support.sqs_util import sqs_endpoint_url
 
     return sqs_endpoint_url()
 
@@ -128,6 +117,6 @@ def sqs_endpoint() -> str:
 @pytest.fixture(scope="session")
 def sqs(sqs_endpoint: str) -> Any:
     """A boto3 SQS client of that server."""
-    from tests.sqs_util import client
+    from tests.support.sqs_util import client
 
     return client(sqs_endpoint)

@@ -35,9 +35,11 @@ from ledger.backfill import (
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from ledger.stripe_api import API_ATTEMPTS_MAX, StripeApi, StripeApiError, retry_after_s
-from tests.factory import charge_event
-from tests.json_http import json_server
-from tests.kafka_util import ROOT, cli_env
+from projections.journal_rules import balance_transaction_entry_id
+from tests.support.factory import charge_event
+from tests.support.json_http import json_server
+from tests.support.kafka_util import ROOT, cli_env
+from tests.support.services import script_exports
 
 CLI = [sys.executable, "-m", "cli.backfill_cmds"]  # the same handlers cli/main.py registers
 MOCK_EVENT_ID = "evt_1Pgc76B7WZ01zgkWwyRHS12y"  # stripe-mock's fixture event (plan.created)
@@ -69,16 +71,9 @@ def migrated(database_url: str) -> EventStore:
 
 @pytest.fixture(scope="session")
 def stripe_mock() -> Iterator[str]:
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "stripe-mock.sh"), "up"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    ).stdout
-    lines = [line for line in out.splitlines() if line.startswith("export STRIPE_API_BASE=")]
-    assert len(lines) == 1, out
-    yield lines[0].partition("=")[2].strip()
+    exports = script_exports("stripe-mock.sh", "up")
+    assert "STRIPE_API_BASE" in exports, exports
+    yield exports["STRIPE_API_BASE"]
 
 
 def test_stripe_mock_backfill_appends_once_then_nothing_new(
@@ -167,7 +162,7 @@ def test_stripe_mock_via_kafka_keys_like_ingest(
 ) -> None:
     from kafka import KafkaConsumer
 
-    from tests.kafka_util import create_topic
+    from tests.support.kafka_util import create_topic
 
     create_topic(kafka_bootstrap, topic, partitions=1)
     env = cli_env(sqlite_url, kafka_bootstrap, STRIPE_API_KEY=API_KEY, STRIPE_API_BASE=stripe_mock)
@@ -484,7 +479,7 @@ def test_reconcile_fee_report_against_the_journal(
     assert fees["journal_available"] is False and "does not exist" in fees["note"]
     assert [(r["currency"], r["stripe_fees"]) for r in fees["rows"]] == [("eur", 25), ("usd", 89)]
     # With the journal: the fee posting of txn_1 is known, the others are drift.
-    from cli.reports_cmds import prepare_read_side
+    from reports.read_side import prepare_read_side
 
     engine = create_engine(database_url)
     prepare_read_side(engine)
@@ -494,10 +489,10 @@ def test_reconcile_fee_report_against_the_journal(
         connection.execute(
             sa.text(
                 f'INSERT INTO "{target}" (entry_id, account_key, livemode, account, '
-                "ledger_account, currency, kind, amount) VALUES ('ch_a:fee:txn_1', '', :lm, "
+                "ledger_account, currency, kind, amount) VALUES (:entry, '', :lm, "
                 "NULL, 'processing_fees', 'usd', 'fee', 59)"
             ),
-            {"lm": False},
+            {"entry": balance_transaction_entry_id("ch_a", "txn_1"), "lm": False},
         )
     full = run(["reconcile", "--balance-transactions", "--json", "--since", "1d"], env, tmp_path)
     fees = json.loads(full.stdout)["fees"]

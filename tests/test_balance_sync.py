@@ -34,7 +34,7 @@ from ledger.balance_sync import Cursor, balance_sync, load_cursor
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore, StoredEvent
 from ledger.stripe_api import StripeApi
-from tests.kafka_util import cli_env
+from tests.support.kafka_util import cli_env
 from tests.test_backfill import Waits
 
 CLI = [sys.executable, "-m", "cli.balance_sync_cmd", "balance-sync"]

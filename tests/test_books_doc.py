@@ -1,5 +1,5 @@
 """docs/BOOKS.md's month closed end to end: every command it shows, run in its order on the story
-of tests/books_story.py, prints what the doc says; its default mapping is the code's.
+of tests/support/books_story.py, prints what the doc says; its default mapping is the code's.
 
 After a deliberate change to an export layout, rewrite the doc's outputs with:
     .venv/bin/python -m tests.test_books_doc
@@ -20,8 +20,8 @@ import pytest
 
 from cli.main import main
 from reports import closing, export, periods
-from tests.books_story import late, october
 from tests.conftest import ROOT
+from tests.support.books_story import late, october
 from tests.test_export import _csv_totals, _load, _text
 
 DOC = ROOT / "docs" / "BOOKS.md"

@@ -7,13 +7,14 @@ Every subcommand that opens a database runs against each bad configuration, in-p
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli import main as main_cli
 from ledger.database import create_engine, migrate
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 SECRET = "whsec_" + "e" * 32
 UNREACHABLE_PASSWORD = "pw-never-shown"
@@ -60,9 +61,12 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "events.jsonl").write_bytes(encode(charge_event(1)) + b"\n")
-    migrate(create_engine(f"sqlite:///{tmp_path / 'source.db'}"))
+    # Held until the test ends: an engine left to the garbage collector closes its connection
+    # (and SQLite removes source.db-wal/-shm) whenever a collection runs, mid-test.
+    source = create_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    migrate(source)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_" + "k" * 24)
@@ -72,7 +76,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LEDGER_LOG_FORMAT", "json")
     for name in ("STRIPE_WEBHOOK_SECRET_FILE", "STRIPE_API_KEY_FILE"):
         monkeypatch.delenv(name, raising=False)
-    return tmp_path
+    yield tmp_path
+    source.dispose()
 
 
 def _files(root: Path) -> dict[str, int]:

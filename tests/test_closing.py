@@ -16,7 +16,7 @@ from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
 from projections import worker
 from reports import closing, export, periods
-from tests.factory import charge_event
+from tests.support.factory import charge_event
 from tests.test_export import _csv_totals, _history, _load, _run, _text, _tool, _trial_totals
 
 NOVEMBER = "2026-11"

@@ -28,11 +28,11 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.database import create_engine, migrate
-from tests import test_ingest_support as web
-from tests.cluster_util import Cluster, held_cluster, services, services_run
-from tests.factory import charge_event, encode
-from tests.kafka_util import produce
-from tests.test_reliability_support import (
+from tests.support.cluster import Cluster, held_cluster, services, services_run
+from tests.support import ingest as web
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import produce
+from tests.support.reliability import (
     STOP_S_MAX,
     WAIT_S_MAX,
     Db,

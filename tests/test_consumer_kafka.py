@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
-from tests.factory import charge_event, encode
-from tests.kafka_util import cli_env, create_topic, produce, run_cli, start_cli
-from tests.tcp_proxy import TcpProxy
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import cli_env, create_topic, produce, run_cli, start_cli
+from tests.support.tcp_proxy import TcpProxy
 
 WAIT_S_MAX = 120
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reports.money import format_amount
-from tests.dashboard_support import build_store, dashboard, rows
+from tests.support.dashboard import build_store, dashboard, rows
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

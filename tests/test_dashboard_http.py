@@ -19,10 +19,10 @@ import uvicorn
 from reports.dashboard import db
 from reports.dashboard.app import create_app
 from reports.dashboard.db import open_engine
-from tests import test_ingest_support as web
-from tests.dashboard_support import build_store, dashboard, execute, file_digest
-from tests.kafka_util import cli_env, run_cli
-from tests.test_reliability_support import Worker, free_port, wait_until
+from tests.support import ingest as web
+from tests.support.dashboard import build_store, dashboard, execute, file_digest
+from tests.support.kafka_util import cli_env, run_cli
+from tests.support.reliability import Worker, free_port, wait_until
 
 PAGES = ("/", "/payouts", "/journal", "/invoices", "/disputes", "/pipeline")
 TOKEN = "t0ken-" + "x" * 20
@@ -259,7 +259,6 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     the same text `stripe-ledger export` writes for that payout."""
     import re
 
-    from cli.reports_cmds import prepare_read_side
     from demo.balance import sync_in_process
     from demo.history import generate
     from ledger.database import create_engine
@@ -268,6 +267,7 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     from ledger.store import EventStore, Incoming, utc_now
     from projections import worker
     from reports import export
+    from reports.read_side import prepare_read_side
 
     url = f"sqlite:///{tmp_path / 'books.db'}"
     engine = create_engine(url)

@@ -9,7 +9,7 @@ import pytest
 from cli import main as main_cli
 from ledger.database import create_engine, migrate
 from ledger.store import DeadLetter, EventStore, KafkaCoordinates, utc_now
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_unknown_ids_and_bad_limits_are_one_line_errors(
 def test_an_eventbridge_dead_letter_from_consume_sqs_is_parsed_as_eventbridge(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.sqs_util import SOURCE, eventbridge_envelope
+    from tests.support.sqs_util import SOURCE, eventbridge_envelope
 
     store = EventStore(create_engine(sqlite_url))
     migrate(store.engine)

@@ -9,7 +9,7 @@ import pytest
 from ledger.envelope import EnvelopeError, parse_event
 from ledger.settings import EVENT_BODY_BYTES_MAX
 from tests.conftest import STRIPE_FIXTURES
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 
 def test_fields_come_from_the_payload() -> None:

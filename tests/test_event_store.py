@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from ledger.database import create_engine, current_revision, head_revision, migrate
 from ledger.envelope import parse_event
 from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates, utc_now
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 
 @pytest.fixture

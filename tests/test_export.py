@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from cli.main import main
-from cli.reports_cmds import prepare_read_side
 from demo.balance import sync_in_process
 from demo.history import generate
 from ledger.database import create_engine, migrate
@@ -29,6 +28,7 @@ from projections import worker
 from projections.journal_rules import BT_FACT
 from reports import export, periods
 from reports.money import parse_major
+from reports.read_side import prepare_read_side
 
 SEED = 11
 EVENTS = 600

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming
-from tests.factory import charge_event
-from tests.kafka_util import cli_env, run_cli
+from tests.support.factory import charge_event
+from tests.support.kafka_util import cli_env, run_cli
 
 REWRITES = {
     "insert_or_replace": "INSERT OR REPLACE INTO events SELECT * FROM events_copy",

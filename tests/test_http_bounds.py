@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_ingest_support as web
-from tests.test_reliability_support import (
+from tests.support import ingest as web
+from tests.support.reliability import (
     CLI,
     ROOT,
     Worker,

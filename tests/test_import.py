@@ -12,8 +12,8 @@ from cli import main as main_cli
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from tests.conftest import STRIPE_FIXTURES
-from tests.factory import charge_event, encode
-from tests.kafka_util import cli_env, run_cli
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import cli_env, run_cli
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli import ingest_cmd
-from tests.test_ingest_support import (
+from tests.support.ingest import (
     SECRET,
     cli_env,
     event_body,

@@ -17,7 +17,7 @@ from ingest.app import create_app
 from ingest.sink import KafkaSink
 from ledger.envelope import StripeEvent
 from ledger.settings import Settings
-from tests.test_ingest_support import (
+from tests.support.ingest import (
     OTHER_SECRET,
     SECRET,
     WEBHOOK,

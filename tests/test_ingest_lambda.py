@@ -12,7 +12,7 @@ import pytest
 from ingest import lambda_handler
 from ingest.lambda_handler import LambdaIngest
 from ledger.settings import Settings
-from tests.test_ingest_support import (
+from tests.support.ingest import (
     OTHER_SECRET,
     SECRET,
     event_body,

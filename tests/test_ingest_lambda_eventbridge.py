@@ -13,8 +13,8 @@ from ingest import lambda_handler
 from ingest.lambda_handler import EventRejected, LambdaEventBridge, SinkUnavailable
 from ledger.envelope import parse_event
 from ledger.settings import Settings
-from tests import sqs_util as u
-from tests.test_ingest_support import read_topic
+from tests.support import sqs_util as u
+from tests.support.ingest import read_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -18,7 +18,7 @@ from ingest.signature import (
     parse_header,
     verify,
 )
-from tests.test_ingest_support import OTHER_SECRET, SECRET, event_body, stripe_signature, v1_of
+from tests.support.ingest import OTHER_SECRET, SECRET, event_body, stripe_signature, v1_of
 
 NOW = 1_790_000_000
 TOL = 300

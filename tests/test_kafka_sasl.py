@@ -18,8 +18,8 @@ from kafka.errors import KafkaError
 
 from ledger.database import create_engine
 from ledger.store import EventStore
-from tests import test_ingest_support as web
-from tests.test_reliability_support import CLI, ROOT, env_for, run
+from tests.support import ingest as web
+from tests.support.reliability import CLI, ROOT, env_for, run
 
 SASL_USER = "ledger"
 SASL_PASSWORD = "ledger-sasl"  # scripts/services.sh's dev/CI credentials

@@ -18,8 +18,8 @@ import pytest
 from ingest import lambda_handler
 from ingest.lambda_handler import SecretsManagerSecret
 from ledger.settings import SettingsError
-from tests import test_ingest_support as web
-from tests.kafka_util import create_topic
+from tests.support import ingest as web
+from tests.support.kafka_util import create_topic
 from tests.test_ingest_lambda import http_v2_event
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:stripe-webhook-AbCdEf"

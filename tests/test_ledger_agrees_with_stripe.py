@@ -8,10 +8,11 @@ the nets minus the payouts, computed here from what the stand-in served.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from cli.reports_cmds import prepare_read_side
 from demo.history import generate
 from demo.standin import Standin, from_demo
 from ledger.balance_sync import balance_sync
@@ -21,22 +22,26 @@ from ledger.store import EventStore, Incoming, utc_now
 from ledger.stripe_api import StripeApi
 from projections import verify, worker
 from reports.query import run_report
+from reports.read_side import prepare_read_side
 from tests.test_backfill import Waits
 
 EVENTS = 10_000
 PAYOUT_CATEGORIES = ("payout", "payout_reversal")
+APPEND_EVENTS_MAX = 1_000  # deliveries per append
 
 
-@pytest.mark.slow
-def test_a_synced_history_agrees_with_stripe_to_the_cent(database_url: str) -> None:
-    history = generate(seed=13, events=EVENTS)
-    assert len(history.events) >= 9_900
+def _synced_history(
+    database_url: str, *, seed: int, events: int
+) -> tuple[Any, sa.Engine, EventStore]:
+    """A generated history's webhooks in a fresh store, every balance transaction the stand-in
+    serves for it fetched by balance-sync, and the projections caught up."""
+    history = generate(seed=seed, events=events)
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
     store = EventStore(engine)
-    for start in range(0, len(history.deliveries), 1_000):
-        chunk = history.deliveries[start : start + 1_000]
+    for start in range(0, len(history.deliveries), APPEND_EVENTS_MAX):
+        chunk = history.deliveries[start : start + APPEND_EVENTS_MAX]
         store.append([Incoming(event_from_dict(e), "webhook", utc_now()) for e in chunk])
     with Standin(from_demo(history)) as base:
         api = StripeApi("sk_test_" + "x" * 24, base=base, wait=Waits())
@@ -48,6 +53,13 @@ def test_a_synced_history_agrees_with_stripe_to_the_cent(database_url: str) -> N
             clock=lambda: history.events[-1]["created"],
         )
     worker.run(store, until_idle_s=0)
+    return history, engine, store
+
+
+@pytest.mark.slow
+def test_a_synced_history_agrees_with_stripe_to_the_cent(database_url: str) -> None:
+    history, engine, store = _synced_history(database_url, seed=13, events=EVENTS)
+    assert len(history.events) >= 9_900
 
     columns, rows = run_report(engine, "balances")
     balances = [dict(zip(columns, row, strict=True)) for row in rows]
@@ -79,22 +91,7 @@ def test_a_synced_history_agrees_with_stripe_to_the_cent(database_url: str) -> N
 
 def test_the_categories_sum_to_the_summary(database_url: str) -> None:
     """A small history: per scope, the categories' nets are the summary's activity + payouts."""
-    history = generate(seed=2, events=600)
-    engine = create_engine(database_url)
-    migrate(engine)
-    prepare_read_side(engine)
-    store = EventStore(engine)
-    store.append([Incoming(event_from_dict(e), "webhook", utc_now()) for e in history.deliveries])
-    with Standin(from_demo(history)) as base:
-        api = StripeApi("sk_test_" + "y" * 24, base=base, wait=Waits())
-        balance_sync(
-            api,
-            store,
-            accounts=[None, *(a for a in history.balance_transactions if a)],
-            since_s=history.events[0]["created"],
-            clock=lambda: history.events[-1]["created"],
-        )
-    worker.run(store, until_idle_s=0)
+    _history, engine, _store = _synced_history(database_url, seed=2, events=600)
     _, categories = run_report(engine, "balance_categories")
     nets: dict[tuple[str | None, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for account, _livemode, currency, category, _count, _gross, _fee, net in categories:

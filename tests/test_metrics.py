@@ -13,7 +13,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from cli import main as main_cli
-from cli.reports_cmds import prepare_read_side
 from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
@@ -21,8 +20,9 @@ from ledger.metrics import StoreCollector, kafka_end_offsets
 from ledger.store import DeadLetter, EventStore, Incoming, utc_now
 from projections import worker
 from projections.metrics import ProjectionCollector
-from tests.factory import charge_event, encode
-from tests.kafka_util import cli_env, create_topic, produce, start_cli
+from reports.read_side import prepare_read_side
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import cli_env, create_topic, produce, start_cli
 
 
 def _text(*collectors: object) -> str:

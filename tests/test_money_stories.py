@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cli.reports_cmds import prepare_read_side
 from ledger import balance_facts
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
@@ -25,6 +24,7 @@ from ledger.store import EventStore, Incoming, utc_now
 from projections import rebuild, registry, verify, worker
 from reports import views
 from reports.query import run_report
+from reports.read_side import prepare_read_side
 from tests.conftest import fresh_postgres
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z

@@ -67,7 +67,7 @@ def test_verify_says_how_many_stored_events_are_not_projected_yet(
 ) -> None:
     from ledger.envelope import event_from_dict
     from ledger.store import EventStore, Incoming, utc_now
-    from tests.factory import charge_event
+    from tests.support.factory import charge_event
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     engine = _projected_demo_store(url)

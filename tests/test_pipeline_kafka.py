@@ -10,8 +10,8 @@ import pytest
 
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
-from tests import test_ingest_support as web
-from tests.kafka_util import ROOT, cli_env, create_topic, run_cli
+from tests.support import ingest as web
+from tests.support.kafka_util import ROOT, cli_env, create_topic, run_cli
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ from ledger.envelope import EnvelopeError, StripeEvent, decode_json
 from ledger.eventbridge import parse_eventbridge, unwrap
 from ledger.settings import Settings
 from ledger.store import EventStore, Incoming
-from tests import test_ingest_support as web
-from tests.factory import charge_event, encode
-from tests.kafka_util import cli_env, run_cli
-from tests.test_reliability_support import Worker, env_for, start_http_worker
+from tests.support import ingest as web
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import cli_env, run_cli
+from tests.support.reliability import Worker, env_for, start_http_worker
 
 TWO_64 = "18446744073709551616"
 FIVE_THOUSAND_DIGITS = "7" * 5000

@@ -23,7 +23,7 @@ from projections import registry, worker
 from projections.base import Counts, table_name, upcast_all
 from projections.upcast import upcast
 from tests.conftest import STRIPE_FIXTURES
-from tests.test_projection_world import TOTALS, World, stored, worlds
+from tests.support.projection_world import TOTALS, World, stored, worlds
 
 STRIPE = STRIPE_FIXTURES
 GENERATIONS = itertools.count(100)  # fresh table generations per hypothesis example

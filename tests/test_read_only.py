@@ -24,12 +24,12 @@ import pytest
 import sqlalchemy as sa
 
 from cli import main as main_cli
-from cli.reports_cmds import prepare_read_side
 from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
 from projections import worker
+from reports.read_side import prepare_read_side
 
 NOBODY_UID = 65534
 CHILD_S_MAX = 120

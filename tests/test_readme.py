@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cli.main import build_parser
 from tests.conftest import ROOT
-from tests.factory import charge_event, encode
-from tests.kafka_util import cli_env, run_cli
+from tests.support.factory import charge_event, encode
+from tests.support.kafka_util import cli_env, run_cli
 
 README = (ROOT / "README.md").read_text()
 CODE = re.findall(r"```\n(.*?)```", README, re.DOTALL)

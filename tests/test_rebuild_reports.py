@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cli.reports_cmds import prepare_read_side
 from demo.history import generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
@@ -19,6 +18,7 @@ from projections import rebuild, registry, verify, worker
 from reports import render, views
 from reports.money import format_amount
 from reports.query import UnknownReport, run_report
+from reports.read_side import prepare_read_side
 
 REPORT_COLUMNS = {
     "projection_failures": ["projection", "position", "event_id", "error", "failed_at_ms"],
@@ -351,7 +351,7 @@ def test_the_reporting_role_reads_reports_and_nothing_else(postgres_url: str) ->
 
 
 def test_the_rebuild_and_verify_commands(store: EventStore) -> None:
-    from tests.kafka_util import cli_env, run_cli
+    from tests.support.kafka_util import cli_env, run_cli
 
     env = cli_env(store.engine.url.render_as_string(hide_password=False))
     done = run_cli(["rebuild"], env, timeout_s=300)

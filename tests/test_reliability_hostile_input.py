@@ -18,9 +18,9 @@ import pytest
 
 from demo.client import sign
 from ledger.database import create_engine, migrate
-from tests import test_ingest_support as web
-from tests.kafka_util import create_topic, produce
-from tests.test_reliability_support import Db, env_for, run, topic_event_ids
+from tests.support import ingest as web
+from tests.support.kafka_util import create_topic, produce
+from tests.support.reliability import Db, env_for, run, topic_event_ids
 
 BODY_MAX = 64 * 1024
 

@@ -23,10 +23,9 @@ import sqlalchemy as sa
 
 from demo.history import encode, generate
 from ledger.database import create_engine, migrate
-from tests import test_ingest_support as web
-from tests.kafka_util import create_topic
-from tests.tcp_proxy import TcpProxy
-from tests.test_reliability_support import (
+from tests.support import ingest as web
+from tests.support.kafka_util import create_topic
+from tests.support.reliability import (
     STOP_S_MAX,
     Db,
     Tracked,
@@ -39,6 +38,7 @@ from tests.test_reliability_support import (
     topic_records,
     wait_until,
 )
+from tests.support.tcp_proxy import TcpProxy
 
 LOAD_EVENTS = 6000  # distinct events POSTed per test (figures in docs/RELIABILITY.md)
 

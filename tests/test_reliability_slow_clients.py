@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_ingest_support as web
-from tests.kafka_util import create_topic
-from tests.test_reliability_support import Worker, env_for, start_http_worker
+from tests.support import ingest as web
+from tests.support.kafka_util import create_topic
+from tests.support.reliability import Worker, env_for, start_http_worker
 
 SLOW_CLIENTS = 400
 IDLE_CLIENTS = 500

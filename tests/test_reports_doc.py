@@ -7,7 +7,6 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from cli.reports_cmds import prepare_read_side
 from demo.balance import sync_in_process
 from demo.history import generate
 from ledger.database import create_engine, migrate
@@ -15,6 +14,7 @@ from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, utc_now
 from projections import worker
 from reports import render
+from reports.read_side import prepare_read_side
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "REPORTS.md"

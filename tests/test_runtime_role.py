@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from ledger.database import create_engine
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming
-from tests.factory import charge_event
-from tests.kafka_util import cli_env, run_cli
+from tests.support.factory import charge_event
+from tests.support.kafka_util import cli_env, run_cli
 
 FORBIDDEN = {
     "update": "UPDATE events SET type = 'x'",

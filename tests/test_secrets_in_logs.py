@@ -22,9 +22,9 @@ import pytest
 
 from demo.client import sign
 from ledger.database import create_engine, migrate
-from tests import test_ingest_support as web
-from tests.kafka_util import create_topic
-from tests.test_reliability_support import (
+from tests.support import ingest as web
+from tests.support.kafka_util import create_topic
+from tests.support.reliability import (
     CLI,
     ROOT,
     STOP_S_MAX,

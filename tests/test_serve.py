@@ -18,9 +18,9 @@ from demo.history import generate
 from ledger.database import create_engine
 from ledger.store import EventStore
 from projections import registry
-from tests import test_ingest_support as web
-from tests.kafka_util import cli_env, run_cli
-from tests.test_reliability_support import Worker, start_http_worker
+from tests.support import ingest as web
+from tests.support.kafka_util import cli_env, run_cli
+from tests.support.reliability import Worker, start_http_worker
 
 SECRET = web.SECRET
 

@@ -18,9 +18,9 @@ import pytest
 
 from demo.client import post_all
 from demo.history import encode, generate
-from tests import sqs_util as u
-from tests import test_ingest_support as web
-from tests.test_reliability_support import (
+from tests.support import ingest as web
+from tests.support import sqs_util as u
+from tests.support.reliability import (
     Db,
     Worker,
     env_for,

@@ -28,14 +28,14 @@ from ledger.store import EventStore, Incoming, utc_now
 from ledger.stripe_api import StripeApi
 from ledger.thin_events import THIN_OBJECT_FACT, RateLimit, counts, fetch, thin_object_fact
 from projections import registry, worker
-from tests import sqs_util as u
-from tests import test_ingest_support as web
-from tests.json_http import json_server
-from tests.kafka_util import cli_env, run_cli
+from tests.support import ingest as web
+from tests.support import sqs_util as u
+from tests.support.json_http import json_server
+from tests.support.kafka_util import cli_env, run_cli
+from tests.support.projection_world import stored
+from tests.support.reliability import Worker, start_http_worker, wait_until
 from tests.test_backfill import migrated
-from tests.test_projection_world import stored
 from tests.test_projections import dump
-from tests.test_reliability_support import Worker, start_http_worker, wait_until
 from tests.test_serve import _caught_up
 
 FIXTURES = Path(__file__).parent / "fixtures" / "thin"

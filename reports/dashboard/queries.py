@@ -5,6 +5,7 @@ exists, without counting the whole view) and every aggregate is grouped into a b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,17 +133,28 @@ def payouts(connection: sa.Connection, f: Filters) -> Page:
     return _page(connection, sql, params, f)
 
 
-def payout_totals(connection: sa.Connection, f: Filters) -> list[Row]:
-    where, params = _where(f, "arrival_date")
+def _status_totals(
+    connection: sa.Connection, f: Filters, view: str, time_column: str, sums: Sequence[str]
+) -> list[Row]:
+    """Per currency and status of ``view``'s rows in the filters: their count and ``sums``
+    (SQL expressions with their names), at most GROUPS_MAX groups."""
+    where, params = _where(f, time_column)
     sql = (
-        "SELECT currency, status, COUNT(*) AS count, CAST(SUM(amount) AS BIGINT) AS amount, "
-        "SUM(CASE WHEN bt_count > 0 AND reconciled = 1 THEN 1 ELSE 0 END) AS reconciled, "
-        "SUM(CASE WHEN bt_count > 0 AND reconciled = 0 THEN 1 ELSE 0 END) AS unreconciled, "
-        "SUM(CASE WHEN bt_count = 0 THEN 1 ELSE 0 END) AS not_synced "
-        f"FROM report_payout_reconciliation WHERE {where} "
-        f"GROUP BY currency, status ORDER BY currency, status LIMIT {GROUPS_MAX}"
+        f"SELECT currency, status, COUNT(*) AS count, {', '.join(sums)} "
+        f"FROM {view} WHERE {where} GROUP BY currency, status "
+        f"ORDER BY currency, status LIMIT {GROUPS_MAX}"
     )
     return _rows(connection, sql, params)
+
+
+def payout_totals(connection: sa.Connection, f: Filters) -> list[Row]:
+    sums = (
+        "CAST(SUM(amount) AS BIGINT) AS amount",
+        "SUM(CASE WHEN bt_count > 0 AND reconciled = 1 THEN 1 ELSE 0 END) AS reconciled",
+        "SUM(CASE WHEN bt_count > 0 AND reconciled = 0 THEN 1 ELSE 0 END) AS unreconciled",
+        "SUM(CASE WHEN bt_count = 0 THEN 1 ELSE 0 END) AS not_synced",
+    )
+    return _status_totals(connection, f, "report_payout_reconciliation", "arrival_date", sums)
 
 
 def postings(connection: sa.Connection, f: Filters) -> Page:
@@ -168,16 +180,11 @@ def trial_balance(connection: sa.Connection, f: Filters) -> list[Row]:
 
 
 def invoice_funnel(connection: sa.Connection, f: Filters) -> list[Row]:
-    where, params = _where(f, "finalized_at")
-    sql = (
-        "SELECT currency, status, COUNT(*) AS count, "
-        "CAST(SUM(COALESCE(amount_due, 0)) AS BIGINT) AS amount_due, "
-        "CAST(SUM(COALESCE(amount_paid, 0)) AS BIGINT) AS amount_paid, "
-        "CAST(SUM(COALESCE(amount_remaining, 0)) AS BIGINT) AS amount_remaining "
-        f"FROM report_invoices WHERE {where} GROUP BY currency, status "
-        f"ORDER BY currency, status LIMIT {GROUPS_MAX}"
+    sums = tuple(
+        f"CAST(SUM(COALESCE({name}, 0)) AS BIGINT) AS {name}"
+        for name in ("amount_due", "amount_paid", "amount_remaining")
     )
-    return _rows(connection, sql, params)
+    return _status_totals(connection, f, "report_invoices", "finalized_at", sums)
 
 
 def invoice_aging(connection: sa.Connection, f: Filters) -> list[Row]:
@@ -216,38 +223,27 @@ def open_disputes(connection: sa.Connection, f: Filters) -> Page:
 
 
 def dispute_totals(connection: sa.Connection, f: Filters) -> list[Row]:
-    where, params = _where(f, "created")
-    sql = (
-        "SELECT currency, status, COUNT(*) AS count, CAST(SUM(amount) AS BIGINT) AS amount, "
-        "CAST(SUM(funds_withdrawn) AS BIGINT) AS funds_withdrawn, "
-        "CAST(SUM(funds_reinstated) AS BIGINT) AS funds_reinstated, "
-        "CAST(SUM(dispute_fees) AS BIGINT) AS dispute_fees "
-        f"FROM report_disputes WHERE {where} GROUP BY currency, status "
-        f"ORDER BY currency, status LIMIT {GROUPS_MAX}"
+    sums = tuple(
+        f"CAST(SUM({name}) AS BIGINT) AS {name}"
+        for name in ("amount", "funds_withdrawn", "funds_reinstated", "dispute_fees")
     )
-    return _rows(connection, sql, params)
+    return _status_totals(connection, f, "report_disputes", "created", sums)
 
 
 def pipeline(connection: sa.Connection) -> dict[str, Any]:
     """Store head, checkpoints with lag, dead letters (count, latest reasons), offsets."""
     head = _rows(connection, "SELECT * FROM report_store_position", {})
     dead_count = connection.execute(sa.text("SELECT COUNT(*) FROM report_dead_letters")).scalar()
-    latest_dead = _rows(
+    latest_dead = _latest_errors(
         connection,
-        "SELECT id, topic, \"partition\", \"offset\", error, received_at FROM report_dead_letters "
-        f"ORDER BY id DESC LIMIT {DEAD_LETTERS_SHOWN}",
-        {},
+        'SELECT id, topic, "partition", "offset", error, received_at FROM report_dead_letters '
+        "ORDER BY id DESC",
     )
-    for row in latest_dead:
-        row["error"] = str(row["error"])[:ERROR_CHARS_MAX]
-    failed = _rows(
+    failed = _latest_errors(
         connection,
         "SELECT projection, position, event_id, error FROM report_projection_failures "
-        f"ORDER BY position DESC LIMIT {DEAD_LETTERS_SHOWN}",
-        {},
+        "ORDER BY position DESC",
     )
-    for row in failed:
-        row["error"] = str(row["error"])[:ERROR_CHARS_MAX]
     failed_count = connection.execute(
         sa.text("SELECT COUNT(*) FROM report_projection_failures")
     ).scalar()
@@ -262,6 +258,15 @@ def pipeline(connection: sa.Connection) -> dict[str, Any]:
         "offsets": _rows(connection, "SELECT * FROM report_consumer_offsets ORDER BY topic, "
                          f'"partition" LIMIT {PARTITIONS_MAX}', {}),  # fmt: skip
     }
+
+
+def _latest_errors(connection: sa.Connection, ordered_sql: str) -> list[Row]:
+    """The first DEAD_LETTERS_SHOWN rows of ``ordered_sql``, each ``error`` cut to
+    ERROR_CHARS_MAX characters."""
+    rows = _rows(connection, f"{ordered_sql} LIMIT {DEAD_LETTERS_SHOWN}", {})
+    for row in rows:
+        row["error"] = str(row["error"])[:ERROR_CHARS_MAX]
+    return rows
 
 
 def day_of(unix_s: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,8 +15,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eventbridge"
+from tests.support.services import script_exports
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "eventbridge"
 SOURCE = "aws.partner/stripe.com/ed_test_61RM8ltWaABC0Lj4H16RM8lSHESQ2ZIWlr1pAGy9Yq1Q"
 OTHER_SOURCE = "aws.partner/stripe.com/ed_test_61RM8ltWaAnotherDestinationXXXXXXXXXXXX"
 AWS_ACCOUNT = "123456789012"
@@ -27,6 +28,7 @@ AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "test-secret",
     "AWS_REGION": "us-east-1",
 }
+SQS_START_TIMEOUT_S = 600
 SEND_BATCH_MAX = 10
 
 
@@ -60,17 +62,10 @@ def sqs_endpoint_url() -> str:
     found = os.environ.get("LEDGER_SQS_ENDPOINT", "")
     if found:
         return found
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "services.sh"), "start-sqs"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    ).stdout
-    for line in out.splitlines():
-        if line.startswith("export LEDGER_SQS_ENDPOINT="):
-            return line.split("=", 1)[1].strip().strip("'\"")
-    raise RuntimeError(f"services.sh start-sqs printed no endpoint: {out!r}")
+    exports = script_exports("services.sh", "start-sqs", timeout_s=SQS_START_TIMEOUT_S)
+    if "LEDGER_SQS_ENDPOINT" not in exports:
+        raise RuntimeError(f"services.sh start-sqs printed no endpoint: {exports!r}")
+    return exports["LEDGER_SQS_ENDPOINT"]
 
 
 def client(endpoint_url: str) -> Any:

@@ -169,7 +169,7 @@ def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
 
 # The real console script's entry point, as `stripe-ledger ...` runs it.
 CLI_MODULE = ["-m", "cli.main"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def cli_env(**overrides: str) -> dict[str, str]:

@@ -11,14 +11,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cli.reports_cmds import prepare_read_side
 from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore
 from projections import worker
-from tests.kafka_util import cli_env
+from reports.read_side import prepare_read_side
+from tests.support.kafka_util import cli_env
+from tests.support.reliability import Worker, start_http_worker
 from tests.test_rebuild_reports import _load
-from tests.test_reliability_support import Worker, start_http_worker
 
 DEMO_SEED, DEMO_EVENTS = 7, 400  # what `make demo` posts: the screenshots show the same data
 

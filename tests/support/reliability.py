@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
 from demo.client import sign
-from tests import test_ingest_support as web
 from tests.conftest import fresh_postgres
+from tests.support import ingest as web
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 CLI = [sys.executable, "-m", "cli.main"]
 WAIT_S_MAX = 180.0  # bounds every wait below; never asserted on
 STOP_S_MAX = 30.0  # the upper bound a worker has to exit after SIGTERM (asserted)
