@@ -28,8 +28,8 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.database import create_engine, migrate
-from tests.support.cluster import Cluster, held_cluster, services, services_run
 from tests.support import ingest as web
+from tests.support.cluster import Cluster, held_cluster, services, services_run
 from tests.support.factory import charge_event, encode
 from tests.support.kafka_util import produce
 from tests.support.reliability import (
