@@ -109,13 +109,13 @@ def child(url: str, mode: str, budget_s: float) -> dict[str, Any]:
     from cli.main import tune_gc
     from cli.reports_cmds import prepare_read_side
     from ledger.database import create_engine
-    from ledger.store import EventStore
+    from ledger.store import open_event_store
     from projections import rebuild
     from reports import views
 
     tune_gc()  # as `stripe-ledger` does at start-up, for both the rebuild and the baseline
     engine = create_engine(url)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     total = store.count()
     started = time.perf_counter()
     if mode == "read":

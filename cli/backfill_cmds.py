@@ -41,7 +41,7 @@ from ledger.database import create_engine, require_migrated
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from ledger.stripe_api import (
     Interrupted,
     StripeApi,
@@ -75,7 +75,7 @@ def _api(stop: threading.Event) -> StripeApi:
 def _store(settings: Settings) -> EventStore:
     engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def kafka_sink(

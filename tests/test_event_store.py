@@ -11,7 +11,14 @@ import sqlalchemy as sa
 
 from ledger.database import create_engine, current_revision, head_revision, migrate
 from ledger.envelope import parse_event
-from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates, utc_now
+from ledger.store import (
+    DeadLetter,
+    EventStore,
+    Incoming,
+    KafkaCoordinates,
+    open_event_store,
+    utc_now,
+)
 from tests.factory import charge_event, encode
 
 
@@ -19,7 +26,7 @@ from tests.factory import charge_event, encode
 def store(database_url: str) -> EventStore:
     engine = create_engine(database_url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def incoming(n: int, **kwargs: object) -> Incoming:

@@ -17,7 +17,7 @@ from demo.standin import Standin, from_demo
 from ledger.balance_sync import balance_sync
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import Incoming, open_event_store, utc_now
 from ledger.stripe_api import StripeApi
 from projections import verify, worker
 from reports.query import run_report
@@ -34,7 +34,7 @@ def test_a_synced_history_agrees_with_stripe_to_the_cent(database_url: str) -> N
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     for start in range(0, len(history.deliveries), 1_000):
         chunk = history.deliveries[start : start + 1_000]
         store.append([Incoming(event_from_dict(e), "webhook", utc_now()) for e in chunk])
@@ -83,7 +83,7 @@ def test_the_categories_sum_to_the_summary(database_url: str) -> None:
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     store.append([Incoming(event_from_dict(e), "webhook", utc_now()) for e in history.deliveries])
     with Standin(from_demo(history)) as base:
         api = StripeApi("sk_test_" + "y" * 24, base=base, wait=Waits())
