@@ -17,13 +17,19 @@ from sqlalchemy.dialects import postgresql
 from ledger import pg_bulk
 from ledger.schema import events
 from ledger.settings import APPEND_BATCH_EVENTS_MAX
-from ledger.store import EventStore, Incoming, payload_text
+from ledger.store import READ_COLUMNS, EventStore, Incoming, StoredEvent, event_of_row, payload_text
 
 APPEND_LOCK_KEY = 0x5EDCE7  # pg_advisory_xact_lock key that serializes appends
 # The columns an append writes (``position`` comes from the sequence), in the statement's order.
 EVENT_COLUMNS = tuple(column.name for column in events.c if column.name != "position")
 _APPEND = pg_bulk.insert(
     events, EVENT_COLUMNS, conflict_do_nothing=("event_id",), returning=("position",)
+)
+# The payload as its text: the server's jsonb output, decoded once by ``event_of_row`` (psycopg's
+# jsonb loader through SQLAlchemy's row processing cost more than the decode itself).
+_READ = (
+    f"SELECT {', '.join(f'{name}::text' if name == 'payload' else name for name in READ_COLUMNS)}"
+    " FROM events WHERE position > %s ORDER BY position LIMIT %s"
 )
 
 
@@ -67,6 +73,12 @@ class PostgresEventStore(EventStore):
             chunk = fresh[start : start + APPEND_BATCH_EVENTS_MAX]
             appended += len(pg_bulk.execute(connection, _APPEND, _arrays(chunk)).all())
         return appended
+
+    def _read_page(
+        self, connection: sa.Connection, after_position: int, limit: int
+    ) -> list[StoredEvent]:
+        rows = connection.exec_driver_sql(_READ, (after_position, limit)).all()
+        return [event_of_row(row, row[9], row[5]) for row in rows]  # aware, bool: as stored
 
     def _insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)

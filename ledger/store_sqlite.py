@@ -8,6 +8,7 @@ first and left out.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from ledger.schema import events
-from ledger.store import EventStore, Incoming, payload_text
+from ledger.store import READ_COLUMNS, EventStore, Incoming, StoredEvent, event_of_row, payload_text
 
 APPEND_STATEMENT_EVENTS_MAX = 500  # rows per INSERT: 15 columns x 500 stays under SQLite's 32766
 # One cached statement executed for many rows ("insertmanyvalues"): a .values(rows) statement
@@ -27,6 +28,7 @@ _APPEND = (
     .on_conflict_do_nothing(index_elements=["event_id"])
     .returning(events.c.position)
 )
+_READ = f"SELECT {', '.join(READ_COLUMNS)} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 
 
 def _event_row(item: Incoming) -> dict[str, Any]:
@@ -53,6 +55,14 @@ def _event_row(item: Incoming) -> dict[str, Any]:
 class SqliteEventStore(EventStore):
     dialect = "sqlite"
 
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        # The text SQLAlchemy stored a DateTime as, parsed back the way SQLAlchemy parses it.
+        kind = events.c.received_at.type
+        parse = kind.dialect_impl(engine.dialect).result_processor(engine.dialect, None)
+        assert parse is not None, "SQLite keeps datetimes as text"
+        self._parse_datetime = parse
+
     def _serialize_appends(self, connection: sa.Connection) -> None:
         """Nothing to take: this transaction holds SQLite's write lock (BEGIN IMMEDIATE)."""
 
@@ -74,6 +84,17 @@ class SqliteEventStore(EventStore):
             )
             known.update(row[0] for row in rows)
         return known
+
+    def _read_page(
+        self, connection: sa.Connection, after_position: int, limit: int
+    ) -> list[StoredEvent]:
+        rows = connection.exec_driver_sql(_READ, (after_position, limit)).all()
+        return [event_of_row(row, self._received_at(row[9]), bool(row[5])) for row in rows]
+
+    def _received_at(self, text: str) -> dt.datetime:
+        parsed = self._parse_datetime(text)
+        assert isinstance(parsed, dt.datetime), text
+        return parsed.replace(tzinfo=dt.UTC)  # SQLite keeps no zone; we only ever write UTC
 
     def _insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
