@@ -120,7 +120,7 @@ def child(url: str, mode: str, budget_s: float) -> dict[str, Any]:
     started = time.perf_counter()
     if mode == "read":
         read = 0
-        for _event in store.iter_events(batch=1000):
+        for _event in store.iter_events(batch_events=1000):
             read += 1
             if read % 10_000 == 0 and time.perf_counter() - started > budget_s:
                 break

@@ -282,30 +282,32 @@ class EventStore(abc.ABC):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Events with position > after_position, in position order, at most ``limit``."""
-        assert 0 < limit <= READ_BATCH_EVENTS_MAX, limit
+    def read(self, after_position: int = 0, events_max: int = 1000) -> list[StoredEvent]:
+        """Events with position > after_position, in position order, at most ``events_max``."""
+        assert 0 < events_max <= READ_BATCH_EVENTS_MAX, events_max
         assert after_position >= 0, after_position
         with self.engine.connect() as connection:
-            page = self._read_page(connection, after_position, limit)
-        assert len(page) <= limit, (len(page), limit)
+            page = self._read_page(connection, after_position, events_max)
+        assert len(page) <= events_max, (len(page), events_max)
         return page
 
     @abc.abstractmethod
     def _read_page(
-        self, connection: sa.Connection, after_position: int, limit: int
+        self, connection: sa.Connection, after_position: int, events_max: int
     ) -> list[StoredEvent]:
         """``read``'s page. The hot path of project and rebuild: each backend reads its rows
         through the driver (``READ_COLUMNS``, the payload as text decoded once, here), not
         SQLAlchemy's row processing, which was most of a rebuild's read time."""
 
-    def iter_events(self, after_position: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
+    def iter_events(
+        self, after_position: int = 0, batch_events: int = 1000
+    ) -> Iterator[StoredEvent]:
         """Every event after ``after_position``, streamed in batches (bounded memory)."""
         position = after_position
         while True:
-            page = self.read(position, batch)
+            page = self.read(position, batch_events)
             yield from page
-            if len(page) < batch:
+            if len(page) < batch_events:
                 return
             position = page[-1].position
 
@@ -342,13 +344,14 @@ class EventStore(abc.ABC):
         with self.engine.connect() as connection:
             return {row.partition: row.next_offset for row in connection.execute(statement)}
 
-    def dead_letter_rows(self, limit: int = 100, after_id: int = 0) -> list[sa.Row[Any]]:
-        """Dead letters with id > ``after_id``, oldest first, at most ``limit``."""
+    def dead_letter_rows(self, rows_max: int = 100, after_id: int = 0) -> list[sa.Row[Any]]:
+        """Dead letters with id > ``after_id``, oldest first, at most ``rows_max``."""
+        assert 0 < rows_max <= READ_BATCH_EVENTS_MAX, rows_max
         statement = (
             sa.select(dead_letters)
             .where(dead_letters.c.id > after_id)
             .order_by(dead_letters.c.id)
-            .limit(limit)
+            .limit(rows_max)
         )
         with self.engine.connect() as connection:
             return list(connection.execute(statement))

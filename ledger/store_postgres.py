@@ -22,9 +22,9 @@ from ledger.store import READ_COLUMNS, EventStore, Incoming, StoredEvent, event_
 APPEND_LOCK_KEY = 0x5EDCE7  # pg_advisory_xact_lock key that serializes appends
 # The columns an append writes (``position`` comes from the sequence), in the statement's order.
 EVENT_COLUMNS = tuple(column.name for column in events.c if column.name != "position")
-_APPEND = pg_bulk.insert(
-    events, EVENT_COLUMNS, conflict_do_nothing=("event_id",), returning=("position",)
-)
+# No RETURNING: the row count of INSERT ... ON CONFLICT DO NOTHING is the rows inserted, and
+# sending back a position per row only to count them cost a result row per event.
+_APPEND = pg_bulk.insert(events, EVENT_COLUMNS, conflict_do_nothing=("event_id",))
 # The payload as its text: the server's jsonb output, decoded once by ``event_of_row`` (psycopg's
 # jsonb loader through SQLAlchemy's row processing cost more than the decode itself).
 _READ = (
@@ -71,13 +71,15 @@ class PostgresEventStore(EventStore):
         appended = 0
         for start in range(0, len(fresh), APPEND_BATCH_EVENTS_MAX):
             chunk = fresh[start : start + APPEND_BATCH_EVENTS_MAX]
-            appended += len(pg_bulk.execute(connection, _APPEND, _arrays(chunk)).all())
+            inserted = pg_bulk.execute(connection, _APPEND, _arrays(chunk)).rowcount
+            assert 0 <= inserted <= len(chunk), (inserted, len(chunk))
+            appended += inserted
         return appended
 
     def _read_page(
-        self, connection: sa.Connection, after_position: int, limit: int
+        self, connection: sa.Connection, after_position: int, events_max: int
     ) -> list[StoredEvent]:
-        rows = connection.exec_driver_sql(_READ, (after_position, limit)).all()
+        rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
         return [event_of_row(row, row[9], row[5]) for row in rows]  # aware, bool: as stored
 
     def _insert(self, table: sa.Table) -> Any:

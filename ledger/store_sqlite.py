@@ -86,9 +86,9 @@ class SqliteEventStore(EventStore):
         return known
 
     def _read_page(
-        self, connection: sa.Connection, after_position: int, limit: int
+        self, connection: sa.Connection, after_position: int, events_max: int
     ) -> list[StoredEvent]:
-        rows = connection.exec_driver_sql(_READ, (after_position, limit)).all()
+        rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
         return [event_of_row(row, self._received_at(row[9]), bool(row[5])) for row in rows]
 
     def _received_at(self, text: str) -> dt.datetime:
