@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from kafka import KafkaProducer
+from kafka.producer.transaction_manager import TransactionState
 
 from ingest.core import PRODUCE_TIMEOUT_S, kafka_record, producer_config
 from ledger.envelope import StripeEvent
@@ -194,6 +195,43 @@ class KafkaSink:
         except Exception as error:  # noqa: BLE001 - a Kafka error: the write did not happen
             reason = type(error).__name__
             raise SinkUnavailable(f"the broker refused the write ({reason})") from None
+        finally:
+            if not done.done() or done.cancelled() or done.exception() is not None:
+                self._replace_if_wedged()
+
+    def _replace_if_wedged(self) -> None:
+        """After a failed write: a producer that can never send again is replaced by a new one.
+
+        kafka-python 3.0.12 wedges its idempotent producer for good when a batch that was sent
+        expires (two of three brokers lost for longer than the delivery timeout): it drops its
+        producer id and never asks for another one, so every later write times out, even once the
+        cluster is back (tests/test_cluster_faults.py found it). A new producer gets a new id.
+        """
+        producer = self._producer
+        if producer is None or self._stopping or not _producer_wedged(producer):
+            return
+        self._producer = None  # writes answer 503 (not connected) until the new one connects
+        log.warning("kafka_producer_replaced", reason="no_producer_id", topic=self._topic)
+        threading.Thread(target=_discard, args=(producer,), daemon=True).start()
+        self._connector = asyncio.create_task(self._connect_until_done())
+
+
+def _producer_wedged(producer: KafkaProducer) -> bool:
+    """An idempotent producer READY without a producer id: its sender waits for an id forever."""
+    manager = producer._transaction_manager  # noqa: SLF001 - the state has no public accessor
+    if manager is None or manager.is_transactional():
+        return False
+    with manager._lock:  # noqa: SLF001
+        state = manager._current_state  # noqa: SLF001
+    return state == TransactionState.READY and not manager.has_producer_id()
+
+
+def _discard(producer: KafkaProducer) -> None:
+    """Close a wedged producer without waiting for its records (they were answered 503)."""
+    try:
+        producer.close(0)
+    except Exception:  # noqa: BLE001 - flush(0) raises with records pending: stop the sender
+        producer._sender.force_close()  # noqa: SLF001 - no public way to drop the buffer
 
 
 def _metadata_round_trip(producer: KafkaProducer, timeout_s: float) -> bool:

@@ -11,10 +11,15 @@
 #     prints export LEDGER_KAFKA_SASL_BOOTSTRAP=127.0.0.1:<port> (user ledger, password ledger-sasl)
 #   eval "$(scripts/services.sh up --sqs)"  # also an SQS-compatible server (ElasticMQ)
 #   scripts/services.sh start-sqs | stop-sqs                              # ElasticMQ alone
+#   eval "$(scripts/services.sh up --kafka-brokers 3)"  # PostgreSQL + a 3-node KRaft cluster
+#   scripts/services.sh start-cluster | stop-cluster     # the cluster alone (start prints its export)
+#   scripts/services.sh kill-broker N | start-broker N   # SIGKILL / restart node N (1-3): fault tests
 #
 # STDOUT of `up` is exactly two lines:
 #   export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:<pgport>/ledger
 #   export LEDGER_KAFKA_BOOTSTRAP=127.0.0.1:<kafkaport>
+# (with --kafka-brokers 3 the second line names the three brokers of the cluster,
+#   export LEDGER_KAFKA_BOOTSTRAP=127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>)
 # and with --sqs (and from start-sqs, alone) one more:
 #   export LEDGER_SQS_ENDPOINT=http://127.0.0.1:<sqsport>
 # Everything else (progress, errors) goes to STDERR.
@@ -42,6 +47,10 @@
 #   LEDGER_SQS_VERSION            ElasticMQ version                    [1.6.11]
 #   LEDGER_SQS_OS_USER            OS user running ElasticMQ when root  [ledger-sqs]
 #   LEDGER_SQS_START_TIMEOUT      bounded wait in seconds              [90]
+#   LEDGER_KAFKA_CLUSTER_PORT / LEDGER_KAFKA_CLUSTER_CONTROLLER_PORT  the cluster's first broker /
+#                                 controller port; node N takes port + N - 1 (below the ephemeral
+#                                 range: a restarted broker must find its port free) [30101 / 30111]
+#   LEDGER_KAFKA_CLUSTER_HEAP_OPTS  heap of each cluster node          ["-Xms128m -Xmx256m"]
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,6 +72,11 @@ SQS_PORT="${LEDGER_SQS_PORT:-59324}"
 SQS_VERSION="${LEDGER_SQS_VERSION:-1.6.11}"
 SQS_OS_USER="${LEDGER_SQS_OS_USER:-ledger-sqs}"
 SQS_START_TIMEOUT="${LEDGER_SQS_START_TIMEOUT:-90}"
+CLUSTER_NODES=3                          # a quorum is 2: one node may die, two stop the writes
+CLUSTER_PORT="${LEDGER_KAFKA_CLUSTER_PORT:-30101}"
+CLUSTER_CTRL_PORT="${LEDGER_KAFKA_CLUSTER_CONTROLLER_PORT:-30111}"
+CLUSTER_HEAP_OPTS="${LEDGER_KAFKA_CLUSTER_HEAP_OPTS:--Xms128m -Xmx256m}"
+CLUSTER_BASE="$STATE_DIR/kafka-cluster"
 
 PG_BASE="$STATE_DIR/pg"
 PG_DATA="$PG_BASE/data"
@@ -76,10 +90,15 @@ kafka_paths() {  # kafka_paths <state dir of one broker>: where its data, logs, 
   KAFKA_PID="$KAFKA_RUN/kafka.pid"
   KAFKA_CONF="$KAFKA_BASE/server.properties"
   KAFKA_LOG4J="$KAFKA_BASE/log4j2.properties"
+  KAFKA_LIB_BASE="$KAFKA_BASE"             # where lib-<version> (the resolved jars) lives
+  KAFKA_CLUSTER_ID_FILE="$KAFKA_BASE/cluster.id"
 }
 kafka_paths "$STATE_DIR/kafka"
 KAFKA_TEMPLATE="$SCRIPT_DIR/kafka/server.properties.template"
 KAFKA_FORMAT_EXTRA=()
+KAFKA_FORMAT_QUORUM=(--standalone)       # a single node: a dynamic quorum of itself
+KAFKA_NODE_ID=1
+KAFKA_VOTERS=""
 SQS_BASE="$STATE_DIR/sqs"
 SQS_RUN="$SQS_BASE/run"
 SQS_PID="$SQS_RUN/elasticmq.pid"
@@ -99,6 +118,32 @@ use_sasl_broker() {
   KAFKA_TEMPLATE="$SCRIPT_DIR/kafka/server-sasl.properties.template"
   KAFKA_FORMAT_EXTRA=(--add-scram "SCRAM-SHA-512=[name=ledger-admin,password=$SASL_ADMIN_PASSWORD]"
     --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]")
+}
+
+# Point every KAFKA_* setting at node N (1-3) of the cluster: own state dir, ports and node id;
+# the jars of the single broker, one cluster id for the three, static voters.
+use_cluster_node() {
+  local n="$1" i voters=""
+  case "$n" in 1|2|3) ;; *) die "a cluster node is 1, 2 or 3 (got '$n')" ;; esac
+  kafka_paths "$CLUSTER_BASE/node-$n"
+  KAFKA_LIB_BASE="$STATE_DIR/kafka"
+  KAFKA_CLUSTER_ID_FILE="$CLUSTER_BASE/cluster.id"
+  KAFKA_PORT=$((CLUSTER_PORT + n - 1))
+  KAFKA_CTRL_PORT=$((CLUSTER_CTRL_PORT + n - 1))
+  KAFKA_HEAP_OPTS="$CLUSTER_HEAP_OPTS"
+  KAFKA_TEMPLATE="$SCRIPT_DIR/kafka/server-cluster.properties.template"
+  KAFKA_FORMAT_QUORUM=()                 # static voters: formatted without --standalone
+  KAFKA_NODE_ID="$n"
+  for i in $(seq 1 "$CLUSTER_NODES"); do
+    voters="${voters:+$voters,}$i@127.0.0.1:$((CLUSTER_CTRL_PORT + i - 1))"
+  done
+  KAFKA_VOTERS="$voters"
+}
+
+cluster_bootstrap() {  # host:p1,host:p2,host:p3
+  local i out=""
+  for i in $(seq 1 "$CLUSTER_NODES"); do out="${out:+$out,}127.0.0.1:$((CLUSTER_PORT + i - 1))"; done
+  echo "$out"
 }
 
 COMPOSE_FILE="$REPO_DIR/docker-compose.yml"
@@ -158,6 +203,14 @@ take_lock() {
   # Servers are started with 9>&- so they never inherit (and keep holding) this lock.
   exec 9>"$STATE_DIR/services.lock"
   if ! flock -w 300 9; then die "could not lock $STATE_DIR/services.lock within 300 s (another services.sh running?)"; fi
+}
+
+# The cluster's own lock (on the same fd 9, which every server is started without): its verbs
+# wait for brokers for up to a minute, and must not hold up everyone else's `up` meanwhile.
+take_cluster_lock() {
+  init_state_dir
+  exec 9>"$STATE_DIR/kafka-cluster.lock"   # closes fd 9: a services.lock held is released
+  if ! flock -w 300 9; then die "could not lock $STATE_DIR/kafka-cluster.lock within 300 s"; fi
 }
 
 # ---------------------------------------------------------------------------------- PostgreSQL
@@ -315,18 +368,18 @@ ensure_java_maven() {
 resolve_kafka() {
   local v dir
   for v in $KAFKA_VERSIONS; do             # a cached version wins: no Maven run at all
-    if [ -f "$KAFKA_BASE/lib-$v/.complete" ]; then
-      KAFKA_LIB="$KAFKA_BASE/lib-$v"; KAFKA_VERSION_USED="$v"; return 0
+    if [ -f "$KAFKA_LIB_BASE/lib-$v/.complete" ]; then
+      KAFKA_LIB="$KAFKA_LIB_BASE/lib-$v"; KAFKA_VERSION_USED="$v"; return 0
     fi
   done
   ensure_java_maven
-  mkdir -p "$KAFKA_BASE"
+  mkdir -p "$KAFKA_LIB_BASE"
   for v in $KAFKA_VERSIONS; do
-    dir="$KAFKA_BASE/lib-$v"
+    dir="$KAFKA_LIB_BASE/lib-$v"
     rm -rf "$dir.tmp"
     log "resolving org.apache.kafka:kafka_2.13:$v and its runtime dependencies with Maven"
     if (cd "$SCRIPT_DIR/kafka" && mvn -B -q -Dstyle.color=never -f "$SCRIPT_DIR/kafka/pom.xml" -Dkafka.version="$v" \
-          dependency:copy-dependencies -DoutputDirectory="$dir.tmp") >"$KAFKA_BASE/maven.log" 2>&1 \
+          dependency:copy-dependencies -DoutputDirectory="$dir.tmp") >"$KAFKA_LIB_BASE/maven.log" 2>&1 \
        && ls "$dir.tmp"/kafka_2.13-"$v".jar >/dev/null 2>&1; then
       rm -rf "$dir"; mv "$dir.tmp" "$dir"; chmod -R a+rX "$dir"
       date -u +%FT%TZ > "$dir/.complete"
@@ -335,8 +388,8 @@ resolve_kafka() {
       return 0
     fi
     rm -rf "$dir.tmp"
-    tail -n 30 "$KAFKA_BASE/maven.log" >&2 || true
-    log "could not resolve Kafka $v from Maven Central (log above: $KAFKA_BASE/maven.log)"
+    tail -n 30 "$KAFKA_LIB_BASE/maven.log" >&2 || true
+    log "could not resolve Kafka $v from Maven Central (log above: $KAFKA_LIB_BASE/maven.log)"
   done
   die "could not resolve any of Kafka versions: $KAFKA_VERSIONS"
 }
@@ -366,6 +419,7 @@ kafka_running_port() {
 kafka_render_conf() {
   sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$KAFKA_CTRL_PORT#g" \
       -e "s#@LOG_DIRS@#$KAFKA_DATA#g" -e "s#@ADMIN_PASSWORD@#$SASL_ADMIN_PASSWORD#g" \
+      -e "s#@NODE_ID@#$KAFKA_NODE_ID#g" -e "s#@VOTERS@#$KAFKA_VOTERS#g" \
       "$KAFKA_TEMPLATE" > "$KAFKA_CONF.tmp"
   mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
   cp "$SCRIPT_DIR/kafka/log4j2.properties" "$KAFKA_LOG4J"
@@ -373,6 +427,18 @@ kafka_render_conf() {
 }
 
 kafka_start() {
+  kafka_launch
+  if [ "$KAFKA_LAUNCHED" -eq 1 ]; then kafka_wait_started "$KAFKA_LAUNCH_OFFSET"; fi
+}
+
+# kafka_launch: start the broker of the current KAFKA_* settings in the background, without
+# waiting (a cluster node cannot finish starting before a quorum runs). Sets KAFKA_LAUNCHED (0:
+# it already ran) and KAFKA_LAUNCH_OFFSET (where this start's server.log lines begin). Always
+# returns 0, so that `set -e` keeps applying inside it (a function in a condition loses it).
+KAFKA_LAUNCH_OFFSET=0
+KAFKA_LAUNCHED=0
+kafka_launch() {
+  KAFKA_LAUNCHED=0
   if kafka_running; then
     local running_port; running_port="$(kafka_running_port)"
     if [ "$running_port" != "$KAFKA_PORT" ]; then
@@ -399,13 +465,17 @@ kafka_start() {
   kafka_render_conf
 
   if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
-    if [ ! -s "$KAFKA_BASE/cluster.id" ]; then
-      kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOGS/storage-tool.log" | tail -n 1 > "$KAFKA_BASE/cluster.id.tmp"
-      [ -s "$KAFKA_BASE/cluster.id.tmp" ] || die "StorageTool random-uuid failed (see $KAFKA_LOGS/storage-tool.log)"
-      mv "$KAFKA_BASE/cluster.id.tmp" "$KAFKA_BASE/cluster.id"
+    local id_file="$KAFKA_CLUSTER_ID_FILE"
+    if [ ! -s "$id_file" ]; then
+      kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOGS/storage-tool.log" | tail -n 1 > "$id_file.tmp"
+      [ -s "$id_file.tmp" ] || die "StorageTool random-uuid failed (see $KAFKA_LOGS/storage-tool.log)"
+      mv "$id_file.tmp" "$id_file"
     fi
-    log "formatting Kafka storage $KAFKA_DATA (cluster id $(cat "$KAFKA_BASE/cluster.id"), standalone KRaft)"
-    if ! kafka_java kafka.tools.StorageTool format --standalone -t "$(cat "$KAFKA_BASE/cluster.id")" \
+    local quorum="standalone KRaft"
+    if [ -n "$KAFKA_VOTERS" ]; then quorum="node $KAFKA_NODE_ID of static voters $KAFKA_VOTERS"; fi
+    log "formatting Kafka storage $KAFKA_DATA (cluster id $(cat "$id_file"), $quorum)"
+    if ! kafka_java kafka.tools.StorageTool format ${KAFKA_FORMAT_QUORUM[@]+"${KAFKA_FORMAT_QUORUM[@]}"} \
+          -t "$(cat "$id_file")" \
           -c "$KAFKA_CONF" ${KAFKA_FORMAT_EXTRA[@]+"${KAFKA_FORMAT_EXTRA[@]}"} \
           >>"$KAFKA_LOGS/storage-tool.log" 2>&1; then
       tail -n 30 "$KAFKA_LOGS/storage-tool.log" >&2 || true
@@ -430,7 +500,14 @@ kafka_start() {
     setsid sh -c 'echo $$ > "$0"; exec "$@"' "$KAFKA_PID" "${cmd[@]}" \
       </dev/null >>"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
   fi
+  KAFKA_LAUNCH_OFFSET="$offset"
+  KAFKA_LAUNCHED=1
+}
 
+# kafka_wait_started OFFSET: bounded wait until the launched broker logged its start (after
+# OFFSET in server.log) and takes connections; dies with the log's tail otherwise.
+kafka_wait_started() {
+  local offset="$1" server_log="$KAFKA_LOGS/server.log"
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) started=0 pid=""
   while :; do
     pid="$(kafka_pid)"
@@ -488,6 +565,99 @@ kafka_stop() {
     port_open "$KAFKA_PORT" || port_open "$KAFKA_CTRL_PORT" || break
     sleep 0.2
   done
+}
+
+# -------------------------------------------------------------------------------- Kafka cluster
+# Three combined broker+controller nodes (issue 17). With static voters no node logs "Kafka
+# Server started" before a quorum (2 of 3) runs, so all three are launched first, then each is
+# waited for (each wait bounded by LEDGER_KAFKA_START_TIMEOUT).
+cluster_start() {
+  local n offsets=()
+  for n in $(seq 1 "$CLUSTER_NODES"); do
+    use_cluster_node "$n"
+    kafka_launch
+    if [ "$KAFKA_LAUNCHED" -eq 1 ]; then offsets[n]="$KAFKA_LAUNCH_OFFSET"; else offsets[n]=-1; fi
+  done
+  for n in $(seq 1 "$CLUSTER_NODES"); do
+    use_cluster_node "$n"
+    if [ "${offsets[n]}" -ge 0 ]; then kafka_wait_started "${offsets[n]}"; fi
+  done
+  kafka_paths "$STATE_DIR/kafka"   # back to the single broker's paths (status, down)
+  log "Kafka cluster ready: $(cluster_bootstrap) (replication factor 3, min.insync.replicas 2)"
+}
+
+# All nodes are sent SIGTERM at once: stopped one after the other, the last two would wait for a
+# quorum that is already gone (controlled shutdown), up to the stop timeout each.
+cluster_stop() {
+  local n pid pids=()
+  for n in $(seq 1 "$CLUSTER_NODES"); do
+    use_cluster_node "$n"
+    if kafka_running; then
+      pid="$(kafka_pid)"; pids+=("$pid")
+      log "stopping cluster node $n (pid $pid, SIGTERM)"
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+    rm -f "$KAFKA_PID"   # removed only after the signal: kafka_running needs it above
+  done
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        log "cluster node pid $pid did not stop in time; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
+        break
+      fi
+      sleep 0.3
+    done
+  done
+  kafka_paths "$STATE_DIR/kafka"
+}
+
+# kill-broker N: SIGKILL (no controlled shutdown: the crash the fault tests need), bounded wait
+# until the process is gone and its ports are free.
+cluster_kill_broker() {
+  use_cluster_node "$1"
+  if ! kafka_running; then log "cluster node $1 not running"; rm -f "$KAFKA_PID"; return 0; fi
+  local pid; pid="$(kafka_pid)"
+  log "SIGKILL cluster node $1 (pid $pid)"
+  kill -KILL "$pid" 2>/dev/null || true
+  local i
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && die "cluster node $1 (pid $pid) still runs 10 s after SIGKILL"
+  rm -f "$KAFKA_PID"
+}
+
+cluster_status() {
+  local n
+  if [ ! -d "$CLUSTER_BASE" ]; then
+    echo "kafka-cluster: down (ports $(cluster_bootstrap); started by 'up --kafka-brokers 3' or 'start-cluster')"
+    return 0
+  fi
+  for n in $(seq 1 "$CLUSTER_NODES"); do
+    use_cluster_node "$n"
+    if kafka_running; then
+      echo "kafka-$n:  up   127.0.0.1:$(kafka_running_port) pid=$(kafka_pid) (cluster node $n) data=$KAFKA_DATA"
+    else
+      echo "kafka-$n:  down (cluster node $n, port $KAFKA_PORT, data=$KAFKA_DATA)"
+    fi
+  done
+  kafka_paths "$STATE_DIR/kafka"
+}
+
+cluster_verb() {  # the cluster's own commands; native only, like the SASL broker
+  local cmd="$1"; shift
+  use_docker && die "$cmd: the Kafka cluster is native only (LEDGER_SERVICES_MODE=native)"
+  take_cluster_lock
+  case "$cmd" in
+    start-cluster) cluster_start; echo "export LEDGER_KAFKA_BOOTSTRAP=$(cluster_bootstrap)" ;;
+    stop-cluster) cluster_stop ;;
+    kill-broker) cluster_kill_broker "${1:-}" ;;
+    start-broker) use_cluster_node "${1:-}"; kafka_start ;;
+  esac
 }
 
 # ------------------------------------------------------------------------------- SQS (ElasticMQ)
@@ -662,6 +832,7 @@ status() {
   else
     echo "kafka:    down (port $KAFKA_PORT, data=$KAFKA_DATA)"
   fi
+  (cluster_status)
   if sqs_running; then
     echo "sqs:      up   http://127.0.0.1:$(sqs_running_port) pid=$(sqs_pid) (ElasticMQ $SQS_VERSION)"
   else
@@ -670,7 +841,7 @@ status() {
 }
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -681,13 +852,30 @@ main() {
   case "$cmd" in
     up|down|status|env|stop-kafka|start-kafka|restart-kafka|stop-postgres|start-postgres|restart-postgres) ;;
     sasl-up|sasl-down) ;;
+    start-cluster|stop-cluster|kill-broker|start-broker) ;;
     start-sqs) ;;
     stop-sqs) ;;
     -h|--help|help) usage ;;
     *) log "unknown command: $cmd"; usage ;;
   esac
-  local with_sqs=0
-  if [ "$cmd" = "up" ] && [ "${1:-}" = "--sqs" ]; then with_sqs=1; shift; fi
+  local with_sqs=0 brokers=1
+  if [ "$cmd" = "up" ]; then
+    local rest=()
+    while [ "$#" -gt 0 ]; do
+      case "$1" in
+        --sqs) with_sqs=1 ;;
+        --kafka-brokers) [ "$#" -ge 2 ] || die "--kafka-brokers needs a count (1 or 3)"; brokers="$2"; shift ;;
+        --kafka-brokers=*) brokers="${1#*=}" ;;
+        *) rest+=("$1") ;;
+      esac
+      shift
+    done
+    case "$brokers" in 1|3) ;; *) die "--kafka-brokers is 1 (the default) or 3 (got '$brokers')" ;; esac
+    set -- ${rest[@]+"${rest[@]}"}
+  fi
+  case "$cmd" in
+    start-cluster|stop-cluster|kill-broker|start-broker) cluster_verb "$cmd" "$@"; return 0 ;;
+  esac
 
   # ElasticMQ runs natively whatever the mode (java only); it has its own lock-protected verbs.
   if [ "$cmd" = "start-sqs" ] || [ "$cmd" = "stop-sqs" ]; then
@@ -697,7 +885,7 @@ main() {
   fi
   if [ "$cmd" = "up" ] && [ "$with_sqs" -eq 1 ]; then
     # The two-line contract of `up` stays; --sqs adds the third line after them.
-    bash "${BASH_SOURCE[0]}" up "$@"
+    bash "${BASH_SOURCE[0]}" up --kafka-brokers "$brokers" "$@"
     if [ -n "${LEDGER_SQS_ENDPOINT:-}" ]; then
       log "LEDGER_SQS_ENDPOINT already set: using it, starting no ElasticMQ"
       printf 'export LEDGER_SQS_ENDPOINT=%q\n' "$LEDGER_SQS_ENDPOINT"
@@ -734,6 +922,17 @@ main() {
     return 0
   fi
 
+  if [ "$cmd" = "up" ] && [ "$brokers" -eq 3 ]; then
+    use_docker && die "up --kafka-brokers 3: the Kafka cluster is native only (LEDGER_SERVICES_MODE=native)"
+    take_lock
+    pg_start
+    take_cluster_lock
+    cluster_start
+    echo "export LEDGER_DATABASE_URL=postgresql+psycopg://ledger:ledger@127.0.0.1:${PG_PORT}/ledger"
+    echo "export LEDGER_KAFKA_BOOTSTRAP=$(cluster_bootstrap)"
+    return 0
+  fi
+
   if use_docker; then
     log "using docker compose ($COMPOSE_FILE)"
     docker_cmd "$cmd" "$@"
@@ -759,6 +958,7 @@ main() {
       sqs_stop
       kafka_stop
       (use_sasl_broker; kafka_stop)
+      cluster_stop
       pg_stop
       if [ "${1:-}" = "--purge" ]; then
         [ -f "$MARKER" ] || die "$STATE_DIR has no $MARKER; refusing to delete it"
