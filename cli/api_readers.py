@@ -22,7 +22,7 @@ from ledger.backfill import iter_accounts
 from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from ledger.stripe_api import StripeApi, api_base_from_env, api_key_from_env
 
 log = get_logger("cli.backfill")
@@ -54,7 +54,7 @@ def stripe_api(stop: threading.Event) -> StripeApi:
 def event_store(settings: Settings) -> EventStore:
     engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def account_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from cli.errors import CommandError
 from ledger import dead_letters
 from ledger.database import create_engine, require_migrated
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 
 LIST_ROWS_MAX = dead_letters.DEAD_LETTERS_PAGE_ROWS_MAX
 REASON_CHARS_SHOWN_MAX = 60
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
 def _store(settings: Settings) -> EventStore:
     engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def _summary(letter: dead_letters.Letter) -> dict[str, Any]:

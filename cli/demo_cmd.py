@@ -33,7 +33,7 @@ from demo.history import EVENTS_MAX, DemoHistory, encode, generate_before
 from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from projections import registry
 from reports import render
 from reports.query import run_report
@@ -245,7 +245,7 @@ def _post_and_report(
     )
     if result.failed:
         return 1
-    store = EventStore(create_engine(database_url, create=False))
+    store = open_event_store(create_engine(database_url, create=False))
     # Stripe sends no webhook for balance transactions: fetch them, as a user's cron would.
     code, output = run_balance_sync(history, database_url)
     print(output)

@@ -17,7 +17,7 @@ from ledger.importer import Source, copy_store, import_files, spool_stdin
 from ledger.logs import get_logger
 from ledger.metrics import StoreCollector, kafka_end_offsets
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 
 log = get_logger("cli")
 
@@ -25,7 +25,7 @@ log = get_logger("cli")
 def _store(settings: Settings) -> EventStore:
     engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,7 +46,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = settings.require_kafka()
     engine = create_engine(settings.database_url, create=False)
     consumer = Consumer(
-        EventStore(engine),
+        open_event_store(engine),
         bootstrap,
         args.topic or settings.kafka_topic,
         args.group or settings.kafka_group,
@@ -105,7 +105,9 @@ def cmd_copy_store(args: argparse.Namespace, settings: Settings) -> int:
     migrate(target_engine)
     progress = Progress("copy-store", 0, log)
     try:
-        result = copy_store(EventStore(source_engine), EventStore(target_engine), progress.update)
+        result = copy_store(
+            open_event_store(source_engine), open_event_store(target_engine), progress.update
+        )
     finally:
         progress.finish()
     print(
@@ -158,9 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "id stored with a different payload is a conflict: exit 2, nothing imported, unless "
         "--allow-conflicts (then the stored payload stays and the rest is imported).",
     )
-    importer.add_argument(
-        "files", nargs="+", metavar="FILE", help="paths, or - for standard input"
-    )
+    importer.add_argument("files", nargs="+", metavar="FILE", help="paths, or - for standard input")
     importer.add_argument(
         "--allow-conflicts",
         action="store_true",

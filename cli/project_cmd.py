@@ -16,7 +16,7 @@ from ledger.logs import get_logger
 from ledger.metrics import StoreCollector
 from ledger.retry import retrying
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import open_event_store
 from projections import registry, worker
 from projections.metrics import ProjectionCollector
 
@@ -93,7 +93,7 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     try:
         worker.run(
-            EventStore(engine),
+            open_event_store(engine),
             names=args.projections,
             until_idle_s=args.until_idle,
             stop=stop,

@@ -15,7 +15,7 @@ from cli.progress import Progress
 from ledger.database import create_engine, first_line, reachable, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
-from ledger.store import EventStore
+from ledger.store import open_event_store
 from projections import rebuild, registry, verify
 from projections.metrics import projection_lag
 from reports import periods, render, views
@@ -42,7 +42,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     bar = Progress(f"rebuild {', '.join(names)}", 0, log)
     try:
         results = rebuild.rebuild(
-            EventStore(engine),
+            open_event_store(engine),
             names,
             hooks=(views.drop_views, views.create_views),
             on_progress=bar.update,
@@ -116,7 +116,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         if full:
             require_migrated(engine)
         with reachable():
-            checks, drift = verify.verify(EventStore(engine), args.drift_tolerance)
+            checks, drift = verify.verify(open_event_store(engine), args.drift_tolerance)
             with engine.connect() as connection:
                 head, positions = projection_lag(connection) if full else _lag_of(connection)
     finally:

@@ -27,7 +27,7 @@ from cli.ingest_cmd import port_number
 from ledger import logs
 from ledger.database import create_engine, migrate
 from ledger.settings import Settings, SettingsError
-from ledger.store import EventStore
+from ledger.store import open_event_store
 from reports.read_side import prepare_read_side
 
 WORKER_STOP_TIMEOUT_S = 30.0
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # serve_listening is logged once the socket is bound (a taken port never logs it).
     server = make_server(
-        create_app(settings, StoreSink(EventStore(engine))),
+        create_app(settings, StoreSink(open_event_store(engine))),
         settings,
         args.host,
         args.port,

@@ -32,7 +32,7 @@ from ledger.sqs_consumer import (
     region_from_queue_url,
     store_sink,
 )
-from ledger.store import AppendResult, DeadLetter, EventStore, Incoming
+from ledger.store import AppendResult, DeadLetter, EventStore, Incoming, open_event_store
 
 SQS_CONNECT_TIMEOUT_S = 5
 SQS_READ_TIMEOUT_MARGIN_S = 10  # beyond the long poll's wait
@@ -131,7 +131,7 @@ def cmd_consume_sqs(args: argparse.Namespace, settings: Settings) -> int:
     except SqsError as error:
         raise SettingsError(f"--queue-url: {error}") from None
     engine = create_engine(settings.database_url, create=False)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     producer = None
     transient: tuple[type[BaseException], ...] = TRANSIENT_DB_ERRORS
     if args.via_kafka:

@@ -1,4 +1,4 @@
-"""The append-only event store: idempotent batched appends and an ordered, gapless read.
+"""The event store's interface: idempotent batched appends and an ordered, gapless read.
 
 Exactly-once comes from the database, not from the transport: ``event_id`` is unique and an
 append of a known id is a counted no-op. Kafka offsets and dead letters are written in the same
@@ -10,36 +10,38 @@ commit in any order, so a reader of ``position > last`` could pass over a positi
 later. Appends therefore take a transaction-level advisory lock first: positions are handed out
 and committed one appending transaction at a time (see docs/ARCHITECTURE.md). SQLite has a single
 writer, so its positions commit in order by construction.
+
+This module is the interface and what every backend shares (the dataclasses, the append
+transaction, the reads); ``ledger/store_postgres.py`` and ``ledger/store_sqlite.py`` are the
+backends, and ``open_event_store(engine)`` picks one by the engine's dialect.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.database import WRITE
 from ledger.envelope import SOURCES, StripeEvent
 from ledger.schema import dead_letters, events, kafka_offsets
 
-APPEND_STATEMENT_EVENTS_MAX = 500  # rows per INSERT: 15 columns x 500 stays under SQLite's 32766
 READ_BATCH_EVENTS_MAX = 10_000
-APPEND_LOCK_KEY = 0x5EDCE7  # pg_advisory_xact_lock key that serializes appends
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class KafkaCoordinates:
     topic: str
     partition: int
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Incoming:
     """An event on its way into the store, with where and when it came from."""
 
@@ -49,7 +51,7 @@ class Incoming:
     kafka: KafkaCoordinates | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class DeadLetter:
     raw: bytes
     error: str
@@ -57,14 +59,14 @@ class DeadLetter:
     kafka: KafkaCoordinates | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class AppendResult:
     appended: int
     duplicates: int
     dead_lettered: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredEvent:
     position: int
     event_id: str
@@ -83,104 +85,22 @@ class StoredEvent:
     kafka_offset: int | None
 
 
-# PostgreSQL appends send one array per column and unnest them on the server: a short statement
-# that psycopg and the server both cache, whatever the batch size. (A multi-row VALUES is a new
-# statement text for every batch size, and compiling and parsing it cost more than the insert.)
-_EVENT_COLUMNS = (
-    ("event_id", "text"),
-    ("type", "text"),
-    ("api_version", "text"),
-    ("created", "int8"),
-    ("livemode", "bool"),
-    ("account", "text"),
-    ("object_type", "text"),
-    ("object_id", "text"),
-    ("received_at", "timestamptz"),
-    ("source", "text"),
-    ("payload", "text"),
-    ("kafka_topic", "text"),
-    ("kafka_partition", "int4"),
-    ("kafka_offset", "int8"),
-)
-_POSTGRES_APPEND = (
-    "INSERT INTO events ({names}) SELECT {selected} FROM unnest({arrays}) AS u({names}) "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING position"
-).format(
-    names=", ".join(name for name, _ in _EVENT_COLUMNS),
-    selected=", ".join(
-        f"{name}::jsonb" if name == "payload" else name for name, _ in _EVENT_COLUMNS
-    ),
-    arrays=", ".join(f"%b::{kind}[]" for _, kind in _EVENT_COLUMNS),  # binary: no escaping
-)
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 _json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _payload_text(event: StripeEvent) -> str:
+def payload_text(event: StripeEvent) -> str:
     """The JSON text to store: the bytes as received when we have them, else the encoding."""
     if event.raw is not None:
         return event.raw.decode("utf-8")
     return _json_encode(event.payload)
 
 
-def _append_postgres(connection: sa.Connection, items: Sequence[Incoming]) -> int:
-    appended = 0
-    for start in range(0, len(items), APPEND_STATEMENT_EVENTS_MAX):
-        chunk = items[start : start + APPEND_STATEMENT_EVENTS_MAX]
-        for item in chunk:
-            assert item.source in SOURCES, item.source
-            assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
-        evs = [item.event for item in chunk]
-        kafka = [item.kafka for item in chunk]
-        arrays = [
-            [e.event_id for e in evs],
-            [e.type for e in evs],
-            [e.api_version for e in evs],
-            [e.created for e in evs],
-            [e.livemode for e in evs],
-            [e.account for e in evs],
-            [e.object_type for e in evs],
-            [e.object_id for e in evs],
-            [item.received_at for item in chunk],
-            [item.source for item in chunk],
-            [_payload_text(e) for e in evs],
-            [k.topic if k else None for k in kafka],
-            [k.partition if k else None for k in kafka],
-            [k.offset if k else None for k in kafka],
-        ]
-        # exec_driver_sql: the text goes to psycopg as it is (``%b`` binary parameters),
-        # and a lost connection surfaces as sqlalchemy's OperationalError (retried).
-        appended += len(connection.exec_driver_sql(_POSTGRES_APPEND, tuple(arrays)).all())
-    return appended
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _event_row(item: Incoming) -> dict[str, Any]:
-    assert item.source in SOURCES, item.source
-    assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
-    event = item.event
-    kafka = item.kafka
-    return {
-        "event_id": event.event_id,
-        "type": event.type,
-        "api_version": event.api_version,
-        "created": event.created,
-        "livemode": event.livemode,
-        "account": event.account,
-        "object_type": event.object_type,
-        "object_id": event.object_id,
-        "received_at": item.received_at,
-        "source": item.source,
-        "payload": event.payload,
-        "kafka_topic": kafka.topic if kafka else None,
-        "kafka_partition": kafka.partition if kafka else None,
-        "kafka_offset": kafka.offset if kafka else None,
-    }
-
-
-def _stored(row: sa.Row[Any]) -> StoredEvent:
+def stored_event(row: sa.Row[Any]) -> StoredEvent:
+    """A row of ``events`` (all columns, read through SQLAlchemy) as a ``StoredEvent``."""
     received_at = row.received_at
     if received_at.tzinfo is None:  # SQLite keeps no zone; we only ever write UTC
         received_at = received_at.replace(tzinfo=dt.UTC)
@@ -203,16 +123,73 @@ def _stored(row: sa.Row[Any]) -> StoredEvent:
     )
 
 
-class EventStore:
-    """Reads and appends Stripe events. One instance per process; thread-safe via the pool."""
+# The columns ``read`` returns, in ``StoredEvent``'s order (the payload as its JSON text).
+READ_COLUMNS = tuple(field.name for field in dataclasses.fields(StoredEvent))
+_LIVEMODE, _RECEIVED_AT, _PAYLOAD = (
+    READ_COLUMNS.index(name) for name in ("livemode", "received_at", "payload")
+)
+assert (_LIVEMODE, _RECEIVED_AT, _PAYLOAD) == (5, 9, 11), "event_of_row's slices"
+_loads = json.loads  # the payloads were checked by ``decode_json`` on their way in
+
+
+def event_of_row(row: Sequence[Any], received_at: dt.datetime, livemode: bool) -> StoredEvent:
+    """A ``READ_COLUMNS`` row as a ``StoredEvent``, its payload text decoded once. (Each backend
+    converts ``received_at`` and ``livemode``: their drivers return them differently.)"""
+    return StoredEvent(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        livemode,
+        row[6],
+        row[7],
+        row[8],
+        received_at,
+        row[10],
+        _loads(row[11]),
+        row[12],
+        row[13],
+        row[14],
+    )
+
+
+def check_incoming(item: Incoming) -> None:
+    """The invariants of an event on its way in, checked before any backend writes it."""
+    assert item.source in SOURCES, item.source
+    assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
+
+
+class EventStore(abc.ABC):
+    """Reads and appends Stripe events. One instance per process; thread-safe via the pool.
+
+    The interface every backend keeps (tests/contracts/ checks it on each): open one with
+    ``open_event_store(engine)``. A backend supplies how appends are serialized, how new events
+    are inserted and how a batch of events is read; the rest is shared here."""
+
+    dialect: ClassVar[str]  # the SQLAlchemy dialect name this backend serves
 
     def __init__(self, engine: sa.Engine) -> None:
+        assert engine.dialect.name == self.dialect, (engine.dialect.name, self.dialect)
         self.engine = engine
-        self.dialect = engine.dialect.name
-        assert self.dialect in ("postgresql", "sqlite"), self.dialect
 
+    # -- what a backend supplies -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _serialize_appends(self, connection: sa.Connection) -> None:
+        """Make this transaction the only appending one until it ends (gapless positions)."""
+
+    @abc.abstractmethod
+    def _insert_events(self, connection: sa.Connection, fresh: Sequence[Incoming]) -> int:
+        """Insert ``fresh`` (distinct ids) except the ids already stored; how many were new."""
+
+    @abc.abstractmethod
     def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        """The dialect's INSERT construct (it has ``on_conflict_do_*``) for ``table``."""
+
+    @abc.abstractmethod
+    def _greatest(self, left: Any, right: Any) -> Any:
+        """The SQL expression of the larger of two values."""
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -233,8 +210,7 @@ class EventStore:
         """
         with self.engine.connect().execution_options(**WRITE) as connection:
             with connection.begin():
-                if self.dialect == "postgresql":
-                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+                self._serialize_appends(connection)
                 appended = self._append_events(connection, incoming)
                 dead_lettered = self._append_dead_letters(connection, dead)
                 if offsets:
@@ -251,51 +227,15 @@ class EventStore:
         fresh: list[Incoming] = []
         seen: set[str] = set()
         for item in incoming:  # duplicates inside one batch are counted like any other
+            check_incoming(item)
             if item.event.event_id not in seen:
                 seen.add(item.event.event_id)
                 fresh.append(item)
         if not fresh:
             return 0
-        if self.dialect == "postgresql":
-            appended = _append_postgres(connection, fresh)
-        else:
-            # The ids already stored are left out here: the events_no_replace trigger refuses
-            # any insert over a stored event (issue 19), ON CONFLICT DO NOTHING's included.
-            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody adds one
-            # between this read and the insert.
-            known = self._known_ids(connection, [item.event.event_id for item in fresh])
-            fresh = [item for item in fresh if item.event.event_id not in known]
-            if not fresh:
-                return 0
-            # One cached statement executed for many rows ("insertmanyvalues"): a
-            # .values(rows) statement would be compiled afresh for every batch. The payload
-            # is bound as text: the bytes as received (as on PostgreSQL), not encoded again.
-            statement = (
-                self._insert(events)
-                .values(payload=sa.bindparam("payload", type_=sa.Text()))
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(events.c.position)
-            )
-            appended = len(
-                connection.execution_options(insertmanyvalues_page_size=APPEND_STATEMENT_EVENTS_MAX)
-                .execute(
-                    statement,
-                    [{**_event_row(item), "payload": _payload_text(item.event)} for item in fresh],
-                )
-                .all()
-            )
-        assert appended <= len(fresh)
+        appended = self._insert_events(connection, fresh)
+        assert 0 <= appended <= len(fresh), (appended, len(fresh))
         return appended
-
-    def _known_ids(self, connection: sa.Connection, ids: Sequence[str]) -> set[str]:
-        known: set[str] = set()
-        for start in range(0, len(ids), APPEND_STATEMENT_EVENTS_MAX):
-            chunk = ids[start : start + APPEND_STATEMENT_EVENTS_MAX]
-            rows = connection.execute(
-                sa.select(events.c.event_id).where(events.c.event_id.in_(chunk))
-            )
-            known.update(row[0] for row in rows)
-        return known
 
     def _append_dead_letters(self, connection: sa.Connection, dead: Sequence[DeadLetter]) -> int:
         if not dead:
@@ -332,11 +272,9 @@ class EventStore:
         statement = statement.on_conflict_do_update(
             index_elements=["topic", "partition"],
             set_={
-                "next_offset": sa.func.max(
+                "next_offset": self._greatest(
                     kafka_offsets.c.next_offset, statement.excluded.next_offset
-                )
-                if self.dialect == "sqlite"
-                else sa.func.greatest(kafka_offsets.c.next_offset, statement.excluded.next_offset),
+                ),
                 "updated_at": statement.excluded.updated_at,
             },
         )
@@ -344,25 +282,32 @@ class EventStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Events with position > after_position, in position order, at most ``limit``."""
-        assert 0 < limit <= READ_BATCH_EVENTS_MAX, limit
-        statement = (
-            sa.select(events)
-            .where(events.c.position > after_position)
-            .order_by(events.c.position)
-            .limit(limit)
-        )
+    def read(self, after_position: int = 0, events_max: int = 1000) -> list[StoredEvent]:
+        """Events with position > after_position, in position order, at most ``events_max``."""
+        assert 0 < events_max <= READ_BATCH_EVENTS_MAX, events_max
+        assert after_position >= 0, after_position
         with self.engine.connect() as connection:
-            return [_stored(row) for row in connection.execute(statement)]
+            page = self._read_page(connection, after_position, events_max)
+        assert len(page) <= events_max, (len(page), events_max)
+        return page
 
-    def iter_events(self, after_position: int = 0, batch: int = 1000) -> Iterator[StoredEvent]:
+    @abc.abstractmethod
+    def _read_page(
+        self, connection: sa.Connection, after_position: int, events_max: int
+    ) -> list[StoredEvent]:
+        """``read``'s page. The hot path of project and rebuild: each backend reads its rows
+        through the driver (``READ_COLUMNS``, the payload as text decoded once, here), not
+        SQLAlchemy's row processing, which was most of a rebuild's read time."""
+
+    def iter_events(
+        self, after_position: int = 0, batch_events: int = 1000
+    ) -> Iterator[StoredEvent]:
         """Every event after ``after_position``, streamed in batches (bounded memory)."""
         position = after_position
         while True:
-            page = self.read(position, batch)
+            page = self.read(position, batch_events)
             yield from page
-            if len(page) < batch:
+            if len(page) < batch_events:
                 return
             position = page[-1].position
 
@@ -399,13 +344,28 @@ class EventStore:
         with self.engine.connect() as connection:
             return {row.partition: row.next_offset for row in connection.execute(statement)}
 
-    def dead_letter_rows(self, limit: int = 100, after_id: int = 0) -> list[sa.Row[Any]]:
-        """Dead letters with id > ``after_id``, oldest first, at most ``limit``."""
+    def dead_letter_rows(self, rows_max: int = 100, after_id: int = 0) -> list[sa.Row[Any]]:
+        """Dead letters with id > ``after_id``, oldest first, at most ``rows_max``."""
+        assert 0 < rows_max <= READ_BATCH_EVENTS_MAX, rows_max
         statement = (
             sa.select(dead_letters)
             .where(dead_letters.c.id > after_id)
             .order_by(dead_letters.c.id)
-            .limit(limit)
+            .limit(rows_max)
         )
         with self.engine.connect() as connection:
             return list(connection.execute(statement))
+
+
+def open_event_store(engine: sa.Engine) -> EventStore:
+    """The event store of ``engine``'s database: the backend of its dialect."""
+    # Imported here: each backend module imports this one (the interface) first.
+    from ledger.store_postgres import PostgresEventStore
+    from ledger.store_sqlite import SqliteEventStore
+
+    backends: dict[str, type[EventStore]] = {
+        backend.dialect: backend for backend in (PostgresEventStore, SqliteEventStore)
+    }
+    backend = backends.get(engine.dialect.name)
+    assert backend is not None, f"no event store for {engine.dialect.name}"
+    return backend(engine)

@@ -36,7 +36,7 @@ from ledger.envelope import THIN_OBJECT, EnvelopeError, StripeEvent, event_from_
 from ledger.logs import get_logger
 from ledger.schema import events
 from ledger.settings import EVENT_BODY_BYTES_MAX
-from ledger.store import EventStore, Incoming, StoredEvent, _stored, utc_now
+from ledger.store import EventStore, Incoming, StoredEvent, stored_event, utc_now
 from ledger.stripe_api import StripeApi, StripeApiError
 
 THIN_OBJECT_FACT = "ledger.thin_event_object"
@@ -164,7 +164,7 @@ def pending(engine: sa.Engine, *, livemode: bool, events_max: int) -> list[Store
         .limit(events_max)
     )
     with engine.connect() as connection:
-        return [_stored(row) for row in connection.execute(statement)]
+        return [stored_event(row) for row in connection.execute(statement)]
 
 
 def counts(engine: sa.Engine) -> ThinCounts:

@@ -22,7 +22,7 @@ from demo.balance import sync_in_process  # noqa: E402
 from demo.history import generate  # noqa: E402
 from ledger.database import create_engine, migrate  # noqa: E402
 from ledger.envelope import event_from_dict  # noqa: E402
-from ledger.store import EventStore, Incoming, utc_now  # noqa: E402
+from ledger.store import Incoming, open_event_store, utc_now  # noqa: E402
 from projections import worker  # noqa: E402
 from reports import render  # noqa: E402
 from reports.read_side import prepare_read_side  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> int:
         engine = create_engine(f"sqlite:///{tmp}/doc.db")
         migrate(engine)
         prepare_read_side(engine)
-        store = EventStore(engine)
+        store = open_event_store(engine)
         history = generate(seed=7, events=400)
         store.append(
             [Incoming(event_from_dict(e), "import", utc_now()) for e in history.deliveries]

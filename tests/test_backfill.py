@@ -33,7 +33,7 @@ from ledger.backfill import (
     type_matches,
 )
 from ledger.database import create_engine, migrate
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from ledger.stripe_api import API_ATTEMPTS_MAX, StripeApi, StripeApiError, retry_after_s
 from projections.journal_rules import balance_transaction_entry_id
 from tests.support.factory import charge_event
@@ -63,7 +63,7 @@ def env_for(database_url: str, base: str, **extra: str) -> dict[str, str]:
 def migrated(database_url: str) -> EventStore:
     engine = create_engine(database_url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 # -- stripe-mock ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ledger.balance_facts import (
 )
 from ledger.balance_sync import Cursor, balance_sync, load_cursor
 from ledger.database import create_engine, migrate
-from ledger.store import EventStore, StoredEvent
+from ledger.store import EventStore, StoredEvent, open_event_store
 from ledger.stripe_api import StripeApi
 from tests.support.kafka_util import cli_env
 from tests.test_backfill import Waits
@@ -144,7 +144,7 @@ def standin() -> Iterator[Standin]:
 def migrated(url: str) -> EventStore:
     engine = create_engine(url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def facts(store: EventStore, fact_type: str) -> list[StoredEvent]:

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.database import create_engine, migrate
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from tests.support.factory import charge_event, encode
 from tests.support.kafka_util import cli_env, create_topic, produce, run_cli, start_cli
 from tests.support.tcp_proxy import TcpProxy
@@ -23,7 +23,7 @@ WAIT_S_MAX = 120
 def store(postgres_url: str) -> EventStore:
     engine = create_engine(postgres_url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def _records(numbers: list[int]) -> list[tuple[bytes | None, bytes]]:

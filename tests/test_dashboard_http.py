@@ -264,7 +264,7 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     from ledger.database import create_engine
     from ledger.database import migrate as migrate_store
     from ledger.envelope import event_from_dict
-    from ledger.store import EventStore, Incoming, utc_now
+    from ledger.store import Incoming, open_event_store, utc_now
     from projections import worker
     from reports import export
     from reports.read_side import prepare_read_side
@@ -273,7 +273,7 @@ def test_each_payout_links_to_its_entry_in_the_books(tmp_path: Path) -> None:
     engine = create_engine(url)
     migrate_store(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     history = generate(seed=7, events=400)
     store.append([Incoming(event_from_dict(e), "import", utc_now()) for e in history.deliveries])
     sync_in_process(history, store)

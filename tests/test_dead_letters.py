@@ -8,14 +8,14 @@ import pytest
 
 from cli import main as main_cli
 from ledger.database import create_engine, migrate
-from ledger.store import DeadLetter, EventStore, KafkaCoordinates, utc_now
+from ledger.store import DeadLetter, EventStore, KafkaCoordinates, open_event_store, utc_now
 from tests.support.factory import charge_event, encode
 
 
 @pytest.fixture
 def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> EventStore:
     """Three dead letters: two events an older parser refused (accepted now), one garbage."""
-    store = EventStore(create_engine(database_url))
+    store = open_event_store(create_engine(database_url))
     migrate(store.engine)
     now = utc_now()
     dead = [
@@ -80,7 +80,7 @@ def test_an_eventbridge_dead_letter_from_consume_sqs_is_parsed_as_eventbridge(
 ) -> None:
     from tests.support.sqs_util import SOURCE, eventbridge_envelope
 
-    store = EventStore(create_engine(sqlite_url))
+    store = open_event_store(create_engine(sqlite_url))
     migrate(store.engine)
     raw = json.dumps(eventbridge_envelope(charge_event(7))).encode()
     coordinates = KafkaCoordinates("sqs:stripe-events", 0, 12345)  # as consume-sqs files it

@@ -1,29 +1,26 @@
-"""The event-store contract: one suite, run the same way on SQLite and on PostgreSQL."""
+"""The event store's backends: what is particular to each (the shared contract, run on every
+backend, is tests/contracts/test_event_store.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import random
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
 from ledger.database import create_engine, current_revision, head_revision, migrate
 from ledger.envelope import parse_event
-from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates, utc_now
+from ledger.store import Incoming, open_event_store, utc_now
+from ledger.store_postgres import APPEND_LOCK_KEY, PostgresEventStore
+from ledger.store_sqlite import SqliteEventStore
 from tests.support.factory import charge_event, encode
 
-
-@pytest.fixture
-def store(database_url: str) -> EventStore:
-    engine = create_engine(database_url)
-    migrate(engine)
-    return EventStore(engine)
+WAIT_S = 30
 
 
-def incoming(n: int, **kwargs: object) -> Incoming:
-    return Incoming(parse_event(encode(charge_event(n, **kwargs))), "webhook", utc_now())  # type: ignore[arg-type]
+def incoming(n: int) -> Incoming:
+    return Incoming(parse_event(encode(charge_event(n))), "webhook", utc_now())
 
 
 def test_migrate_is_idempotent(database_url: str) -> None:
@@ -33,131 +30,60 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     assert migrate(engine) == (head_revision(), head_revision())
 
 
-def test_append_then_read_in_order(store: EventStore) -> None:
-    result = store.append([incoming(n) for n in range(5)])
-    assert (result.appended, result.duplicates) == (5, 0)
-    stored = store.read(0, 100)
-    assert [e.event_id for e in stored] == [f"evt_test{n:08d}" for n in range(5)]
-    positions = [e.position for e in stored]
-    assert positions == sorted(positions) and len(set(positions)) == 5
-    assert store.head_position() == positions[-1]
-    assert store.read(positions[1], 2)[0].position == positions[2]
+@pytest.mark.parametrize(
+    ("backend", "kind"), [("sqlite", SqliteEventStore), ("postgres", PostgresEventStore)]
+)
+def test_the_factory_opens_the_backend_of_the_dialect(
+    backend: str, kind: type, request: pytest.FixtureRequest
+) -> None:
+    engine = create_engine(str(request.getfixturevalue(f"{backend}_url")))
+    store = open_event_store(engine)
+    assert type(store) is kind and store.engine is engine
+    with pytest.raises(AssertionError):
+        (PostgresEventStore if kind is SqliteEventStore else SqliteEventStore)(engine)
+    engine.dispose()
 
 
-def test_stored_fields_round_trip(store: EventStore) -> None:
-    item = Incoming(
-        parse_event(encode(charge_event(3, account="acct_9", livemode=True, amount=1234))),
-        "import",
-        dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC),
-        KafkaCoordinates("stripe.events", 2, 41),
-    )
-    store.append([item])
-    (event,) = store.read(0, 10)
-    assert event.type == "charge.succeeded" and event.api_version == "2026-07-29.dahlia"
-    assert (event.account, event.livemode, event.source) == ("acct_9", True, "import")
-    assert (event.object_type, event.object_id) == ("charge", "ch_test00000003")
-    assert event.created == 1_760_000_003
-    assert event.received_at == dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
-    assert (event.kafka_topic, event.kafka_partition, event.kafka_offset) == (
-        "stripe.events",
-        2,
-        41,
-    )
-    assert event.payload["data"]["object"]["amount"] == 1234
-    assert isinstance(event.payload["data"]["object"]["amount"], int)
+def test_postgres_appends_wait_for_the_append_lock(postgres_url: str) -> None:
+    """Positions are handed out under one advisory lock: an append waits while it is held."""
+    engine = create_engine(postgres_url)
+    migrate(engine)
+    store = open_event_store(engine)
+    done: list[int] = []
+    with engine.connect() as holder:
+        holder.exec_driver_sql(f"SELECT pg_advisory_lock({APPEND_LOCK_KEY})")
+        writer = threading.Thread(target=lambda: done.append(store.append([incoming(1)]).appended))
+        writer.start()
+        deadline = time.monotonic() + WAIT_S
+        with engine.connect() as watcher:
+            while not watcher.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).scalar():
+                watcher.rollback()
+                assert time.monotonic() < deadline, "the append never waited for the lock"
+                time.sleep(0.01)
+        assert writer.is_alive() and done == [] and store.count() == 0
+        holder.exec_driver_sql(f"SELECT pg_advisory_unlock({APPEND_LOCK_KEY})")
+        holder.commit()
+    writer.join(timeout=WAIT_S)
+    assert done == [1] and store.count() == 1
+    engine.dispose()
 
 
-def test_a_known_event_id_is_a_counted_no_op(store: EventStore) -> None:
-    store.append([incoming(1), incoming(2)])
-    before = store.read(0, 10)
-    result = store.append([incoming(2), incoming(3), incoming(3), incoming(1)])
-    assert (result.appended, result.duplicates) == (1, 3)
-    after = store.read(0, 10)
-    assert after[:2] == before
-    assert [e.event_id for e in after] == [f"evt_test{n:08d}" for n in (1, 2, 3)]
-
-
-def test_large_batches_span_statements(store: EventStore) -> None:
-    items = [incoming(n) for n in range(1200)]
-    assert store.append(items).appended == 1200
-    assert store.append(items).duplicates == 1200
-    assert store.count() == 1200
-    assert sum(1 for _ in store.iter_events(0, 250)) == 1200
-
-
-def test_the_database_refuses_update_and_delete(store: EventStore) -> None:
+def test_sqlite_leaves_known_ids_out_before_its_insert(sqlite_url: str) -> None:
+    """SQLite's events_no_replace trigger refuses any INSERT over a stored id (ON CONFLICT DO
+    NOTHING's included): the append must never send one, or the whole batch would fail."""
+    engine = create_engine(sqlite_url)
+    migrate(engine)
+    store = open_event_store(engine)
     store.append([incoming(1)])
-    for statement in ("UPDATE events SET type = 'x'", "DELETE FROM events"):
-        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
-            with store.engine.begin() as connection:
-                connection.exec_driver_sql(statement)
-    assert [e.type for e in store.read(0, 10)] == ["charge.succeeded"]
-
-
-def test_offsets_and_dead_letters_commit_with_the_events(store: EventStore) -> None:
-    letter = DeadLetter(
-        b"\xffnot json", "payload is not valid UTF-8", utc_now(), KafkaCoordinates("t", 0, 7)
-    )
-    result = store.append([incoming(1)], dead=[letter], offsets={("t", 0): 8, ("t", 1): 3})
-    assert (result.appended, result.dead_lettered) == (1, 1)
-    assert store.offsets("t") == {0: 8, 1: 3}
-    (row,) = store.dead_letter_rows()
-    assert (row.raw, row.topic, row.partition, row.offset) == (b"\xffnot json", "t", 0, 7)
-    # Offsets never move backwards (a zombie consumer re-storing an old batch).
-    store.append([], offsets={("t", 0): 5, ("t", 1): 4})
-    assert store.offsets("t") == {0: 8, 1: 4}
-    # The same dead letter again is not stored twice.
-    assert store.append([], dead=[letter]).dead_lettered == 0
-
-
-def test_a_failed_append_stores_nothing(store: EventStore) -> None:
-    bad = Incoming(parse_event(encode(charge_event(2))), "webhook", utc_now())
-    object.__setattr__(bad, "source", "carrier-pigeon")  # violates the CHECK / the assertion
-    with pytest.raises((AssertionError, sa.exc.IntegrityError)):
-        store.append([incoming(1), bad], offsets={("t", 0): 10})
-    assert store.count() == 0
-    assert store.offsets("t") == {}
-
-
-def test_concurrent_writers_and_a_tailing_reader_see_every_event_once(store: EventStore) -> None:
-    """A tail of `position > last` must never pass over an append that commits late."""
-    writers, batches, per_batch = 4, 25, 8
-    expected = writers * batches * per_batch
-    seen: list[str] = []
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def write(w: int) -> None:
-        try:
-            rng = random.Random(w)
-            for b in range(batches):
-                base = (w * batches + b) * per_batch
-                store.append([incoming(base + i) for i in range(per_batch)])
-                if rng.random() < 0.3:
-                    threading.Event().wait(rng.random() / 100)
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    def tail() -> None:
-        last = 0
-        while True:
-            finished = done.is_set()  # read before the page: a last sweep after the writers
-            page = store.read(last, 50)
-            seen.extend(e.event_id for e in page)
-            if page:
-                last = page[-1].position
-            elif finished:
-                return
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    reader = threading.Thread(target=tail)
-    reader.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    done.set()
-    reader.join(timeout=120)
-    assert not errors
-    assert len(seen) == expected, f"the tail saw {len(seen)} of {expected}"
-    assert len(set(seen)) == expected
+    columns = "event_id, type, created, livemode, received_at, source, payload"
+    with pytest.raises(sa.exc.DBAPIError, match="cannot be replaced"):
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"INSERT INTO events ({columns}) SELECT {columns} FROM events WHERE true "
+                "ON CONFLICT (event_id) DO NOTHING"
+            )
+    result = store.append([incoming(1), incoming(2)])
+    assert (result.appended, result.duplicates) == (1, 1)
+    engine.dispose()

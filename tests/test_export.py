@@ -23,7 +23,7 @@ from demo.balance import sync_in_process
 from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import EventStore, Incoming, open_event_store, utc_now
 from projections import worker
 from projections.journal_rules import BT_FACT
 from reports import export, periods
@@ -81,7 +81,7 @@ def _load(url: str, deliveries: list[dict[str, Any]]) -> EventStore:
     engine = create_engine(url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     now = utc_now()
     for start in range(0, len(deliveries), 500):
         chunk = deliveries[start : start + 500]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ledger.database import create_engine, migrate
 from ledger.envelope import EnvelopeError, parse_event
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import Incoming, open_event_store, utc_now
 
 # Every character, surrogates and NUL included.
 hostile_text = st.text(st.characters(codec=None, categories=None), max_size=12) | st.sampled_from(
@@ -74,7 +74,7 @@ def test_every_event_the_envelope_accepts_the_store_can_hold(
     url = str(request.getfixturevalue("postgres_url" if backend == "postgres" else "sqlite_url"))
     engine = create_engine(url)
     migrate(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     accepted: list[str] = []
 
     @settings(

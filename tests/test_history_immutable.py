@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming
+from ledger.store import EventStore, Incoming, open_event_store
 from tests.support.factory import charge_event
 from tests.support.kafka_util import cli_env, run_cli
 
@@ -32,7 +32,7 @@ REWRITES = {
 def _store(url: str) -> EventStore:
     engine = create_engine(url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def _append(store: EventStore, *numbers: int) -> int:

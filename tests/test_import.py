@@ -10,7 +10,7 @@ import pytest
 
 from cli import main as main_cli
 from ledger.database import create_engine, migrate
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from tests.conftest import STRIPE_FIXTURES
 from tests.support.factory import charge_event, encode
 from tests.support.kafka_util import cli_env, run_cli
@@ -20,7 +20,7 @@ from tests.support.kafka_util import cli_env, run_cli
 def store(database_url: str) -> EventStore:
     engine = create_engine(database_url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def _url(store: EventStore) -> str:
@@ -78,7 +78,7 @@ def test_copy_store_moves_the_sqlite_store_into_postgres(
 ) -> None:
     from demo.history import generate
 
-    source = EventStore(create_engine(sqlite_url))
+    source = open_event_store(create_engine(sqlite_url))
     migrate(source.engine)
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\n".join(encode(e) for e in generate(seed=3, events=200).deliveries))
@@ -89,7 +89,7 @@ def test_copy_store_moves_the_sqlite_store_into_postgres(
     assert f"{source.count()} new".encode() in first.stdout
     again = run_cli(["copy-store", "--from", sqlite_url], env)
     assert b" 0 new" in again.stdout
-    target = EventStore(create_engine(postgres_url))
+    target = open_event_store(create_engine(postgres_url))
     assert sorted(target.event_ids()) == sorted(source.event_ids())
     by_id = {e.event_id: e for e in source.read(0, 10_000)}
     for copied in target.read(0, 10_000):
@@ -141,7 +141,7 @@ def test_several_files_stdin_and_every_shape(
     code, out, err = _import(sqlite_url, argv, capsys, stdin=stdin)
     assert code == 0, err
     assert "imported 10 events: 10 new, 0 already known" in out
-    assert EventStore(create_engine(sqlite_url)).count() == 10
+    assert open_event_store(create_engine(sqlite_url)).count() == 10
 
 
 def test_errors_name_the_file_and_the_line_and_column(
@@ -161,13 +161,13 @@ def test_errors_name_the_file_and_the_line_and_column(
     assert err.startswith("stripe-ledger import: error: "), err
     assert f"{broken} file: payload is not valid JSON (line 5 column 3:" in err, err
     assert f"{bad_line} line 2: event has no valid 'type'" in err, err
-    assert EventStore(create_engine(sqlite_url)).count() == 0  # all or nothing, every file
+    assert open_event_store(create_engine(sqlite_url)).count() == 0  # all or nothing, every file
 
 
 def test_a_known_id_with_another_payload_is_a_conflict(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = EventStore(create_engine(database_url))
+    store = open_event_store(create_engine(database_url))
     migrate(store.engine)
     first = tmp_path / "first.jsonl"
     first.write_bytes(encode(charge_event(1)) + b"\n" + encode(charge_event(2)))
@@ -200,4 +200,4 @@ def test_one_id_twice_with_two_payloads_in_one_import_is_a_conflict(
     path.write_text(json.dumps([charge_event(1), changed]))
     code, _, err = _import(sqlite_url, [str(path)], capsys)
     assert code == 2 and "already stored with a different payload" in err
-    assert EventStore(create_engine(sqlite_url)).count() == 0
+    assert open_event_store(create_engine(sqlite_url)).count() == 0

@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ledger.database import create_engine
-from ledger.store import EventStore
+from ledger.store import open_event_store
 from tests.support import ingest as web
 from tests.support.reliability import CLI, ROOT, env_for, run
 
@@ -106,7 +106,7 @@ def test_ingest_and_consume_with_scram_credentials(
         )
         assert status == 200, raw
     run(["consume", "--topic", topic, "--group", f"g-{topic}", "--until-idle", "3"], env)
-    store = EventStore(create_engine(url))
+    store = open_event_store(create_engine(url))
     assert [e.event_id for e in store.read(0, 10)] == [json.loads(body)["id"]]
     log = (tmp_path / "ingest.log").read_text()
     assert SASL_PASSWORD not in log

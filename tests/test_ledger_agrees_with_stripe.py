@@ -18,7 +18,7 @@ from demo.standin import Standin, from_demo
 from ledger.balance_sync import balance_sync
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import EventStore, Incoming, open_event_store, utc_now
 from ledger.stripe_api import StripeApi
 from projections import verify, worker
 from reports.query import run_report
@@ -39,7 +39,7 @@ def _synced_history(
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     for start in range(0, len(history.deliveries), APPEND_EVENTS_MAX):
         chunk = history.deliveries[start : start + APPEND_EVENTS_MAX]
         store.append([Incoming(event_from_dict(e), "webhook", utc_now()) for e in chunk])

@@ -17,7 +17,7 @@ from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.metrics import StoreCollector, kafka_end_offsets
-from ledger.store import DeadLetter, EventStore, Incoming, utc_now
+from ledger.store import DeadLetter, Incoming, open_event_store, utc_now
 from projections import worker
 from projections.metrics import ProjectionCollector
 from reports.read_side import prepare_read_side
@@ -41,7 +41,7 @@ def test_projection_lag_in_positions_and_seconds(sqlite_url: str) -> None:
     engine = create_engine(sqlite_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     events = [event_from_dict(e) for e in generate(seed=3, events=60).deliveries]
     store.append([Incoming(e, "import", utc_now()) for e in events])
     store.append([], dead=[DeadLetter(b"junk", "not JSON", utc_now())])

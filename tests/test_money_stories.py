@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ledger import balance_facts
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import Incoming, open_event_store, utc_now
 from projections import rebuild, registry, verify, worker
 from reports import views
 from reports.query import run_report
@@ -169,7 +169,7 @@ def ledger(database_url: str) -> Iterator[Any]:
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
 
     def run(payloads: list[dict[str, Any]]) -> dict[tuple[str | None, bool, str], dict[str, int]]:
         store.append([Incoming(event_from_dict(p), "import", utc_now()) for p in payloads])
@@ -580,7 +580,7 @@ def _in_fresh_store(url: str, stream: list[dict[str, Any]], rnd: random.Random) 
     engine = create_engine(url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     while stream:  # any split into batches, projected as they come
         cut = rnd.randint(1, len(stream))
         batch, stream = stream[:cut], stream[cut:]
@@ -596,7 +596,7 @@ def _in_fresh_store(url: str, stream: list[dict[str, Any]], rnd: random.Random) 
 def test_tables_of_an_older_journal_ask_for_a_rebuild(database_url: str) -> None:
     engine = create_engine(database_url)
     migrate(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     worker.run(store, until_idle_s=0)  # registers generation 1
     with engine.begin() as connection:  # what an older stripe-ledger left: another column set
         cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""  # and its views
@@ -618,7 +618,7 @@ def test_verify_judges_drift_at_a_balance_sync_snapshot(ledger: Any) -> None:
 
     bt = txn("txn_v", 10_000, "charge", "ch_v", T0, fee=320)
     ledger([bt_fact(bt, T0 + 60), snapshot(9_681, T0 + 61)])  # Stripe says 1 cent more
-    store = EventStore(ledger.engine)
+    store = open_event_store(ledger.engine)
     checks, lines = verify.verify(store, "0")
     failed = [check for check in checks if not check.ok]
     assert [check.name for check in failed] == ["drift within tolerance (balance-sync snapshots)"]

@@ -66,12 +66,12 @@ def test_verify_says_how_many_stored_events_are_not_projected_yet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ledger.envelope import event_from_dict
-    from ledger.store import EventStore, Incoming, utc_now
+    from ledger.store import Incoming, open_event_store, utc_now
     from tests.support.factory import charge_event
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     engine = _projected_demo_store(url)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     head = store.head_position()
     store.append(
         [Incoming(event_from_dict(charge_event(n)), "import", utc_now()) for n in range(7)]

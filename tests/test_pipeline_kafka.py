@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger.database import create_engine, migrate
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from tests.support import ingest as web
 from tests.support.kafka_util import ROOT, cli_env, create_topic, run_cli
 
@@ -18,7 +18,7 @@ from tests.support.kafka_util import ROOT, cli_env, create_topic, run_cli
 def store(postgres_url: str) -> EventStore:
     engine = create_engine(postgres_url)
     migrate(engine)
-    return EventStore(engine)
+    return open_event_store(engine)
 
 
 def _ingest_env(kafka_bootstrap: str, topic: str) -> dict[str, str]:

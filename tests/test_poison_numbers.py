@@ -25,7 +25,7 @@ from ledger.database import create_engine, migrate
 from ledger.envelope import EnvelopeError, StripeEvent, decode_json
 from ledger.eventbridge import parse_eventbridge, unwrap
 from ledger.settings import Settings
-from ledger.store import EventStore, Incoming
+from ledger.store import EventStore, Incoming, open_event_store
 from tests.support import ingest as web
 from tests.support.factory import charge_event, encode
 from tests.support.kafka_util import cli_env, run_cli
@@ -129,7 +129,7 @@ def test_import_names_the_line_and_refuses_arrays(sqlite_url: str, tmp_path: Pat
         done = run_cli(["import", str(array)], cli_env(sqlite_url))
         assert done.returncode == 2, (text, done.stdout, done.stderr)
         assert b"Traceback" not in done.stderr
-    store = EventStore(create_engine(sqlite_url))
+    store = open_event_store(create_engine(sqlite_url))
     assert store.count() == 0
 
 
@@ -145,7 +145,7 @@ def _poison_in_the_store(url: str) -> EventStore:
     """An event stored before the decoder was total: built by hand, past the envelope."""
     engine = create_engine(url)
     migrate(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     now = dt.datetime.now(dt.UTC)
     good_before = charge_event(1)
     poison = json.loads(_event_text("evt_poison_stored", "1"))

@@ -18,7 +18,7 @@ from cli import project_cmd
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import EnvelopeError, event_from_dict
 from ledger.settings import Settings
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import EventStore, Incoming, open_event_store, utc_now
 from projections import registry, worker
 from projections.base import Counts, table_name, upcast_all
 from projections.upcast import upcast
@@ -404,7 +404,7 @@ def test_every_sample_payload_loads_and_projects(engine: sa.Engine) -> None:
     # only the data-only one is refused by the envelope (the v2 thin event is stored, skipped)
     assert sorted(refused) == ["38_charge.refunded__pay-rails.json"]
     assert len(accepted) > 150
-    store = EventStore(engine)
+    store = open_event_store(engine)
     store.append([Incoming(event, "import", utc_now()) for event in accepted])
     stats = worker.run(store, until_idle_s=0)
     assert set(stats.positions.values()) == {store.head_position()}
@@ -527,7 +527,7 @@ def test_worker_checkpoints_equal_head_and_rerunning_applies_nothing_twice(
 ) -> None:
     engine = create_engine(database_url)
     migrate(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     half = len(world.events) // 2
     _append(store, world.events[:half])
     worker.run(store, until_idle_s=0, batch_events_max=3)
@@ -559,7 +559,7 @@ def test_worker_checkpoints_equal_head_and_rerunning_applies_nothing_twice(
 def test_project_command_until_idle(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = create_engine(database_url)
     migrate(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     _append(
         store,
         [

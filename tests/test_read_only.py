@@ -27,7 +27,7 @@ from cli import main as main_cli
 from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import Incoming, open_event_store, utc_now
 from projections import worker
 from reports.read_side import prepare_read_side
 
@@ -68,7 +68,7 @@ def _projected_demo_store(url: str) -> sa.Engine:
     engine = create_engine(url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     now = utc_now()
     events = [event_from_dict(e) for e in generate(seed=5, events=200).deliveries]
     store.append([Incoming(event, "import", now) for event in events])

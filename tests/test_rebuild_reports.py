@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from demo.history import generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import EventStore, Incoming, open_event_store, utc_now
 from projections import rebuild, registry, verify, worker
 from reports import render, views
 from reports.money import format_amount
@@ -93,7 +93,7 @@ def store(database_url: str) -> EventStore:
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     _load(store, generate(seed=11, events=600).deliveries)
     worker.run(store, until_idle_s=0)
     return store

@@ -11,7 +11,7 @@ from demo.balance import sync_in_process
 from demo.history import generate
 from ledger.database import create_engine, migrate
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import Incoming, open_event_store, utc_now
 from projections import worker
 from reports import render
 from reports.read_side import prepare_read_side
@@ -35,7 +35,7 @@ def test_every_example_prints_what_the_doc_says(database_url: str) -> None:
     engine = create_engine(database_url)
     migrate(engine)
     prepare_read_side(engine)
-    store = EventStore(engine)
+    store = open_event_store(engine)
     history = generate(seed=7, events=400)  # the demo's defaults
     store.append([Incoming(event_from_dict(e), "import", utc_now()) for e in history.deliveries])
     sync_in_process(history, store)  # and its balance transactions, as the demo syncs them

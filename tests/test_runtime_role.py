@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ledger.database import create_engine
 from ledger.envelope import event_from_dict
-from ledger.store import EventStore, Incoming
+from ledger.store import Incoming, open_event_store
 from tests.support.factory import charge_event
 from tests.support.kafka_util import cli_env, run_cli
 
@@ -50,7 +50,7 @@ def runtime_url(postgres_url: str) -> Iterator[str]:
 
 
 def test_the_runtime_role_appends_and_projects(runtime_url: str) -> None:
-    store = EventStore(create_engine(runtime_url))
+    store = open_event_store(create_engine(runtime_url))
     now = dt.datetime.now(dt.UTC)
     incoming = [
         Incoming(event=event_from_dict(charge_event(n)), source="import", received_at=now)

@@ -16,7 +16,7 @@ import pytest
 from demo.client import post_all
 from demo.history import generate
 from ledger.database import create_engine
-from ledger.store import EventStore
+from ledger.store import EventStore, open_event_store
 from projections import registry
 from tests.support import ingest as web
 from tests.support.kafka_util import cli_env, run_cli
@@ -76,7 +76,7 @@ def test_a_demo_history_posted_to_serve_lands_in_the_reports(served: tuple[int, 
     payloads = [json.dumps(d, separators=(",", ":")).encode() for d in history.deliveries]
     result = post_all(f"http://127.0.0.1:{port}/webhooks/stripe", payloads, SECRET, concurrency=4)
     assert result.ok == len(payloads) and result.failed == 0
-    store = EventStore(create_engine(url))
+    store = open_event_store(create_engine(url))
     assert sorted(store.event_ids()) == sorted(e["id"] for e in history.events)
     deadline = time.monotonic() + 60
     while not _caught_up(store):
@@ -93,7 +93,7 @@ def test_a_demo_history_posted_to_serve_lands_in_the_reports(served: tuple[int, 
 
 def test_200_only_after_the_commit_and_bad_input_stores_nothing(served: tuple[int, str]) -> None:
     port, url = served
-    store = EventStore(create_engine(url))
+    store = open_event_store(create_engine(url))
     for _ in range(5):
         body = web.event_body()
         assert web.post_webhook(port, body, web.stripe_signature(body))[0] == 200

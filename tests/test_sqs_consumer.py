@@ -23,7 +23,7 @@ from demo.history import generate
 from ledger.envelope import EnvelopeError
 from ledger.eventbridge import parse_eventbridge
 from ledger.sqs_consumer import dead_letter_coordinates, queue_name, region_from_queue_url
-from ledger.store import APPEND_LOCK_KEY
+from ledger.store_postgres import APPEND_LOCK_KEY
 from tests.support import sqs_util as u
 from tests.support.reliability import WAIT_S_MAX, Db, Worker, json_lines, wait_until
 from tests.support.tcp_proxy import TcpProxy

@@ -24,7 +24,7 @@ from ingest.lambda_handler import LambdaEventBridge
 from ledger.database import create_engine
 from ledger.envelope import EnvelopeError, event_from_dict, parse_event
 from ledger.settings import Settings
-from ledger.store import EventStore, Incoming, utc_now
+from ledger.store import EventStore, Incoming, open_event_store, utc_now
 from ledger.stripe_api import StripeApi
 from ledger.thin_events import THIN_OBJECT_FACT, RateLimit, counts, fetch, thin_object_fact
 from projections import registry, worker
@@ -158,7 +158,7 @@ def test_a_thin_webhook_through_serve_is_stored_once_counted_and_skipped(
         for _ in range(2):  # Stripe delivers at least once
             status, answer = web.post_webhook(port, body, web.stripe_signature(body))
             assert (status, answer) == (200, {"status": "accepted", "event_id": "evt_234"})
-        store = EventStore(create_engine(sqlite_url))
+        store = open_event_store(create_engine(sqlite_url))
         wait_until(lambda: _caught_up(store), "the projector past the thin event")
     finally:
         served.signal(15)

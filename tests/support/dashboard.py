@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from demo.history import generate
 from ledger.database import create_engine, migrate
-from ledger.store import EventStore
+from ledger.store import open_event_store
 from projections import worker
 from reports.read_side import prepare_read_side
 from tests.support.kafka_util import cli_env
@@ -36,7 +36,7 @@ def build_store(url: str, seed: int = DEMO_SEED, events: int = DEMO_EVENTS,
     try:
         migrate(engine)
         prepare_read_side(engine)
-        store = EventStore(engine)
+        store = open_event_store(engine)
         deliveries = generate(seed=seed, events=events).deliveries
         disputes = sorted({e["data"]["object"]["id"] for e in deliveries
                            if e["type"] == "charge.dispute.created"})  # fmt: skip
