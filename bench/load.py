@@ -95,6 +95,25 @@ def _request_bytes(path: str, port: int, payload: bytes, secret: str) -> bytes:
     return head.encode("latin-1") + payload
 
 
+def _send(
+    connection: _Connection, path: str, port: int, payload: bytes, secret: str
+) -> tuple[int, int]:
+    """One event, freshly signed at each attempt, retried like Stripe would on 429/5xx or a
+    broken connection (at most RETRIES_MAX times): -> (last status, 0 if none; retries)."""
+    status = 0
+    for attempt in range(RETRIES_MAX + 1):
+        data = _request_bytes(path, port, payload, secret)
+        try:
+            status = connection.request(data)
+        except (OSError, ValueError, IndexError):
+            connection.close()
+            status = 0
+        if status not in RETRY_STATUSES and status != 0:
+            return status, attempt
+        time.sleep(0.05 * (attempt + 1))
+    return status, RETRIES_MAX + 1
+
+
 def post(
     port: int,
     payloads: Sequence[bytes],
@@ -128,20 +147,11 @@ def post(
                     if delay > 0:
                         time.sleep(delay)
                 begun = time.monotonic()
-                status = 0
-                for attempt in range(RETRIES_MAX + 1):
-                    data = _request_bytes(path, port, payloads[index], secret)
-                    try:
-                        status = connection.request(data)
-                    except (OSError, ValueError, IndexError):
-                        connection.close()
-                        status = 0
-                    if status not in RETRY_STATUSES and status != 0:
-                        break
-                    with lock:
-                        result.retries += 1
-                    time.sleep(0.05 * (attempt + 1))
+                status, retries = _send(connection, path, port, payloads[index], secret)
                 end = time.monotonic()
+                if retries:
+                    with lock:
+                        result.retries += retries
                 statuses[status] = statuses.get(status, 0) + 1
                 if 200 <= status < 300:
                     latencies.append(end - (due if due is not None else begun))

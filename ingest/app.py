@@ -37,6 +37,7 @@ from ingest.core import (
 )
 from ingest.signature import SignatureError, parse_header
 from ingest.sink import Sink, SinkUnavailable
+from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
 from ledger.settings import Settings
 
@@ -233,43 +234,15 @@ class IngestApp:
         self, scope: Scope, receive: Receive, received_at_ms: int, held: list[int]
     ) -> tuple[int, str, bytes, list[tuple[bytes, bytes]]]:
         """-> (status, outcome for the metrics, body, extra headers)."""
-        limit = self.settings.body_bytes_max
-        content_length: bytes | None = None
-        signature: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"content-length" and content_length is None:
-                content_length = value
-            elif name == b"stripe-signature" and signature is None:
-                signature = value
-        header = signature.decode("latin-1") if signature is not None else None
-        body_bytes = 0
+        body_bytes = [0]
         try:
-            if content_length is not None:
-                text = content_length.strip()
-                if not (0 < len(text) <= CONTENT_LENGTH_DIGITS_MAX and text.isdigit()):
-                    raise Rejection(400, "invalid_content_length", "Content-Length is not a number")
-                if int(text) > limit:
-                    raise body_too_large(limit)
-            try:  # cheap check before reading the body: is there a usable header at all?
-                parse_header(header)
-            except SignatureError as error:
-                raise Rejection(400, error.code, error.message) from None
-            raw = await self._read_body(receive, limit, held)
-            body_bytes = len(raw)
-            self._body_bytes.observe(body_bytes)
-            event = verify_and_parse(
-                raw,
-                header,
-                self._secrets,
-                tolerance_s=self.settings.webhook_tolerance_s,
-                now_s=self._clock(),
-            )
+            raw, event = await self._verified(scope, receive, held, body_bytes)
         except Rejection as rejection:
             log.warning(
                 "webhook_rejected",
                 reason=rejection.code,
                 status=rejection.status,
-                body_bytes=body_bytes,
+                body_bytes=body_bytes[0],
                 client=_client(scope),
             )
             extra = [(b"connection", b"close")] if rejection.status in (413, 503) else []
@@ -279,6 +252,50 @@ class IngestApp:
                 error_body(rejection.code, rejection.message),
                 extra,
             )
+        return await self._put(raw, event, received_at_ms)
+
+    async def _verified(
+        self, scope: Scope, receive: Receive, held: list[int], body_bytes: list[int]
+    ) -> tuple[bytes, StripeEvent]:
+        """The body and its event, or a ``Rejection``: the headers are checked before the body
+        is read (a declared length over the limit, no usable signature header), the signature
+        before the body is parsed. ``body_bytes[0]``: how much was read, for the log line."""
+        limit = self.settings.body_bytes_max
+        content_length: bytes | None = None
+        signature: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length" and content_length is None:
+                content_length = value
+            elif name == b"stripe-signature" and signature is None:
+                signature = value
+        header = signature.decode("latin-1") if signature is not None else None
+        if content_length is not None:
+            text = content_length.strip()
+            if not (0 < len(text) <= CONTENT_LENGTH_DIGITS_MAX and text.isdigit()):
+                raise Rejection(400, "invalid_content_length", "Content-Length is not a number")
+            if int(text) > limit:
+                raise body_too_large(limit)
+        try:  # cheap check before reading the body: is there a usable header at all?
+            parse_header(header)
+        except SignatureError as error:
+            raise Rejection(400, error.code, error.message) from None
+        raw = await self._read_body(receive, limit, held)
+        body_bytes[0] = len(raw)
+        self._body_bytes.observe(len(raw))
+        event = verify_and_parse(
+            raw,
+            header,
+            self._secrets,
+            tolerance_s=self.settings.webhook_tolerance_s,
+            now_s=self._clock(),
+        )
+        return raw, event
+
+    async def _put(
+        self, raw: bytes, event: StripeEvent, received_at_ms: int
+    ) -> tuple[int, str, bytes, list[tuple[bytes, bytes]]]:
+        """Hand a verified event to the sink: 200 only once it is durable (the broker's ack or
+        the store's commit), 503 + Retry-After while the sink is unavailable."""
         produce_started = time.perf_counter()
         try:
             await self.sink.put(raw, event, received_at_ms)

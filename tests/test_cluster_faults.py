@@ -305,6 +305,45 @@ def _records(start: int) -> Iterator[tuple[bytes, bytes]]:
         yield account.encode(), encode(charge_event(n, account=account))
 
 
+def _assert_each_record_stored_once(
+    db: Db,
+    topic: str,
+    producer: PacedProducer,
+    kills: list[dict[str, object]],
+    victims: list[int],
+    elapsed_s: float,
+) -> None:
+    """The group's end state: every produced record stored once, under its own coordinates,
+    the offsets at the topic's end, every kill mid-stream (figures printed for the note)."""
+    expected = {f"evt_test{n:08d}" for n in range(GROUP_EVENTS)}
+    stored = db.event_ids()
+    coordinates = int(
+        db.value(
+            "SELECT count(*) FROM (SELECT DISTINCT kafka_partition, kafka_offset FROM events) c"
+        )
+    )
+    figures = {
+        "events": GROUP_EVENTS,
+        "produced": producer.produced,
+        "stored": len(stored),
+        "lost": len(expected - set(stored)),
+        "doubled": len(stored) - len(set(stored)),
+        "offsets_sum": db.offsets_sum(),
+        "sigkills": len(kills),
+        "sigkills_while_producing": sum(bool(k["producing"]) for k in kills),
+        "victims": victims,
+        "elapsed_s": round(elapsed_s, 1),
+    }
+    print("consumer-group figures:", json.dumps(figures), flush=True)
+    assert producer.produced == GROUP_EVENTS, figures
+    assert len(kills) == GROUP_KILLS and figures["sigkills_while_producing"] == GROUP_KILLS, figures
+    assert figures["lost"] == 0 and figures["doubled"] == 0 and set(stored) == expected, figures
+    assert coordinates == GROUP_EVENTS, "one record, one row"
+    assert db.offsets_sum() == GROUP_EVENTS, "every record consumed, no offset past the end"
+    assert _offsets_behind(db, topic) == []
+    assert db.dead_letters() == 0
+
+
 @pytest.mark.slow
 def test_three_consumers_of_one_group_sigkilled_ten_times_lose_and_double_nothing(
     cluster: Cluster, postgres_url: str, topic: str, tmp_path: Path
@@ -359,31 +398,5 @@ def test_three_consumers_of_one_group_sigkilled_ten_times_lose_and_double_nothin
         for worker in workers:
             worker.kill()
 
-    expected = {f"evt_test{n:08d}" for n in range(GROUP_EVENTS)}
-    stored = db.event_ids()
-    coordinates = int(
-        db.value(
-            "SELECT count(*) FROM (SELECT DISTINCT kafka_partition, kafka_offset FROM events) c"
-        )
-    )
-    figures = {
-        "events": GROUP_EVENTS,
-        "produced": producer.produced,
-        "stored": len(stored),
-        "lost": len(expected - set(stored)),
-        "doubled": len(stored) - len(set(stored)),
-        "offsets_sum": db.offsets_sum(),
-        "sigkills": len(kills),
-        "sigkills_while_producing": sum(bool(k["producing"]) for k in kills),
-        "victims": victims,
-        "elapsed_s": round(elapsed_s, 1),
-    }
-    print("consumer-group figures:", json.dumps(figures), flush=True)
-    assert producer.produced == GROUP_EVENTS, figures
-    assert len(kills) == GROUP_KILLS and figures["sigkills_while_producing"] == GROUP_KILLS, figures
-    assert figures["lost"] == 0 and figures["doubled"] == 0 and set(stored) == expected, figures
-    assert coordinates == GROUP_EVENTS, "one record, one row"
-    assert db.offsets_sum() == GROUP_EVENTS, "every record consumed, no offset past the end"
-    assert _offsets_behind(db, topic) == []
-    assert db.dead_letters() == 0
+    _assert_each_record_stored_once(db, topic, producer, kills, victims, elapsed_s)
     db.close()

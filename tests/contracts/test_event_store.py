@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ledger.envelope import parse_event
 from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates, utc_now
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 THREAD_JOIN_S = 120
 

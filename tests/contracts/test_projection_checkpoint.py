@@ -13,7 +13,7 @@ from ledger.envelope import parse_event
 from ledger.store import EventStore, Incoming, StoredEvent, utc_now
 from projections import registry, worker
 from projections.base import upcast_all
-from tests.factory import charge_event, encode
+from tests.support.factory import charge_event, encode
 
 THREAD_JOIN_S = 60
 
