@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,7 +74,9 @@ def _bounded_int(low: int, high: int) -> Any:
     return parse
 
 
-def sqs_client(queue_url: str, endpoint_url: str | None, wait_time_s: int) -> Any:
+def sqs_client(
+    queue_url: str, endpoint_url: str | None, wait_time_s: int, region: str | None = None
+) -> Any:
     """A boto3 SQS client, bounded in time; the region from the environment or the URL."""
     import boto3
     from botocore.config import Config
@@ -85,12 +86,8 @@ def sqs_client(queue_url: str, endpoint_url: str | None, wait_time_s: int) -> An
     for name in ("boto3", "botocore", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    region = (
-        os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or region_from_queue_url(queue_url)
-        or DEFAULT_REGION
-    )
+    # ``region``: Settings.aws_region (AWS_REGION, then AWS_DEFAULT_REGION), else the queue's.
+    region = region or region_from_queue_url(queue_url) or DEFAULT_REGION
     config = Config(
         connect_timeout=SQS_CONNECT_TIMEOUT_S,
         read_timeout=wait_time_s + SQS_READ_TIMEOUT_MARGIN_S,
@@ -143,7 +140,7 @@ def cmd_consume_sqs(args: argparse.Namespace, settings: Settings) -> int:
     else:
         sink = store_sink(store)
     consumer = SqsConsumer(
-        sqs_client(args.queue_url, args.endpoint_url, args.wait_time),
+        sqs_client(args.queue_url, args.endpoint_url, args.wait_time, settings.aws_region),
         args.queue_url,
         sources,
         sink,

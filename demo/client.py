@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import random
 import sys
 import threading
@@ -254,18 +253,16 @@ class _Poster:
 
 
 def _secret_from_env() -> str | None:
-    value = os.environ.get("STRIPE_WEBHOOK_SECRET")
-    path = os.environ.get("STRIPE_WEBHOOK_SECRET_FILE")
-    if not value and path:
-        with open(path, encoding="utf-8") as handle:
-            value = handle.read()
-    if not value:
-        return None
-    return value.replace("\n", ",").split(",")[0].strip() or None
+    """The first of STRIPE_WEBHOOK_SECRET(_FILE), read as every command reads it (Settings)."""
+    from ledger.settings import Settings
+
+    secrets = Settings.from_env().webhook_secrets
+    return secrets[0] if secrets else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from demo.history import encode, generate
+    from ledger.settings import SettingsError
 
     parser = argparse.ArgumentParser(
         prog="python -m demo.client",
@@ -279,7 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=10.0, help="per socket operation")
     parser.add_argument("--retries-max", type=int, default=5, help="extra attempts per body")
     args = parser.parse_args(argv)
-    secret = args.secret or _secret_from_env()
+    try:
+        secret = args.secret or _secret_from_env()
+    except SettingsError as error:
+        print(f"demo_client: {error}", file=sys.stderr)
+        return 2
     if not secret:
         print("demo_client: no secret: pass --secret or set STRIPE_WEBHOOK_SECRET", file=sys.stderr)
         return 2
