@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/support/cluster.py -> the repository
 SCRIPT = ROOT / "scripts" / "services.sh"
 BROKERS = 3
 REPLICATION_FACTOR = 3
