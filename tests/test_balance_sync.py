@@ -11,6 +11,7 @@ transaction has ``type: payout`` and a negative amount, and ``GET /v1/balance_tr
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -397,7 +398,9 @@ def test_restart_reads_the_whole_range_again_and_stores_nothing_twice(
     standin.requests.clear()
     again = run_cli(["--since", "3d", "--restart"], env, tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "121 balance transactions listed in 2 pages" in again.stdout
+    # 121 in 2 pages of 100; a pass that crosses a second boundary (a loaded machine) reads one
+    # more, empty, page up to the second the balance is fetched in (balance_sync.sync_scope).
+    assert re.search(r"\b121 balance transactions listed in [23] pages", again.stdout), again.stdout
     assert "0 opening balance(s) recorded" in again.stdout  # the first opening stays
     assert len(facts(store, BALANCE_TRANSACTION_FACT)) == stored
     assert len(facts(store, OPENING_BALANCE_FACT)) == 1
