@@ -23,7 +23,7 @@ from ledger.database import create_engine, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore, open_event_store
-from ledger.stripe_api import StripeApi, api_base_from_env, api_key_from_env
+from ledger.stripe_api import StripeApi, api_key_from_env
 
 log = get_logger("cli.backfill")
 
@@ -45,10 +45,10 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def stripe_api(stop: threading.Event) -> StripeApi:
+def stripe_api(stop: threading.Event, settings: Settings) -> StripeApi:
     """The API client of STRIPE_API_KEY(_FILE) and STRIPE_API_BASE; its retry waits end on
     ``stop``."""
-    return StripeApi(api_key_from_env(), base=api_base_from_env(), wait=stop.wait)
+    return StripeApi(api_key_from_env(), base=settings.stripe_api_base, wait=stop.wait)
 
 
 def event_store(settings: Settings) -> EventStore:

@@ -92,7 +92,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     except (BackfillError, TimeSpecError) as error:
         raise CommandError(str(error)) from None
     stop = api_readers.stop_on_signals()
-    api = api_readers.stripe_api(stop)
+    api = api_readers.stripe_api(stop, settings)
     producer = None
     if args.via_kafka:
         topic = args.topic or settings.kafka_topic
@@ -215,7 +215,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from projections.fee_report import fee_report
 
     stop = api_readers.stop_on_signals()
-    api = api_readers.stripe_api(stop)
+    api = api_readers.stripe_api(stop, settings)
     store = api_readers.event_store(settings)
     try:
         accounts = list(iter_accounts(api, args.account, args.all_accounts))

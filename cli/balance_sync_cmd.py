@@ -65,7 +65,7 @@ def cmd_balance_sync(args: argparse.Namespace, settings: Settings) -> int:
     except TimeSpecError as error:
         raise CommandError(str(error)) from None
     stop = api_readers.stop_on_signals()
-    api = api_readers.stripe_api(stop)
+    api = api_readers.stripe_api(stop, settings)
     store = api_readers.event_store(settings)
     try:
         while True:

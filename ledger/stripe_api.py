@@ -20,7 +20,7 @@ import stripe
 
 from ledger.logs import get_logger, redact_text
 from ledger.retry import backoff_ms
-from ledger.settings import Settings, SettingsError, _secret_values
+from ledger.settings import SettingsError, _secret_values
 
 API_ATTEMPTS_MAX = 8  # attempts per request (1 + 7 retries) before the run fails
 RETRY_AFTER_S_MAX = 60.0  # a longer Retry-After is waited for this long, then retried
@@ -218,9 +218,3 @@ class StripeApi:
         for page in self.pages("/v1/accounts", {}, None):
             ids.extend(str(item["id"]) for item in page if isinstance(item.get("id"), str))
         return ids
-
-
-def api_base_from_env() -> str | None:
-    """STRIPE_API_BASE (e.g. stripe-mock's http://127.0.0.1:12111), None for api.stripe.com;
-    for a caller without its ``Settings`` at hand (``Settings.stripe_api_base`` otherwise)."""
-    return Settings.from_env().stripe_api_base
