@@ -160,6 +160,19 @@ def check_incoming(item: Incoming) -> None:
     assert item.received_at.tzinfo is not None, "received_at must be timezone-aware"
 
 
+def distinct_incoming(incoming: Sequence[Incoming]) -> list[Incoming]:
+    """``incoming`` checked, each event id kept once (its first occurrence): duplicates inside
+    one batch are counted like any other."""
+    fresh: list[Incoming] = []
+    seen: set[str] = set()
+    for item in incoming:
+        check_incoming(item)
+        if item.event.event_id not in seen:
+            seen.add(item.event.event_id)
+            fresh.append(item)
+    return fresh
+
+
 class EventStore(abc.ABC):
     """Reads and appends Stripe events. One instance per process; thread-safe via the pool.
 
@@ -208,6 +221,22 @@ class EventStore(abc.ABC):
         ``also`` runs in the same transaction after the appends (a reader's cursor that must
         move exactly when its events are stored, as balance-sync's does).
         """
+        if not dead and not offsets and also is None:
+            return self._append_alone(incoming)
+        return self._append_transaction(incoming, dead, offsets, also)
+
+    def _append_alone(self, incoming: Sequence[Incoming]) -> AppendResult:
+        """An append of events alone (serve's group commit, import): a backend may take a
+        faster path for it (SQLite: through the driver); by default the one transaction."""
+        return self._append_transaction(incoming, (), None, None)
+
+    def _append_transaction(
+        self,
+        incoming: Sequence[Incoming],
+        dead: Sequence[DeadLetter],
+        offsets: Mapping[tuple[str, int], int] | None,
+        also: Callable[[sa.Connection], None] | None,
+    ) -> AppendResult:
         with self.engine.connect().execution_options(**WRITE) as connection:
             with connection.begin():
                 self._serialize_appends(connection)
@@ -224,13 +253,7 @@ class EventStore(abc.ABC):
         )
 
     def _append_events(self, connection: sa.Connection, incoming: Sequence[Incoming]) -> int:
-        fresh: list[Incoming] = []
-        seen: set[str] = set()
-        for item in incoming:  # duplicates inside one batch are counted like any other
-            check_incoming(item)
-            if item.event.event_id not in seen:
-                seen.add(item.event.event_id)
-                fresh.append(item)
+        fresh = distinct_incoming(incoming)
         if not fresh:
             return 0
         appended = self._insert_events(connection, fresh)

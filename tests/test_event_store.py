@@ -9,7 +9,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from ledger.database import create_engine, current_revision, head_revision, migrate
+from ledger.database import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_engine,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from ledger.envelope import parse_event
 from ledger.store import Incoming, open_event_store, utc_now
 from ledger.store_postgres import APPEND_LOCK_KEY, PostgresEventStore
@@ -86,4 +92,48 @@ def test_sqlite_leaves_known_ids_out_before_its_insert(sqlite_url: str) -> None:
             )
     result = store.append([incoming(1), incoming(2)])
     assert (result.appended, result.duplicates) == (1, 1)
+    engine.dispose()
+
+
+def test_sqlite_append_polls_the_write_lock_then_commits(sqlite_url: str) -> None:
+    """serve's append (events alone, through the driver) waits while another writer holds
+    SQLite's write lock, commits once it is free, and leaves its pooled connection's busy
+    timeout as every other connection has it."""
+    engine = create_engine(sqlite_url)
+    migrate(engine)
+    store = open_event_store(engine)
+    holder = engine.raw_connection()
+    holder.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    done: list[int] = []
+    writer = threading.Thread(target=lambda: done.append(store.append([incoming(1)]).appended))
+    writer.start()
+    time.sleep(0.3)
+    assert writer.is_alive() and done == [] and store.count() == 0
+    holder.driver_connection.execute("COMMIT")  # type: ignore[union-attr]
+    holder.close()
+    writer.join(timeout=WAIT_S)
+    assert done == [1] and store.count() == 1
+    with engine.connect() as connection:  # the pool's connections, the append's among them
+        timeouts = {connection.exec_driver_sql("PRAGMA busy_timeout").scalar()}
+    assert timeouts == {SQLITE_BUSY_TIMEOUT_MS}
+    engine.dispose()
+
+
+def test_sqlite_driver_errors_are_sqlalchemy_errors(sqlite_url: str) -> None:
+    """A failure inside the driver's append is the SQLAlchemy error callers catch (serve's sink
+    answers 503 on it), the transaction is rolled back whole, and the store stays usable."""
+    engine = create_engine(sqlite_url)
+    migrate(engine)
+    store = open_event_store(engine)
+    refused = incoming(2)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events "
+            f"WHEN NEW.event_id = '{refused.event.event_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    with pytest.raises(sa.exc.IntegrityError, match="refused by the test"):
+        store.append([incoming(1), refused, incoming(3)])
+    assert store.count() == 0
+    assert store.append([incoming(1), incoming(3)]).appended == 2
     engine.dispose()
