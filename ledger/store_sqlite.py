@@ -34,6 +34,7 @@ from ledger.store import (
     EventStore,
     Incoming,
     StoredEvent,
+    Wanted,
     distinct_incoming,
     event_of_row,
     payload_text,
@@ -149,10 +150,16 @@ class SqliteEventStore(EventStore):
         return inserted
 
     def _read_page(
-        self, connection: sa.Connection, after_position: int, events_max: int
+        self,
+        connection: sa.Connection,
+        after_position: int,
+        events_max: int,
+        wanted: Wanted | None = None,
     ) -> list[StoredEvent]:
         rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
-        return [event_of_row(row, self._received_at(row[9]), bool(row[5])) for row in rows]
+        return [
+            event_of_row(row, self._received_at(row[9]), bool(row[5]), wanted) for row in rows
+        ]
 
     def _received_at(self, text: str) -> dt.datetime:
         parsed = self._parse_datetime(text)
