@@ -162,11 +162,14 @@ def _progress_done(log_text: str) -> int:
     return done
 
 
-def run_rebuild(url: str, events: int, budget_s: float) -> dict[str, Any]:
-    """``stripe-ledger rebuild`` over the store at ``url``: wall time, peak RSS."""
+def run_rebuild(
+    url: str, events: int, budget_s: float, args: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``stripe-ledger rebuild [args]`` over the store at ``url``: wall time, peak RSS (of the
+    rebuild's own process)."""
     env = ledger_env({"LEDGER_DATABASE_URL": url, "LEDGER_LOG_LEVEL": "info"})
     started = time.perf_counter()
-    proc = Proc("rebuild", stripe_ledger("rebuild"), env)
+    proc = Proc("rebuild", stripe_ledger("rebuild", *args), env)
     peak = 0.0
     stopped = False
     try:

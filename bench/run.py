@@ -1,6 +1,6 @@
 """Run the selected benchmarks and write bench/results/latest.json and latest.md.
 
-    BENCH_SCALE=smoke|small|full  python -m bench.run [append e2e rebuild serve rss startup]
+    BENCH_SCALE=smoke|small|full  python -m bench.run [append e2e rebuild serve rss startup shards]
 
 Every figure stands beside its baseline measured in the same run. No figure is asserted: this
 is a measurement, not a test (tests/test_bench_smoke.py only checks the result is well formed).
@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import common
 
-MEASUREMENTS = ("append", "e2e", "rebuild", "serve", "rss", "startup")
+MEASUREMENTS = ("append", "e2e", "rebuild", "serve", "rss", "startup", "shards")
 MIB_TARGET = 200.0
 # Issue 21's targets, each a ratio to a baseline of the same run (start-up: seconds).
 APPEND_RATIO_MIN = 0.6
@@ -201,6 +201,39 @@ def _startup_rows(startup: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _shards_rows(shards: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 17's figures: two workers beside one, in the same run (no target: a measurement
+    of how far the second core goes, docs/SCALING.md)."""
+    project, rebuilt = shards["project"], shards["rebuild"]
+    one, two = project["one"], project["two"]
+    rows = [
+        _row(
+            "7",
+            f"project: {one['events']:,} demo events, 2 `project --shard I/2` workers "
+            "(start-up included)",
+            two["events_s"],
+            "events/s",
+            f"1 `project` worker {one['events_s']:,.0f} events/s "
+            f"({one['busy_cores']} of the cores busy; 2 workers: {two['busy_cores']})",
+            project["ratio"],
+        )
+    ]
+    first, second = rebuilt["one"], rebuilt["two"]
+    note = "" if first["complete"] and second["complete"] else " (stopped at the time budget)"
+    rows.append(
+        _row(
+            "7",
+            f"rebuild --workers 2 over the {rebuilt['store_events']:,}-event store{note}",
+            second["events_s"],
+            "events/s",
+            f"rebuild (1 worker) {first['events_s']:,.0f} events/s "
+            f"({first['busy_cores']} of the cores busy; 2 workers: {second['busy_cores']})",
+            rebuilt["ratio"],
+        )
+    )
+    return rows
+
+
 def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per figure: value, its baseline, the ratio, the target and whether it holds."""
     rows: list[dict[str, Any]] = []
@@ -241,6 +274,8 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     if "startup" in ok:
         rows += _startup_rows(ok["startup"])
+    if "shards" in ok:
+        rows += _shards_rows(ok["shards"])
     for name in MEASUREMENTS:
         if results.get(name, {}).get("status") == "error":
             rows.append(_row("-", f"{name}: FAILED {results[name]['error'][:120]}", None, ""))

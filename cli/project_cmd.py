@@ -17,7 +17,7 @@ from ledger.metrics import StoreCollector
 from ledger.retry import retrying
 from ledger.settings import Settings
 from ledger.store import open_event_store
-from projections import registry, worker
+from projections import registry, shard, worker
 from projections.metrics import ProjectionCollector
 
 log = get_logger("cli.project")
@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
             "rows, so a crash never applies an event twice or skips one. Runs until SIGTERM/SIGINT "
             "(the current batch is finished first) or, with --until-idle, until no new event "
             "arrived for that many seconds. Unknown event types are skipped and counted. "
+            "Scale out with --shard I/N: N workers, one per shard, side by side. "
             "Database: LEDGER_DATABASE_URL (run `stripe-ledger migrate` first)."
         ),
     )
@@ -56,6 +57,15 @@ def register(subparsers: Any) -> None:
         default=worker.BATCH_EVENTS_MAX,
         help=f"events per transaction (default {worker.BATCH_EVENTS_MAX}, at most 10000)",
     )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help="fold only shard I of N (0 <= I < N <= 64): the objects whose key hashes to I, from "
+        "that shard's own checkpoints; run one worker per I. N must be the number of shards the "
+        "live projections are split into (set by `rebuild --shards N`; a store projected by "
+        "no one yet is split by its first workers). Default: one worker folds everything",
+    )
     add_metrics_arguments(parser)
     parser.set_defaults(handler=run_project)
 
@@ -66,6 +76,10 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"--until-idle must be >= 0, got {args.until_idle}")
     if not 0 < args.batch_size <= 10_000:
         raise CommandError(f"--batch-size must be between 1 and 10000, got {args.batch_size}")
+    try:
+        selected = shard.parse(args.shard) if args.shard is not None else None
+    except shard.ShardSpecError as error:
+        raise CommandError(str(error)) from None
     engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     if args.metrics_port is not None:
@@ -98,6 +112,7 @@ def run_project(args: argparse.Namespace, settings: Settings) -> int:
             until_idle_s=args.until_idle,
             stop=stop,
             batch_events_max=args.batch_size,
+            shard=selected,
         )
     finally:
         engine.dispose()

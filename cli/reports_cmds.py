@@ -18,6 +18,7 @@ from ledger.settings import Settings
 from ledger.store import open_event_store
 from projections import rebuild, registry, verify
 from projections.metrics import projection_lag
+from projections.shard import SHARDS_MAX
 from reports import periods, render, views
 from reports.money import parse_major
 from reports.query import NotScoped, PeriodNotSupported, UnknownReport, cli_names, run_report
@@ -27,6 +28,9 @@ log = get_logger("cli")
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    for option, value in (("--workers", args.workers), ("--shards", args.shards)):
+        if value is not None and not 1 <= value <= SHARDS_MAX:
+            raise CommandError(f"{option} must be between 1 and {SHARDS_MAX}, got {value}")
     engine = create_engine(settings.database_url, create=False)
     require_migrated(engine)
     prepare_read_side(engine)
@@ -47,6 +51,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             hooks=(views.drop_views, views.create_views),
             on_progress=bar.update,
             stop=stop,
+            workers=args.workers,
+            shards=args.shards,
         )
     finally:
         bar.finish()
@@ -55,6 +61,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             f"{result.name}: rebuilt {result.events} events into generation "
             f"{result.new_generation} (was {result.old_generation}), live at position "
             f"{result.position}"
+            + (f", split into {result.shards} shards" if result.shards > 1 else "")
         )
     return 1 if stop.is_set() else 0
 
@@ -150,11 +157,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Fold the whole event store into a new generation of each projection's "
         "tables while the current ones keep serving; once caught up, repoint the report views "
         "in one transaction and drop the old tables. Safe beside a running `project` worker. "
-        "Interrupted (Ctrl-C), it leaves the live projections untouched; just run it again.",
+        "Interrupted (Ctrl-C), it leaves the live projections untouched; just run it again. "
+        "--workers N folds with N processes; --shards N changes how `project --shard` splits.",
     )
     rebuild_parser.add_argument(
         "names", nargs="*", metavar="NAME", choices=[*names, []],
         help=f"projections to rebuild: {', '.join(names)} (default: all)",
+    )  # fmt: skip
+    rebuild_parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="fill the new generation with N processes, one shard of the objects each, then swap "
+        "once (default 1; more pays on PostgreSQL with cores to spare)",
+    )  # fmt: skip
+    rebuild_parser.add_argument(
+        "--shards", type=int, default=None, metavar="N",
+        help="split the new generation into N shards for `project --shard I/N` workers "
+        "(default: as many as the live one; 1 joins them back)",
     )  # fmt: skip
     rebuild_parser.set_defaults(handler=cmd_rebuild)
 

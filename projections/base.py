@@ -16,6 +16,7 @@ from ledger.logs import get_logger
 from ledger.store import StoredEvent
 from projections import bulk
 from projections.merge import RANK, UNION_MIN, Fields, MergedState, Snapshot, merge, rule
+from projections.shard import Shard
 from projections.upcast import upcast
 
 log = get_logger("projections")
@@ -33,6 +34,7 @@ class Counts:
     ignored: int = 0  # handled type, but no usable object (no id, not the expected object)
     refused: int = 0  # non-integer money amounts left out (never stored as floats)
     failed: int = 0  # events the fold raised on: recorded in projection_failures, skipped
+    elsewhere: int = 0  # handled, but the object is another shard's (project --shard)
 
     def add(self, other: Counts) -> None:
         self.applied += other.applied
@@ -40,6 +42,7 @@ class Counts:
         self.ignored += other.ignored
         self.refused += other.refused
         self.failed += other.failed
+        self.elsewhere += other.elsewhere
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -217,6 +220,9 @@ class Projection(Generic[K]):
     fact_handlers: ClassVar[Mapping[str, str]] = {}
     # logical name of the table holding each object's merged state (its primary key = Found.key)
     state_table: ClassVar[str]
+    # tables several objects add to (written as deltas the database commutes, so that shards
+    # never conflict there; each other table's row belongs to one object, hence to one shard)
+    shared_tables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self._tables: dict[int, dict[str, sa.Table]] = {}
@@ -272,12 +278,14 @@ class Projection(Generic[K]):
         generation: int,
         payloads: Sequence[dict[str, Any]] | None = None,
         cache: StateCache | None = None,
+        shard: Shard | None = None,
     ) -> Counts:
         """Fold ``events`` into the generation's tables inside the caller's transaction.
 
         ``payloads`` (the upcast payloads of ``events``, see ``upcast_all``) saves the upcast
         when several projections fold the same batch; ``cache`` (a rebuild's) saves reading
-        back the states the previous batches wrote."""
+        back the states the previous batches wrote; ``shard`` folds only the objects that
+        shard owns (see shard.py)."""
         assert payloads is None or len(payloads) == len(events), "one payload per event"
         tables = self.cached_tables(generation)
         counts = Counts()
@@ -291,9 +299,18 @@ class Projection(Generic[K]):
                 if payloads is not None
                 else upcast(event.payload, event.api_version)
             )
-            found = self.snapshot(event, payload, counts)
+            try:
+                found = self.snapshot(event, payload, counts)
+            except Exception:
+                if shard is not None and not shard.owns_event(event.event_id):
+                    counts.elsewhere += 1  # no key: the event id's shard records it
+                    continue
+                raise
             if found is None:
                 counts.ignored += 1
+                continue
+            if shard is not None and not shard.owns(found.key):
+                counts.elsewhere += 1
                 continue
             counts.applied += 1
             grouped.setdefault(found.key, []).append(found)

@@ -13,10 +13,12 @@ Signed amounts: debit positive, credit negative; every entry sums to zero in its
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.store import StoredEvent
 from projections import bulk
@@ -127,6 +129,7 @@ class JournalProjection(Projection[RootKey]):
     handlers = HANDLERS
     fact_handlers = FACT_HANDLERS
     state_table = "journal_objects"
+    shared_tables = ("balances",)
 
     def tables(self, metadata: sa.MetaData, generation: int) -> dict[str, sa.Table]:
         return {
@@ -202,6 +205,9 @@ class JournalProjection(Projection[RootKey]):
             _write_balance_transactions(connection, tables["balance_transactions"], moved)
             payouts = [change for change in moved if change.key.object_type == "payout"]
             _write_payouts(connection, tables["payouts"], payouts)
+            # Last: the balances are the one kind of row writers beside each other share (the
+            # shards); their row locks are held from here to the commit, so as briefly as can be.
+            _write_balances(connection, tables["balances"], plan.balance_deltas)
 
 
 def _entries_table(metadata: sa.MetaData, generation: int) -> sa.Table:
@@ -393,7 +399,7 @@ class _PostingPlan:
     """The writes that move a batch's objects' entries to what their merged states imply.
     Collected first, then executed as one bulk statement per table and kind (projections/bulk.py),
     deletes first (an entry whose currency or kind changed is deleted and inserted again under
-    the same id)."""
+    the same id). The balance deltas are written by the caller, last."""
 
     entry_deletes: list[dict[str, Any]] = field(default_factory=list)
     entry_writes: list[dict[str, Any]] = field(default_factory=list)  # new or changed: whole rows
@@ -420,7 +426,6 @@ class _PostingPlan:
         bulk.upsert(connection, entries, _ENTRY_KEY, self.entry_writes)
         bulk.delete(connection, postings, _POSTING_KEY, self.posting_deletes)
         bulk.upsert(connection, postings, _POSTING_KEY, self.posting_writes)
-        _write_balances(connection, tables["balances"], self.balance_deltas)
 
 
 _ENTRY_KEY = ("entry_id", "account_key", "livemode")
@@ -525,34 +530,34 @@ def _stored_entries(
 def _write_balances(
     connection: sa.Connection, balances: sa.Table, deltas: dict[BalanceKey, int]
 ) -> None:
-    """Add the batch's summed deltas to the balances (a balance is a sum: the order of the
-    deltas does not matter). A balance row exists iff it is non-zero: the same rows whatever
-    the order events came in."""
+    """Add the batch's summed deltas to the balances, in the database: ``amount = amount +
+    delta`` (INSERT ... ON CONFLICT DO UPDATE), so that writers beside each other (the shards of
+    ``project --shard``, a rebuild's workers) commute: no read-modify-write, no lost update, the
+    same sum in any order. A balance row exists iff it is non-zero (the ones a delta brought to
+    zero are deleted after): the same rows whatever the order events came in. Keys are sorted,
+    so two writers lock shared rows in one order (no deadlock)."""
     moved = sorted(key for key, delta in deltas.items() if delta != 0)
     if not moved:
         return
-    selected = (*_BALANCE_KEY, "amount")
-    current = {
-        tuple(row[:4]): row[4]
-        for row in bulk.select(connection, balances, _BALANCE_KEY, moved, selected)
-    }
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
-    deletes: list[dict[str, Any]] = []
-    for key in moved:
-        amount = current.get(key, 0) + deltas[key]
-        if key not in current:
-            inserts.append(
-                {
-                    **_named(_BALANCE_KEY, key),
-                    "account": account_of(key[0]),
-                    "amount": amount,
-                }
-            )
-        elif amount == 0:
-            deletes.append(_named(_BALANCE_KEY, key))
-        else:
-            updates.append({**_named(_BALANCE_KEY, key), "amount": amount})
-    bulk.delete(connection, balances, _BALANCE_KEY, deletes)
-    bulk.update(connection, balances, _BALANCE_KEY, ("amount",), updates)
-    bulk.insert(connection, balances, inserts)
+    rows = [
+        {**_named(_BALANCE_KEY, key), "account": account_of(key[0]), "amount": deltas[key]}
+        for key in moved
+    ]
+    connection.execute(_balance_upsert(balances, connection.dialect.name), rows)
+    zero = [{f"p_{n}": v for n, v in zip(_BALANCE_KEY, key, strict=True)} for key in moved]
+    connection.execute(_zero_balances_delete(balances), zero)
+
+
+@functools.lru_cache(maxsize=64)  # per generation's table: a few
+def _balance_upsert(balances: sa.Table, dialect: str) -> Any:
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(balances)
+    return insert.on_conflict_do_update(
+        index_elements=list(_BALANCE_KEY),
+        set_={"amount": balances.c.amount + insert.excluded.amount},
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _zero_balances_delete(balances: sa.Table) -> sa.Delete:
+    key = (balances.c[name] == sa.bindparam(f"p_{name}") for name in _BALANCE_KEY)
+    return sa.delete(balances).where(*key, balances.c.amount == 0)

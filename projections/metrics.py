@@ -12,14 +12,16 @@ from prometheus_client.registry import Collector
 
 from ledger.metrics import NAMESPACE, oldest_unprojected_age_s
 from ledger.schema import events
-from projections.registry import projection_failures, projection_state
+from projections.registry import checkpoint, projection_failures, projection_state
 
 
 def projection_lag(connection: sa.Connection) -> tuple[int, dict[str, int]]:
     """(store head position, each projection's checkpoint): what ``verify`` and the metrics
     say about how far behind the projections are."""
     head = int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
-    rows = connection.execute(sa.select(projection_state.c.name, projection_state.c.position))
+    rows = connection.execute(
+        sa.select(projection_state.c.name, checkpoint().label("position"))
+    )  # a sharded projection is as far as its slowest shard
     return head, {row.name: int(row.position) for row in rows}
 
 

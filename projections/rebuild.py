@@ -33,6 +33,7 @@ from ledger.logs import get_logger
 from ledger.store import EventStore, StoredEvent
 from projections import registry
 from projections.base import Counts, Projection, StateCache, upcast_all
+from projections.shard import SHARDS_MAX, Shard
 from projections.worker import fold
 
 REBUILD_BATCH_EVENTS_MAX = 2000
@@ -62,6 +63,7 @@ class RebuildResult:
     position: int
     events: int
     counts: Counts
+    shards: int = 1  # how many shards the new generation is split into
 
 
 def _now_ms() -> int:
@@ -140,12 +142,14 @@ def _apply_chunk(
     projections: list[Projection],
     batch: Batch,
     generations: dict[str, int],
-    holder: str,
+    holder: str | None,
     caches: dict[str, StateCache],
+    shard: Shard | None = None,
 ) -> dict[str, Counts]:
     """Apply one batch to every projection's new generation, in one transaction (the batch was
     read, decoded and upcast once for all of them). A failed transaction fails the rebuild, so
-    the caches never hold a state that was not committed."""
+    the caches never hold a state that was not committed. ``holder`` None: a worker process,
+    whose parent renews the lease."""
     events, payloads = batch
     if not events:
         return {}
@@ -155,13 +159,75 @@ def _apply_chunk(
             # of a half-built generation the next rebuild drops, and the swap's commit (which
             # does wait) makes every chunk before it durable, the WAL being one sequence.
             connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        # Projections with shared rows last: those rows (the journal's balances) are locked
+        # from their write to the commit, which the rebuild's workers all wait on.
+        ordered = sorted(projections, key=lambda p: bool(p.shared_tables))
         counts = {
-            p.name: fold(connection, p, events, payloads, generations[p.name], cache=caches[p.name])
-            for p in projections
+            p.name: fold(
+                connection,
+                p,
+                events,
+                payloads,
+                generations[p.name],
+                cache=caches[p.name],
+                shard=shard,
+            )
+            for p in ordered
         }
-        for projection in projections:
-            renew_lease(connection, projection.name, holder)
+        if holder is not None:
+            for projection in projections:
+                renew_lease(connection, projection.name, holder)
     return counts
+
+
+@dataclass
+class _Fill:
+    """What one pass that fills the new generations holds: where it is, what it folded."""
+
+    engine: sa.Engine
+    projections: list[Projection]
+    generations: dict[str, int]
+    holder: str | None
+    caches: dict[str, StateCache]
+    counts: dict[str, Counts]
+    shard: Shard | None = None
+    position: int = 0  # the last store position folded
+    done: int = 0  # events read
+
+    def run(
+        self,
+        reader: _Prefetch,
+        until: int | None,
+        on_progress: Callable[[int], None] | None,
+        stop: threading.Event | Any,
+    ) -> bool:
+        """Fold batches from ``position`` until a short batch (the head, as far as this pass
+        can tell) or past ``until``; False when stopped first."""
+        while not stop.is_set():
+            events, payloads = reader.read(self.position)
+            full = len(events) == REBUILD_BATCH_EVENTS_MAX
+            if until is not None:
+                kept = [i for i, event in enumerate(events) if event.position <= until]
+                full = full and len(kept) == len(events)
+                events, payloads = [events[i] for i in kept], [payloads[i] for i in kept]
+            chunk = _apply_chunk(
+                self.engine,
+                self.projections,
+                (events, payloads),
+                self.generations,
+                self.holder,
+                self.caches,
+                self.shard,
+            )
+            for name, counted in chunk.items():
+                self.counts[name].add(counted)
+            self.position = events[-1].position if events else self.position
+            self.done += len(events)
+            if on_progress:
+                on_progress(self.done)
+            if not full:
+                return True
+        return False
 
 
 def _swap(
@@ -169,37 +235,40 @@ def _swap(
     projections: list[Projection],
     store: EventStore,
     generations: dict[str, int],
-    position: int,
+    shards: dict[str, int],
+    fill: _Fill,
     hooks: tuple[ViewHook, ViewHook] | None,
-    caches: dict[str, StateCache],
-) -> tuple[dict[str, int], int, dict[str, Counts]] | None:
-    """Catch up and swap every projection in ONE transaction; None if too far behind to do it in
-    one go. (old generations, position, counts of the tail)."""
+) -> dict[str, int] | None:
+    """Catch up and swap every projection in ONE transaction, splitting each new generation into
+    ``shards``; None if too far behind to do it in one go. The old generations."""
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         rows = {p.name: registry.state(connection, p.name, lock=True) for p in projections}
-        tail = store.read(position, SWAP_CATCH_UP_EVENTS_MAX)
+        tail = store.read(fill.position, SWAP_CATCH_UP_EVENTS_MAX)
         if len(tail) == SWAP_CATCH_UP_EVENTS_MAX:
             return None  # still far behind: roll back, catch up outside the lock first
         payloads = upcast_all(tail)
-        counts = {
-            p.name: fold(connection, p, tail, payloads, generations[p.name], cache=caches[p.name])
-            for p in projections
-        }
-        position = tail[-1].position if tail else position
+        for p in projections:
+            cache = fill.caches[p.name]
+            tail_counts = fold(connection, p, tail, payloads, generations[p.name], cache=cache)
+            fill.counts[p.name].add(tail_counts)
+        position = tail[-1].position if tail else fill.position
         if hooks:
             hooks[0](connection)  # drop the views that read the projections' views
         for projection in projections:
-            registry.point_views(connection, projection, generations[projection.name])
+            name, generation = projection.name, generations[projection.name]
+            registry.point_views(connection, projection, generation)
             connection.execute(
                 sa.update(registry.projection_state)
-                .where(registry.projection_state.c.name == projection.name)
-                .values(live_generation=generations[projection.name], position=position)
+                .where(registry.projection_state.c.name == name)
+                .values(live_generation=generation, position=position)
             )
+            registry.set_shards(connection, name, generation, shards[name], position)
         if hooks:
             hooks[1](connection)
         old = {name: int(row.live_generation) for name, row in rows.items() if row is not None}
         assert len(old) == len(projections), "every projection was registered by ensure()"
-    return old, position, counts
+    fill.position, fill.done = position, fill.done + len(tail)
+    return old
 
 
 def rebuild_many(
@@ -209,11 +278,17 @@ def rebuild_many(
     hooks: tuple[ViewHook, ViewHook] | None = None,
     on_progress: Progress | None = None,
     stop: threading.Event | None = None,
+    workers: int = 1,
+    shards: int | None = None,
 ) -> list[RebuildResult] | None:
     """Rebuild ``projections`` in ONE pass over the store (each batch is read and decoded once
     and folded into every projection's new generation) and swap them together; None when
-    stopped (the live generations are untouched)."""
+    stopped (the live generations are untouched). ``workers`` > 1: the store up to its head is
+    folded by that many processes, one shard of the objects each (rebuild_workers.py), then
+    the rest by this one. ``shards``: how many shards the new generations are split into for
+    ``project --shard`` (default: as many as the live ones)."""
     assert projections, "nothing to rebuild"
+    assert 1 <= workers <= SHARDS_MAX, workers
     engine = store.engine
     stop = stop or threading.Event()
     holder = _holder()
@@ -224,43 +299,65 @@ def rebuild_many(
             acquire_lease(engine, projection.name, holder)
             leased.append(projection.name)
         generations = _new_generations(engine, projections)
+        splits = _shard_counts(engine, projections, shards)
         total = store.count()
-        position = done = 0
         counts = {projection.name: Counts() for projection in projections}
         caches = {p.name: StateCache(REBUILD_STATES_CACHED_MAX) for p in projections}
-        log.info("rebuild_started", generations=generations)
-        while not stop.is_set():
-            batch = reader.read(position)
-            chunk_counts = _apply_chunk(engine, projections, batch, generations, holder, caches)
-            read = len(batch[0])
-            position = batch[0][-1].position if read else position
-            done += read
-            for name, chunk in chunk_counts.items():
-                counts[name].add(chunk)
+        fill = _Fill(engine, projections, generations, holder, caches, counts)
+        log.info("rebuild_started", generations=generations, workers=workers, shards=splits)
+        if workers > 1:
+            from projections import rebuild_workers  # only a parallel rebuild starts processes
+
+            parallel = rebuild_workers.fill(store, fill, workers, total, on_progress, stop)
+            if parallel is None:
+                log.warning("rebuild_stopped", live="untouched")
+                return None
+            for cache in caches.values():
+                cache.holds_all = False  # the workers wrote rows no cache of this process holds
+
+        def progress(done: int) -> None:
             if on_progress:
                 on_progress(done, max(total, done))
-            if read < REBUILD_BATCH_EVENTS_MAX:
-                swapped = _swap(engine, projections, store, generations, position, hooks, caches)
-                if swapped is not None:
-                    old, position, tail_counts = swapped
-                    for name, chunk in tail_counts.items():
-                        counts[name].add(chunk)
-                    break
-        else:
-            log.warning("rebuild_stopped", live="untouched")
-            return None
+
+        old = None
+        while old is None:
+            if not fill.run(reader, None, progress, stop):
+                log.warning("rebuild_stopped", live="untouched")
+                return None
+            old = _swap(engine, projections, store, generations, splits, fill, hooks)
         with engine.connect().execution_options(**WRITE) as connection, connection.begin():
             for projection in projections:
                 projection.drop_tables(connection, old[projection.name])
-        log.info("rebuild_swapped", old=old, new=generations, position=position, events=done)
+        log.info(
+            "rebuild_swapped", old=old, new=generations, position=fill.position, events=fill.done
+        )
         return [
-            RebuildResult(p.name, old[p.name], generations[p.name], position, done, counts[p.name])
+            RebuildResult(
+                p.name,
+                old[p.name],
+                generations[p.name],
+                fill.position,
+                fill.done,
+                counts[p.name],
+                splits[p.name],
+            )
             for p in projections
         ]
     finally:
         reader.close()
         for name in leased:
             release_lease(engine, name, holder)
+
+
+def _shard_counts(
+    engine: sa.Engine, projections: list[Projection], shards: int | None
+) -> dict[str, int]:
+    """How many shards each new generation is split into: ``shards``, or the live count."""
+    assert shards is None or 1 <= shards <= SHARDS_MAX, shards
+    with engine.connect() as connection:
+        return {
+            p.name: shards or int(registry.state(connection, p.name).shards) for p in projections
+        }
 
 
 def _new_generations(engine: sa.Engine, projections: list[Projection]) -> dict[str, int]:
@@ -295,8 +392,18 @@ def rebuild(
     hooks: tuple[ViewHook, ViewHook] | None = None,
     on_progress: Progress | None = None,
     stop: threading.Event | None = None,
+    workers: int = 1,
+    shards: int | None = None,
 ) -> list[RebuildResult]:
     """Rebuild the named projections (all by default) in one pass; [] when stopped."""
     projections = registry.get(names)
-    results = rebuild_many(store, projections, hooks=hooks, on_progress=on_progress, stop=stop)
+    results = rebuild_many(
+        store,
+        projections,
+        hooks=hooks,
+        on_progress=on_progress,
+        stop=stop,
+        workers=workers,
+        shards=shards,
+    )
     return results or []

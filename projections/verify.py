@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from ledger.store import EventStore
 from projections import registry
 from projections.base import Projection, upcast_all
+from projections.shard import Shard
 from projections.worker import fold
 from reports.money import format_amount, parse_major
 
@@ -154,31 +155,57 @@ def check_fresh_fold(store: EventStore, projection: Projection) -> Check:
             row = registry.state(connection, projection.name)
             if row is None:
                 return Check(name, True, "not built yet")
-            live = checksum(projection.dump(connection, int(row.live_generation)))
+            generation = int(row.live_generation)
+            live = checksum(projection.dump(connection, generation))
             projection.create_scratch_tables(connection, SCRATCH_GENERATION)
-            position, checkpoint = 0, int(row.position)
-            while position < checkpoint:
-                events = [
-                    e
-                    for e in store.read(position, VERIFY_BATCH_EVENTS_MAX)
-                    if e.position <= checkpoint
-                ]
-                if not events:
-                    break
-                fold(
-                    connection,
-                    projection,
-                    events,
-                    upcast_all(events),
-                    SCRATCH_GENERATION,
-                    record=False,
-                )
-                position = events[-1].position
+            # Each shard has folded up to its own checkpoint: the fresh fold does the same.
+            checkpoints = _shard_checkpoints(connection, projection.name, generation, row)
+            for shard, checkpoint in checkpoints.items():
+                _fold_up_to(connection, store, projection, checkpoint, shard)
             fresh = checksum(projection.dump(connection, SCRATCH_GENERATION))
         finally:
             transaction.rollback()
-    detail = f"live {live}, fresh {fresh} at position {checkpoint}"
+    at = ", ".join(
+        f"{checkpoint}" if shard is None else f"{checkpoint} (shard {shard})"
+        for shard, checkpoint in checkpoints.items()
+    )
+    detail = f"live {live}, fresh {fresh} at position {at}"
     return Check(name, live == fresh, detail, [] if live == fresh else [detail])
+
+
+def _shard_checkpoints(
+    connection: sa.Connection, name: str, generation: int, row: Any
+) -> dict[Shard | None, int]:
+    """The checkpoint of each shard of the live generation (None: not sharded)."""
+    shards = int(row.shards)
+    if shards == 1:
+        return {None: int(row.position)}
+    found: dict[Shard | None, int] = {}
+    for index in range(shards):
+        position = registry.shard_position(connection, name, generation, index)
+        assert position is not None, (name, generation, index)
+        found[Shard(index, shards)] = position
+    return found
+
+
+def _fold_up_to(
+    connection: sa.Connection,
+    store: EventStore,
+    projection: Projection,
+    checkpoint: int,
+    shard: Shard | None,
+) -> None:
+    position = 0
+    while position < checkpoint:
+        events = [
+            e for e in store.read(position, VERIFY_BATCH_EVENTS_MAX) if e.position <= checkpoint
+        ]
+        if not events:
+            break
+        payloads = upcast_all(events)
+        scratch = SCRATCH_GENERATION
+        fold(connection, projection, events, payloads, scratch, record=False, shard=shard)
+        position = events[-1].position
 
 
 def drift_lines(connection: sa.Connection) -> list[str]:

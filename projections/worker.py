@@ -27,6 +27,7 @@ from ledger.retry import TRANSIENT_DB_ERRORS, retrying
 from ledger.store import EventStore, StoredEvent
 from projections import registry
 from projections.base import Counts, Projection, StateCache, upcast_all
+from projections.shard import Shard
 
 BATCH_EVENTS_MAX = 500
 POLL_INTERVAL_S = 0.2
@@ -78,13 +79,43 @@ class _Waiter:
                 self.connection = None
 
 
-def prepare(engine: sa.Engine, projections: Iterable[Projection]) -> dict[str, tuple[int, int]]:
-    """Register the projections, create live tables and views: name -> (generation, position)."""
+def prepare(
+    engine: sa.Engine,
+    projections: Iterable[Projection],
+    shard: Shard | None = None,
+    *,
+    worker: bool = True,
+) -> dict[str, tuple[int, int]]:
+    """Register the projections, create live tables and views: name -> (generation, position),
+    the position being ``shard``'s checkpoint for a shard worker. For a worker, raises
+    ShardMismatch when the live generation is not split the way it was told (the read side,
+    ``worker=False``, only needs the tables and views)."""
+    shards = shard.count if shard else 1
+    try:
+        return _prepare(engine, projections, shard, shards, worker)
+    except sa.exc.IntegrityError:  # another worker registered it first (two shards starting)
+        return _prepare(engine, projections, shard, shards, worker)
+
+
+def _prepare(
+    engine: sa.Engine,
+    projections: Iterable[Projection],
+    shard: Shard | None,
+    shards: int,
+    worker: bool,
+) -> dict[str, tuple[int, int]]:
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         found = {}
         for projection in projections:
-            found[projection.name] = registry.ensure(connection, projection)
-            registry.require_current(connection, projection, found[projection.name][0])
+            generation, position = registry.ensure(connection, projection, shards)
+            registry.require_current(connection, projection, generation)
+            if worker:
+                registry.require_shards(connection, projection.name, shards)
+            if shard is not None:
+                at = registry.shard_position(connection, projection.name, generation, shard.index)
+                assert at is not None, (projection.name, generation, str(shard))
+                position = at
+            found[projection.name] = (generation, position)
         return found
 
 
@@ -95,16 +126,19 @@ def apply_batch(
     payloads: list[dict[str, Any]],
     generation: int,
     checkpoint: int,
+    shard: Shard | None = None,
 ) -> tuple[Counts, int] | None:
     """Apply the events after ``checkpoint`` and move the checkpoint to the batch's last position,
-    in one transaction. None when the checkpoint moved under us (nothing was written)."""
+    in one transaction. None when the checkpoint moved under us (nothing was written). A shard
+    worker holds the projection's row FOR SHARE (its batches run beside the other shards', the
+    rebuild's swap waits for them) and compare-and-sets its own shard's checkpoint."""
     assert len(payloads) == len(events), "one upcast payload per event"
     pending = [i for i, event in enumerate(events) if event.position > checkpoint]
     new_checkpoint = events[-1].position
+    name = projection.name
     with engine.connect().execution_options(**WRITE) as connection:
         with connection.begin() as transaction:
-            row = registry.state(connection, projection.name, lock=True)
-            if row is None or (row.live_generation, row.position) != (generation, checkpoint):
+            if not _holds_checkpoint(connection, name, generation, checkpoint, shard):
                 transaction.rollback()
                 return None
             counts = fold(
@@ -113,13 +147,34 @@ def apply_batch(
                 [events[i] for i in pending],
                 [payloads[i] for i in pending],
                 generation,
+                shard=shard,
             )
-            if not registry.advance(
-                connection, projection.name, generation, checkpoint, new_checkpoint
-            ):
+            if shard is None:
+                moved = registry.advance(connection, name, generation, checkpoint, new_checkpoint)
+            else:
+                moved = registry.advance_shard(
+                    connection, name, generation, shard.index, checkpoint, new_checkpoint
+                )
+            if not moved:
                 transaction.rollback()
                 return None
     return counts, new_checkpoint
+
+
+def _holds_checkpoint(
+    connection: sa.Connection, name: str, generation: int, checkpoint: int, shard: Shard | None
+) -> bool:
+    """Whether the live generation and this worker's checkpoint are still the ones it folds from
+    (locked until the transaction ends)."""
+    row = registry.state(connection, name, lock=shard is None, share=shard is not None)
+    if row is None or int(row.live_generation) != generation:
+        return False
+    if shard is None:
+        return int(row.shards) == 1 and int(row.position) == checkpoint
+    if int(row.shards) != shard.count:
+        return False
+    at = registry.shard_position(connection, name, generation, shard.index, lock=True)
+    return at == checkpoint
 
 
 def fold(
@@ -131,6 +186,7 @@ def fold(
     *,
     record: bool = True,
     cache: StateCache | None = None,
+    shard: Shard | None = None,
 ) -> Counts:
     """``projection.apply`` for the worker, rebuild and verify alike. The batch in one
     savepoint; when the fold raises (an event it cannot take: an amount beyond the column, a
@@ -138,10 +194,11 @@ def fold(
     are recorded in projection_failures and skipped. One stored event must never stop the
     projector: the store is append-only, it cannot be taken out (issue 19). An outage of the
     database is not the event's fault: it raises, and the batch is retried. ``cache``: see
-    ``base.StateCache`` (a state is put in it once its writes are done)."""
+    ``base.StateCache`` (a state is put in it once its writes are done); ``shard``: only the
+    objects that shard owns."""
     try:
         with connection.begin_nested():
-            return projection.apply(connection, events, generation, payloads, cache)
+            return projection.apply(connection, events, generation, payloads, cache, shard)
     except TRANSIENT_DB_ERRORS:
         raise
     except Exception:  # noqa: BLE001 - found below, event by event
@@ -150,7 +207,9 @@ def fold(
     for event, payload in zip(events, payloads, strict=True):
         try:
             with connection.begin_nested():
-                counts.add(projection.apply(connection, [event], generation, [payload], cache))
+                counts.add(
+                    projection.apply(connection, [event], generation, [payload], cache, shard)
+                )
         except TRANSIENT_DB_ERRORS:
             raise
         except Exception as error:  # noqa: BLE001 - recorded, counted, reported by verify
@@ -191,24 +250,31 @@ def run(
     stop: threading.Event | None = None,
     batch_events_max: int = BATCH_EVENTS_MAX,
     poll_interval_s: float = POLL_INTERVAL_S,
+    shard: Shard | None = None,
 ) -> RunStats:
     """Project the store until ``stop`` is set, or until no new event came for ``until_idle_s``.
 
     A stop request finishes the current batch first. Database outages are retried with capped
-    backoff (logged); anything else (a bug) raises.
+    backoff (logged); anything else (a bug) raises. ``shard``: fold only the objects that shard
+    owns, from its own checkpoints (``project --shard I/N``; one worker per shard).
     """
     assert 0 < batch_events_max <= 10_000, batch_events_max
     stop = stop or threading.Event()
     projections = registry.get(names)
     stats = RunStats(per_projection={p.name: Counts() for p in projections})
-    ready = retrying("database", lambda: prepare(store.engine, projections), stop)
+    ready = retrying("database", lambda: prepare(store.engine, projections, shard), stop)
     if ready is None:
         return stats
     generations = {name: generation for name, (generation, _position) in ready.items()}
     positions = {name: position for name, (_generation, position) in ready.items()}
     waiter = _Waiter(store.engine, poll_interval_s)
     idle_since = time.monotonic()
-    log.info("projecting", projections=list(positions), positions=positions)
+    log.info(
+        "projecting",
+        projections=list(positions),
+        positions=positions,
+        shard=str(shard) if shard else None,
+    )
     try:
         while not stop.is_set():
             low = min(positions.values())
@@ -223,7 +289,9 @@ def run(
             idle_since = time.monotonic()
             stats.batches += 1
             stats.events += len(events)
-            _project_batch(store, projections, events, generations, positions, stats, stop)
+            _project_batch(
+                store, projections, events, generations, positions, stats, stop, shard
+            )
     finally:
         waiter.close()
     stats.positions = dict(positions)
@@ -243,6 +311,7 @@ def _project_batch(
     positions: dict[str, int],
     stats: RunStats,
     stop: threading.Event,
+    shard: Shard | None,
 ) -> None:
     """Apply one batch to every projection still behind it, moving ``generations`` and
     ``positions`` along (stopped while the database was away: the rest is left for later)."""
@@ -262,11 +331,12 @@ def _project_batch(
                 payloads,
                 generations[name],
                 positions[name],
+                shard,
             ),
             stop,
         )
         if done is None:  # stopped while the database was away, or the checkpoint moved
-            fresh = retrying("database", partial(prepare, store.engine, [projection]), stop)
+            fresh = retrying("database", partial(prepare, store.engine, [projection], shard), stop)
             if fresh is None:
                 break
             generations[name], positions[name] = fresh[name]

@@ -18,7 +18,7 @@ def prepare_read_side(engine: sa.Engine, *, refresh_views: bool = True) -> None:
     ``refresh_views=False`` (``project``): create the report views only when one is missing. A
     worker logged in as ``ledger_runtime`` does not own the views migrate made, so it cannot
     drop and recreate them (docs/RELIABILITY.md, runtime role)."""
-    worker.prepare(engine, registry.get())
+    worker.prepare(engine, registry.get(), worker=False)
     if not refresh_views:
         existing = set(sa.inspect(engine).get_view_names())
         if all(f"report_{name}" in existing for name in views.report_names()):

@@ -74,7 +74,9 @@ REPORT_COLUMNS = {
     ],
     "invoice_history": ["invoice_id", "account", "livemode", "status", "reached_at"],
     "store_position": ["position", "event_id", "created", "received_at"],
-    "projection_checkpoints": ["projection", "live_generation", "checkpoint", "lag_positions"],
+    "projection_checkpoints": [
+        "projection", "live_generation", "checkpoint", "lag_positions", "shards",
+    ],
     "dead_letters": ["id", "topic", "partition", "offset", "error", "received_at"],
     "consumer_offsets": ["topic", "partition", "next_offset", "updated_at"],
 }  # fmt: skip

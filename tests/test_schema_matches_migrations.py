@@ -25,8 +25,8 @@ from reports import closing_schema
 STAGE_METADATA = (schema.metadata, registry.metadata, closing_schema.metadata)
 MIGRATED_TABLES = {
     "events", "kafka_offsets", "dead_letters", "balance_sync_cursors", "projection_state",
-    "projection_failures", "projection_leases", "closed_periods", "closed_postings",
-    "period_close_log",
+    "projection_failures", "projection_leases", "projection_shards", "closed_periods",
+    "closed_postings", "period_close_log",
 }  # fmt: skip
 
 
