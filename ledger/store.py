@@ -83,6 +83,14 @@ class StoredEvent:
     kafka_topic: str | None
     kafka_partition: int | None
     kafka_offset: int | None
+    # False: read with a ``wanted`` filter that did not want it, so its payload was not decoded
+    # (``payload`` is {}): a reader that skips most events does not pay for their JSON.
+    decoded: bool = True
+
+
+# Which events a reader needs decoded, from their columns alone (type, object, scope); the rest
+# come back undecoded (``StoredEvent.decoded``), in order, so that positions stay contiguous.
+Wanted = Callable[[StoredEvent], bool]
 
 
 def utc_now() -> dt.datetime:
@@ -124,7 +132,7 @@ def stored_event(row: sa.Row[Any]) -> StoredEvent:
 
 
 # The columns ``read`` returns, in ``StoredEvent``'s order (the payload as its JSON text).
-READ_COLUMNS = tuple(field.name for field in dataclasses.fields(StoredEvent))
+READ_COLUMNS = tuple(field.name for field in dataclasses.fields(StoredEvent))[:-1]
 _LIVEMODE, _RECEIVED_AT, _PAYLOAD = (
     READ_COLUMNS.index(name) for name in ("livemode", "received_at", "payload")
 )
@@ -132,26 +140,19 @@ assert (_LIVEMODE, _RECEIVED_AT, _PAYLOAD) == (5, 9, 11), "event_of_row's slices
 _loads = json.loads  # the payloads were checked by ``decode_json`` on their way in
 
 
-def event_of_row(row: Sequence[Any], received_at: dt.datetime, livemode: bool) -> StoredEvent:
-    """A ``READ_COLUMNS`` row as a ``StoredEvent``, its payload text decoded once. (Each backend
-    converts ``received_at`` and ``livemode``: their drivers return them differently.)"""
-    return StoredEvent(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        livemode,
-        row[6],
-        row[7],
-        row[8],
-        received_at,
-        row[10],
-        _loads(row[11]),
-        row[12],
-        row[13],
-        row[14],
-    )
+def event_of_row(
+    row: Sequence[Any], received_at: dt.datetime, livemode: bool, wanted: Wanted | None = None
+) -> StoredEvent:
+    """A ``READ_COLUMNS`` row as a ``StoredEvent``, its payload text decoded once, or not at all
+    when ``wanted`` says the reader does not need it. (Each backend converts ``received_at`` and
+    ``livemode``: their drivers return them differently.)"""
+    head = (row[0], row[1], row[2], row[3], row[4], livemode, row[6], row[7], row[8], received_at)
+    tail = (row[12], row[13], row[14])
+    if wanted is not None:
+        undecoded = StoredEvent(*head, row[10], {}, *tail, False)
+        if not wanted(undecoded):
+            return undecoded
+    return StoredEvent(*head, row[10], _loads(row[11]), *tail)
 
 
 def check_incoming(item: Incoming) -> None:
@@ -282,18 +283,25 @@ class EventStore(abc.ABC):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, after_position: int = 0, events_max: int = 1000) -> list[StoredEvent]:
-        """Events with position > after_position, in position order, at most ``events_max``."""
+    def read(
+        self, after_position: int = 0, events_max: int = 1000, wanted: Wanted | None = None
+    ) -> list[StoredEvent]:
+        """Events with position > after_position, in position order, at most ``events_max``;
+        with ``wanted``, only the events it accepts have their payload decoded."""
         assert 0 < events_max <= READ_BATCH_EVENTS_MAX, events_max
         assert after_position >= 0, after_position
         with self.engine.connect() as connection:
-            page = self._read_page(connection, after_position, events_max)
+            page = self._read_page(connection, after_position, events_max, wanted)
         assert len(page) <= events_max, (len(page), events_max)
         return page
 
     @abc.abstractmethod
     def _read_page(
-        self, connection: sa.Connection, after_position: int, events_max: int
+        self,
+        connection: sa.Connection,
+        after_position: int,
+        events_max: int,
+        wanted: Wanted | None = None,
     ) -> list[StoredEvent]:
         """``read``'s page. The hot path of project and rebuild: each backend reads its rows
         through the driver (``READ_COLUMNS``, the payload as text decoded once, here), not

@@ -16,7 +16,15 @@ from sqlalchemy.dialects import postgresql
 
 from ledger import pg_bulk
 from ledger.schema import events
-from ledger.store import READ_COLUMNS, EventStore, Incoming, StoredEvent, event_of_row, payload_text
+from ledger.store import (
+    READ_COLUMNS,
+    EventStore,
+    Incoming,
+    StoredEvent,
+    Wanted,
+    event_of_row,
+    payload_text,
+)
 
 APPEND_LOCK_KEY = 0x5EDCE7  # pg_advisory_xact_lock key that serializes appends
 # The columns an append writes (``position`` comes from the sequence), in the statement's order.
@@ -80,10 +88,14 @@ class PostgresEventStore(EventStore):
         return appended
 
     def _read_page(
-        self, connection: sa.Connection, after_position: int, events_max: int
+        self,
+        connection: sa.Connection,
+        after_position: int,
+        events_max: int,
+        wanted: Wanted | None = None,
     ) -> list[StoredEvent]:
         rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
-        return [event_of_row(row, row[9], row[5]) for row in rows]  # aware, bool: as stored
+        return [event_of_row(row, row[9], row[5], wanted) for row in rows]  # aware, bool
 
     def _insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)

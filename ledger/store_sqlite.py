@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from ledger.schema import events
-from ledger.store import READ_COLUMNS, EventStore, Incoming, StoredEvent, event_of_row, payload_text
+from ledger.store import (
+    READ_COLUMNS,
+    EventStore,
+    Incoming,
+    StoredEvent,
+    Wanted,
+    event_of_row,
+    payload_text,
+)
 
 APPEND_STATEMENT_EVENTS_MAX = 500  # rows per INSERT: 15 columns x 500 stays under SQLite's 32766
 # One cached statement executed for many rows ("insertmanyvalues"): a .values(rows) statement
@@ -86,10 +94,16 @@ class SqliteEventStore(EventStore):
         return known
 
     def _read_page(
-        self, connection: sa.Connection, after_position: int, events_max: int
+        self,
+        connection: sa.Connection,
+        after_position: int,
+        events_max: int,
+        wanted: Wanted | None = None,
     ) -> list[StoredEvent]:
         rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
-        return [event_of_row(row, self._received_at(row[9]), bool(row[5])) for row in rows]
+        return [
+            event_of_row(row, self._received_at(row[9]), bool(row[5]), wanted) for row in rows
+        ]
 
     def _received_at(self, text: str) -> dt.datetime:
         parsed = self._parse_datetime(text)

@@ -115,6 +115,10 @@ ENTRY_META = (
 )
 
 
+# Objects that are their own journal root (found_root); the others fold into a parent.
+_OWN_ROOTS = frozenset({"charge", "dispute", "payout", "application_fee", "transfer"})
+
+
 class RootKey(NamedTuple):
     """The ``journal_objects`` row of one root (its primary key)."""
 
@@ -177,6 +181,19 @@ class JournalProjection(Projection[RootKey]):
             "balance_transactions": _balance_transactions_table(metadata, generation),
             "payouts": _payouts_table(metadata, generation),
         }
+
+    def route(self, event: StoredEvent) -> RootKey | None:
+        """The roots that are the event's own object (journal_rules.found_root: a charge, a
+        dispute, a payout, a fee, a transfer, the balance); a refund's charge, a reversal's
+        transfer and the ledger's facts need the payload."""
+        kind, account = event.object_type, event.account or PLATFORM
+        if event.type in FACT_HANDLERS:
+            return None
+        if kind == "balance":
+            return RootKey("balance", "balance", account, event.livemode)
+        if kind in _OWN_ROOTS and isinstance(event.object_id, str):
+            return RootKey(kind, event.object_id, account, event.livemode)
+        return None
 
     def snapshot(
         self, event: StoredEvent, payload: dict[str, Any], counts: Counts

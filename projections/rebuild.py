@@ -30,9 +30,9 @@ import sqlalchemy as sa
 
 from ledger.database import WRITE
 from ledger.logs import get_logger
-from ledger.store import EventStore, StoredEvent
+from ledger.store import EventStore, StoredEvent, Wanted
 from projections import registry
-from projections.base import Counts, Projection, StateCache, upcast_all
+from projections.base import Counts, Projection, StateCache, upcast_all, wanted
 from projections.shard import SHARDS_MAX, Shard
 from projections.worker import fold
 
@@ -114,13 +114,14 @@ class _Prefetch:
     applied: decoding is client CPU, applying mostly waits on the database, so the two overlap.
     At most one batch is read ahead (bounded memory)."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, wanted: Wanted | None = None) -> None:
         self.store = store
+        self.wanted = wanted  # which events to decode (base.wanted): the rest are not needed
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="rebuild-read")
         self.ahead: tuple[int, Future[Batch]] | None = None  # (after position, its read)
 
     def _read(self, after: int) -> Batch:
-        events = self.store.read(after, REBUILD_BATCH_EVENTS_MAX)
+        events = self.store.read(after, REBUILD_BATCH_EVENTS_MAX, self.wanted)
         return events, upcast_all(events)
 
     def read(self, after: int) -> Batch:
@@ -243,7 +244,7 @@ def _swap(
     ``shards``; None if too far behind to do it in one go. The old generations."""
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         rows = {p.name: registry.state(connection, p.name, lock=True) for p in projections}
-        tail = store.read(fill.position, SWAP_CATCH_UP_EVENTS_MAX)
+        tail = store.read(fill.position, SWAP_CATCH_UP_EVENTS_MAX, wanted(projections))
         if len(tail) == SWAP_CATCH_UP_EVENTS_MAX:
             return None  # still far behind: roll back, catch up outside the lock first
         payloads = upcast_all(tail)
@@ -293,7 +294,7 @@ def rebuild_many(
     stop = stop or threading.Event()
     holder = _holder()
     leased: list[str] = []
-    reader = _Prefetch(store)
+    reader = _Prefetch(store, wanted(projections))
     try:
         for projection in sorted(projections, key=lambda p: p.name):  # one order: no deadlock
             acquire_lease(engine, projection.name, holder)

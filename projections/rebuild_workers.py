@@ -29,7 +29,7 @@ from ledger.logs import configure, get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore, open_event_store
 from projections import registry
-from projections.base import Counts, StateCache
+from projections.base import Counts, StateCache, wanted
 from projections.shard import Shard
 
 WAIT_TICK_S = 1.0  # how often the parent renews the leases and reports progress while it waits
@@ -158,7 +158,7 @@ def _worker(
         caches = {name: StateCache(REBUILD_STATES_CACHED_MAX) for name in names}
         counts = {name: Counts() for name in names}
         filling = _Fill(engine, projections, generations, None, caches, counts, shard)
-        reader = _Prefetch(store)
+        reader = _Prefetch(store, wanted(projections, shard))  # its own objects' events only
 
         def progress(read: int) -> None:
             done.value = read

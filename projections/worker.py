@@ -26,7 +26,7 @@ from ledger.logs import get_logger
 from ledger.retry import TRANSIENT_DB_ERRORS, retrying
 from ledger.store import EventStore, StoredEvent
 from projections import registry
-from projections.base import Counts, Projection, StateCache, upcast_all
+from projections.base import Counts, Projection, StateCache, upcast_all, wanted
 from projections.shard import Shard
 
 BATCH_EVENTS_MAX = 500
@@ -268,6 +268,7 @@ def run(
     generations = {name: generation for name, (generation, _position) in ready.items()}
     positions = {name: position for name, (_generation, position) in ready.items()}
     waiter = _Waiter(store.engine, poll_interval_s)
+    needs = wanted(projections, shard)  # the events no projection (of this shard) folds: undecoded
     idle_since = time.monotonic()
     log.info(
         "projecting",
@@ -278,7 +279,7 @@ def run(
     try:
         while not stop.is_set():
             low = min(positions.values())
-            events = retrying("database", partial(store.read, low, batch_events_max), stop)
+            events = retrying("database", partial(store.read, low, batch_events_max, needs), stop)
             if events is None:
                 break
             if not events:
