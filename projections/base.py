@@ -190,20 +190,17 @@ def write_rows(
     changes: Sequence[Change[Any]],
     rows: Sequence[dict[str, Any]],
 ) -> None:
-    """Write each change's row (``rows[i]`` holds the non-key columns of ``changes[i]``): one
-    bulk UPDATE for the objects that existed, one bulk INSERT for the new ones. The worker
-    holds the projection's checkpoint row FOR UPDATE, so nobody else writes here."""
+    """Write each change's row (``rows[i]`` holds the non-key columns of ``changes[i]``) in ONE
+    upsert: the objects that existed are updated, the new ones inserted (an UPDATE and an INSERT
+    were two round trips per table and batch). The worker holds the projection's checkpoint row
+    FOR UPDATE, so nobody else writes here; each key comes once (the batch is grouped by it)."""
     assert len(changes) == len(rows), (len(changes), len(rows))
     key_names = tuple(column.name for column in table.primary_key.columns)
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
-    for change, values in zip(changes, rows, strict=True):
-        row = {**dict(zip(key_names, change.key, strict=True)), **values}
-        (inserts if change.before is None else updates).append(row)
-    if updates:
-        value_names = tuple(name for name in rows[0] if name not in key_names)
-        bulk.update(connection, table, key_names, value_names, updates)
-    bulk.insert(connection, table, inserts)
+    upserts = [
+        {**dict(zip(key_names, change.key, strict=True)), **values}
+        for change, values in zip(changes, rows, strict=True)
+    ]
+    bulk.upsert(connection, table, key_names, upserts)
 
 
 class Projection(Generic[K]):

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import pg_bulk
 
@@ -61,6 +61,41 @@ def insert(connection: sa.Connection, table: sa.Table, rows: Sequence[Row]) -> N
         )
     else:
         connection.execute(sa.insert(table), list(rows))
+
+
+def upsert(
+    connection: sa.Connection, table: sa.Table, key: tuple[str, ...], rows: Sequence[Row]
+) -> None:
+    """Insert each row, or set its other columns where a row with its ``key`` exists: ONE
+    statement (``INSERT ... ON CONFLICT (key) DO UPDATE``) where an UPDATE of the rows that
+    existed and an INSERT of the new ones were two round trips. Each key at most once (a row
+    cannot be changed twice by one statement)."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    assert all(name in columns for name in key), (key, columns)
+    assert len({tuple(row[name] for name in key) for row in rows}) == len(rows), "a key twice"
+    if connection.dialect.name == "postgresql":
+        statement = _pg_upsert(table, columns, key)
+        pg_bulk.execute(connection, statement, pg_bulk.parameters(table, columns, rows))
+    else:
+        connection.execute(_sqlite_upsert(table, columns, key), list(rows))
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_upsert(table: sa.Table, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    values = [name for name in columns if name not in key]
+    assert values, "a key-only row has nothing to update"
+    assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in values)
+    conflict = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}"
+    return f"{pg_bulk.insert(table, columns)} {conflict}"
+
+
+@functools.lru_cache(maxsize=512)
+def _sqlite_upsert(table: sa.Table, columns: tuple[str, ...], key: tuple[str, ...]) -> Any:
+    statement = sqlite.insert(table)
+    values = {name: statement.excluded[name] for name in columns if name not in key}
+    return statement.on_conflict_do_update(index_elements=list(key), set_=values)
 
 
 def update(

@@ -368,18 +368,13 @@ def _write_balance_transactions(
 ) -> None:
     """Bring the rows of each changed root in line with its balance transactions (they only
     grow: a root never forgets one)."""
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []  # new rows and rows that differ: one upsert
     for change in changes:
         before = _bt_rows(change.key, change.before) if change.before else {}
-        for txn, row in _bt_rows(change.key, change.after).items():
-            if txn not in before:
-                inserts.append(row)
-            elif before[txn] != row:
-                updates.append(row)
-    values = tuple(name for name in table.c.keys() if name not in _BT_KEY)
-    bulk.update(connection, table, _BT_KEY, values, updates)
-    bulk.insert(connection, table, inserts)
+        changed.extend(
+            row for txn, row in _bt_rows(change.key, change.after).items() if before.get(txn) != row
+        )
+    bulk.upsert(connection, table, _BT_KEY, changed)
 
 
 def _write_payouts(
@@ -405,19 +400,8 @@ def _write_payouts(
         Change(ObjectKey(c.key.object_id, c.key.account_key, c.key.livemode), c.before, c.after)
         for c in changes
     ]
-    # a payout root may exist before its first payout event (a synced balance transaction)
-    existing = {
-        tuple(row)
-        for row in bulk.select(
-            connection,
-            table,
-            ("payout_id", "account_key", "livemode"),
-            [c.key for c in keyed],
-            ("payout_id", "account_key", "livemode"),
-        )
-    }
-    # write_rows updates a row whose change has a ``before``, inserts the others
-    keyed = [Change(c.key, c.after if c.key in existing else None, c.after) for c in keyed]
+    # An upsert: a payout root may exist before its first payout event (a synced balance
+    # transaction), so a change with a ``before`` does not say whether its payouts row exists.
     write_rows(connection, table, keyed, rows)
 
 
@@ -435,11 +419,9 @@ class _PostingPlan:
     the same id). The balance deltas are written by the caller, last."""
 
     entry_deletes: list[dict[str, Any]] = field(default_factory=list)
-    entry_inserts: list[dict[str, Any]] = field(default_factory=list)
-    entry_updates: list[dict[str, Any]] = field(default_factory=list)
+    entry_writes: list[dict[str, Any]] = field(default_factory=list)  # new or changed: whole rows
     posting_deletes: list[dict[str, Any]] = field(default_factory=list)
-    posting_updates: list[dict[str, Any]] = field(default_factory=list)
-    posting_inserts: list[dict[str, Any]] = field(default_factory=list)
+    posting_writes: list[dict[str, Any]] = field(default_factory=list)  # new or changed: whole rows
     balance_deltas: dict[BalanceKey, int] = field(default_factory=dict)
 
     def move_balance(self, key: BalanceKey, delta: int) -> None:
@@ -457,11 +439,10 @@ class _PostingPlan:
         # an entry's postings go with it
         bulk.delete(connection, postings, _ENTRY_KEY, self.entry_deletes)
         bulk.delete(connection, entries, _ENTRY_KEY, self.entry_deletes)
-        bulk.insert(connection, entries, self.entry_inserts)
-        bulk.update(connection, entries, _ENTRY_KEY, ENTRY_META, self.entry_updates)
+        # one upsert per table for the new rows and the changed ones (two round trips before)
+        bulk.upsert(connection, entries, _ENTRY_KEY, self.entry_writes)
         bulk.delete(connection, postings, _POSTING_KEY, self.posting_deletes)
-        bulk.update(connection, postings, _POSTING_KEY, ("amount",), self.posting_updates)
-        bulk.insert(connection, postings, self.posting_inserts)
+        bulk.upsert(connection, postings, _POSTING_KEY, self.posting_writes)
 
 
 _ENTRY_KEY = ("entry_id", "account_key", "livemode")
@@ -491,8 +472,8 @@ def _plan_postings(
                 plan.remove_entry(entry_key, old["currency"], old_postings)
                 old, old_postings = None, {}
             meta = _entry_meta(entry)
-            if old is None:
-                plan.entry_inserts.append(
+            if old is None or any(old[name] != value for name, value in meta.items()):
+                plan.entry_writes.append(
                     {
                         "entry_id": entry_id,
                         "account_key": account_key,
@@ -505,8 +486,6 @@ def _plan_postings(
                         **meta,
                     }
                 )
-            elif any(old[name] != value for name, value in meta.items()):
-                plan.entry_updates.append({**_named(_ENTRY_KEY, entry_key), **meta})
             for ledger_account in sorted(set(amounts) | set(old_postings)):
                 new_amount = amounts.get(ledger_account, 0)
                 old_amount = old_postings.get(ledger_account, 0)
@@ -515,12 +494,8 @@ def _plan_postings(
                 posting_key = (*entry_key, ledger_account)
                 if new_amount == 0:
                     plan.posting_deletes.append(_named(_POSTING_KEY, posting_key))
-                elif ledger_account in old_postings:
-                    plan.posting_updates.append(
-                        {**_named(_POSTING_KEY, posting_key), "amount": new_amount}
-                    )
-                else:
-                    plan.posting_inserts.append(
+                else:  # a new posting or a changed amount: the whole row, upserted
+                    plan.posting_writes.append(
                         {
                             **_named(_POSTING_KEY, posting_key),
                             "account": account_of(account_key),

@@ -36,7 +36,7 @@ from projections.base import Counts, Projection, StateCache, upcast_all, wanted
 from projections.shard import SHARDS_MAX, Shard
 from projections.worker import fold
 
-REBUILD_BATCH_EVENTS_MAX = 1000
+REBUILD_BATCH_EVENTS_MAX = 2000
 # Merged states kept in memory per projection, so that a batch folds into the states the
 # previous batches wrote without reading them back (base.StateCache); bounds the rebuild's RSS.
 REBUILD_STATES_CACHED_MAX = 10_000

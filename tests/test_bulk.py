@@ -91,3 +91,36 @@ def test_a_bulk_insert_of_a_present_key_fails_and_writes_nothing(database_url: s
         with engine.connect().execution_options(**WRITE) as connection, connection.begin():
             table.drop(connection)
         engine.dispose()
+
+
+def test_upsert_inserts_new_keys_and_sets_present_ones_on_both_databases(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    table = _table()
+    old = {"object_id": "in_1", "livemode": False, "account": None, "amount": 1,
+           "attempts": 1, "state": {"fields": {}}}  # fmt: skip
+    other = {**old, "livemode": True, "amount": 9}  # same id, other key: left alone
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        table.create(connection)
+        bulk.insert(connection, table, [old, other])
+        bulk.upsert(connection, table, KEY, [])  # nothing to write: no statement, no error
+        bulk.upsert(
+            connection,
+            table,
+            KEY,
+            [
+                {**old, "account": "acct_1", "amount": 2**62, "attempts": None,
+                 "state": {"reached": {"paid": 5}}},
+                {**old, "object_id": "in_2", "amount": -3, "state": None},
+            ],
+        )  # fmt: skip
+        assert _rows(connection, table) == [
+            ("in_1", False, "acct_1", 2**62, None, {"reached": {"paid": 5}}),
+            ("in_1", True, None, 9, 1, {"fields": {}}),
+            ("in_2", False, None, -3, 1, None),
+        ]
+        with pytest.raises(AssertionError, match="a key twice"):
+            bulk.upsert(connection, table, KEY, [old, {**old, "amount": 5}])
+        table.drop(connection)
+    engine.dispose()
