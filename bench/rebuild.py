@@ -97,11 +97,11 @@ def fixture(admin_url: str, events: int, label: str = "rebuild", small: bool = F
         if not exists:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
-    _fill(url, events, small, name)
+    fill_store(url, events, small, name)
     return url
 
 
-def _fill(url: str, events: int, small: bool, name: str) -> None:
+def fill_store(url: str, events: int, small: bool, name: str) -> None:
     """Migrate the database at ``url`` and COPY the events in, unless it holds them already."""
     from ledger.envelope import event_from_dict
 
@@ -222,7 +222,7 @@ def _one_size(admin_url: str, events: int, small: bool, budget_s: float) -> dict
     # A small store is made afresh: a kept one is shared by every checkout on the server, and
     # one with other views (another branch's) refuses this tree's rebuild.
     with scratch_database(admin_url, label) as url:
-        _fill(url, events, small, label)
+        fill_store(url, events, small, label)
         return _measure(url, events, budget_s, time.perf_counter() - started)
 
 

@@ -70,7 +70,7 @@ def _project(admin_url: str, events: int, shards: int) -> dict[str, Any]:
             )
             if split.returncode != 0:
                 raise RuntimeError(f"rebuild --shards failed: {split.stderr.decode()[-2000:]}")
-        rebuild._fill(url, events, False, f"shards{shards}")  # COPY, none projected
+        rebuild.fill_store(url, events, False, f"shards{shards}")  # COPY, none projected
         argv = [
             stripe_ledger("project", *(("--shard", f"{i}/{shards}") if shards > 1 else ()))
             for i in range(shards)
@@ -110,7 +110,7 @@ def _rebuild(admin_url: str, events: int, workers: int, budget_s: float) -> dict
     if events >= rebuild.KEPT_STORE_EVENTS_MIN:  # the rebuild benchmark's kept store
         return _timed_rebuild(rebuild.fixture(admin_url, events), events, budget_s, args)
     with scratch_database(admin_url, f"rebuild{workers}") as url:
-        rebuild._fill(url, events, False, f"rebuild{workers}")
+        rebuild.fill_store(url, events, False, f"rebuild{workers}")
         return _timed_rebuild(url, events, budget_s, args)
 
 

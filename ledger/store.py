@@ -182,6 +182,7 @@ class EventStore(abc.ABC):
     are inserted and how a batch of events is read; the rest is shared here."""
 
     dialect: ClassVar[str]  # the SQLAlchemy dialect name this backend serves
+    read_sql: ClassVar[str]  # ``READ_COLUMNS`` after a position, in order, limited (driver SQL)
 
     def __init__(self, engine: sa.Engine) -> None:
         assert engine.dialect.name == self.dialect, (engine.dialect.name, self.dialect)
@@ -318,7 +319,6 @@ class EventStore(abc.ABC):
         assert len(page) <= events_max, (len(page), events_max)
         return page
 
-    @abc.abstractmethod
     def _read_page(
         self,
         connection: sa.Connection,
@@ -326,9 +326,16 @@ class EventStore(abc.ABC):
         events_max: int,
         wanted: Wanted | None = None,
     ) -> list[StoredEvent]:
-        """``read``'s page. The hot path of project and rebuild: each backend reads its rows
-        through the driver (``READ_COLUMNS``, the payload as text decoded once, here), not
-        SQLAlchemy's row processing, which was most of a rebuild's read time."""
+        """``read``'s page. The hot path of project and rebuild: the rows come through the
+        driver (the backend's ``read_sql``: ``READ_COLUMNS``, the payload as text decoded once,
+        here), not SQLAlchemy's row processing, which was most of a rebuild's read time."""
+        rows = connection.exec_driver_sql(self.read_sql, (after_position, events_max)).all()
+        received_at = self._received_at
+        return [event_of_row(row, received_at(row[9]), bool(row[5]), wanted) for row in rows]
+
+    def _received_at(self, value: Any) -> dt.datetime:
+        """``received_at`` as the driver returns it, as an aware datetime (PostgreSQL: as is)."""
+        return value  # type: ignore[no-any-return]
 
     def iter_events(
         self, after_position: int = 0, batch_events: int = 1000

@@ -20,9 +20,6 @@ from ledger.store import (
     READ_COLUMNS,
     EventStore,
     Incoming,
-    StoredEvent,
-    Wanted,
-    event_of_row,
     payload_text,
 )
 
@@ -72,6 +69,7 @@ def _arrays(chunk: Sequence[Incoming]) -> tuple[list[Any], ...]:
 
 class PostgresEventStore(EventStore):
     dialect = "postgresql"
+    read_sql = _READ
 
     def _serialize_appends(self, connection: sa.Connection) -> None:
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
@@ -86,16 +84,6 @@ class PostgresEventStore(EventStore):
             assert 0 <= inserted <= len(chunk), (inserted, len(chunk))
             appended += inserted
         return appended
-
-    def _read_page(
-        self,
-        connection: sa.Connection,
-        after_position: int,
-        events_max: int,
-        wanted: Wanted | None = None,
-    ) -> list[StoredEvent]:
-        rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
-        return [event_of_row(row, row[9], row[5], wanted) for row in rows]  # aware, bool
 
     def _insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)

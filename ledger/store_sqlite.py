@@ -33,10 +33,7 @@ from ledger.store import (
     AppendResult,
     EventStore,
     Incoming,
-    StoredEvent,
-    Wanted,
     distinct_incoming,
-    event_of_row,
     payload_text,
 )
 
@@ -85,6 +82,7 @@ assert len(_COLUMNS) == 14 and _COLUMNS[8] == "received_at", "_event_values' ord
 
 class SqliteEventStore(EventStore):
     dialect = "sqlite"
+    read_sql = _READ
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
@@ -148,18 +146,6 @@ class SqliteEventStore(EventStore):
             inserted = connection.executemany(_INSERT, rows).rowcount
         assert inserted == len(rows), (inserted, len(rows))
         return inserted
-
-    def _read_page(
-        self,
-        connection: sa.Connection,
-        after_position: int,
-        events_max: int,
-        wanted: Wanted | None = None,
-    ) -> list[StoredEvent]:
-        rows = connection.exec_driver_sql(_READ, (after_position, events_max)).all()
-        return [
-            event_of_row(row, self._received_at(row[9]), bool(row[5]), wanted) for row in rows
-        ]
 
     def _received_at(self, text: str) -> dt.datetime:
         parsed = self._parse_datetime(text)

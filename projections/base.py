@@ -301,7 +301,7 @@ class Projection(Generic[K]):
             if event.type not in self.handlers and event.type not in self.fact_handlers:
                 counts.skipped += 1
                 continue
-            routed = self.route(event)
+            routed = self.route(event) if shard is not None else None
             if shard is not None and routed is not None and not shard.owns(routed):
                 counts.elsewhere += 1  # maybe read undecoded (``wanted``): never looked into
                 continue
@@ -322,7 +322,7 @@ class Projection(Generic[K]):
                 counts.ignored += 1
                 continue
             # a shard trusts ``route`` for the events it skips: it must name the snapshot's key
-            assert shard is None or routed is None or found.key == routed, (routed, found.key)
+            assert routed is None or found.key == routed, (routed, found.key)
             if shard is not None and not shard.owns(found.key):
                 counts.elsewhere += 1
                 continue
@@ -459,13 +459,14 @@ def wanted(projections: Sequence[Projection[Any]], shard: Shard | None = None) -
     shard's (``Projection.route``). Most of a demo store's events are of types no projection
     folds (payment intents, customers, subscriptions), and a shard's are mostly another's."""
     handled = [(p, frozenset(p.handlers) | frozenset(p.fact_handlers)) for p in projections]
+    if shard is None:  # one set lookup per event: no routing to ask about
+        every_type = frozenset().union(*(types for _p, types in handled))
+        return lambda event: event.type in every_type
 
     def needs(event: StoredEvent) -> bool:
         for projection, types in handled:
             if event.type not in types:
                 continue
-            if shard is None:
-                return True
             routed = projection.route(event)
             if routed is None or shard.owns(routed):
                 return True

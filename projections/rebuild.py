@@ -109,7 +109,7 @@ def release_lease(engine: sa.Engine, name: str, holder: str) -> None:
         )
 
 
-class _Prefetch:
+class Prefetch:
     """Reads, decodes and upcasts the NEXT batch on a helper thread while the current one is
     applied: decoding is client CPU, applying mostly waits on the database, so the two overlap.
     At most one batch is read ahead (bounded memory)."""
@@ -182,7 +182,7 @@ def _apply_chunk(
 
 
 @dataclass
-class _Fill:
+class Fill:
     """What one pass that fills the new generations holds: where it is, what it folded."""
 
     engine: sa.Engine
@@ -197,7 +197,7 @@ class _Fill:
 
     def run(
         self,
-        reader: _Prefetch,
+        reader: Prefetch,
         until: int | None,
         on_progress: Callable[[int], None] | None,
         stop: threading.Event | Any,
@@ -237,7 +237,7 @@ def _swap(
     store: EventStore,
     generations: dict[str, int],
     shards: dict[str, int],
-    fill: _Fill,
+    fill: Fill,
     hooks: tuple[ViewHook, ViewHook] | None,
 ) -> dict[str, int] | None:
     """Catch up and swap every projection in ONE transaction, splitting each new generation into
@@ -294,7 +294,7 @@ def rebuild_many(
     stop = stop or threading.Event()
     holder = _holder()
     leased: list[str] = []
-    reader = _Prefetch(store, wanted(projections))
+    reader = Prefetch(store, wanted(projections))
     try:
         for projection in sorted(projections, key=lambda p: p.name):  # one order: no deadlock
             acquire_lease(engine, projection.name, holder)
@@ -304,7 +304,7 @@ def rebuild_many(
         total = store.count()
         counts = {projection.name: Counts() for projection in projections}
         caches = {p.name: StateCache(REBUILD_STATES_CACHED_MAX) for p in projections}
-        fill = _Fill(engine, projections, generations, holder, caches, counts)
+        fill = Fill(engine, projections, generations, holder, caches, counts)
         log.info("rebuild_started", generations=generations, workers=workers, shards=splits)
         if workers > 1:
             from projections import rebuild_workers  # only a parallel rebuild starts processes

@@ -39,7 +39,7 @@ log = get_logger("projections.rebuild")
 
 def fill(
     store: EventStore,
-    filling: Any,  # rebuild._Fill (not imported: rebuild.py imports this module)
+    filling: Any,  # rebuild.Fill (not imported: rebuild.py imports this module)
     workers: int,
     total: int,
     on_progress: Callable[[int, int], None] | None,
@@ -145,7 +145,7 @@ def _worker(
 ) -> None:
     """One worker process: fold ``shard`` of the store up to ``until``; report counts (or the
     error's first line) on ``results``."""
-    from projections.rebuild import REBUILD_STATES_CACHED_MAX, _Fill, _Prefetch
+    from projections.rebuild import REBUILD_STATES_CACHED_MAX, Fill, Prefetch
 
     settings = Settings.from_env()
     configure(settings.log_format, settings.log_level)
@@ -157,8 +157,8 @@ def _worker(
         # Each worker's objects are its own, in tables that started empty: its cache is exact.
         caches = {name: StateCache(REBUILD_STATES_CACHED_MAX) for name in names}
         counts = {name: Counts() for name in names}
-        filling = _Fill(engine, projections, generations, None, caches, counts, shard)
-        reader = _Prefetch(store, wanted(projections, shard))  # its own objects' events only
+        filling = Fill(engine, projections, generations, None, caches, counts, shard)
+        reader = Prefetch(store, wanted(projections, shard))  # its own objects' events only
 
         def progress(read: int) -> None:
             done.value = read
