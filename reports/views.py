@@ -9,6 +9,7 @@ DDL is transactional; SQLite's BEGIN IMMEDIATE holds the only write lock).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -38,8 +39,9 @@ UTC_DAY_OF_CREATED = {
 VIEW_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def _stems(pattern: str) -> list[str]:
-    stems = sorted(path.stem for path in SQL_DIR.glob(pattern))
+@functools.cache  # the package's own files: listed once per process, not per command or query
+def _stems(pattern: str) -> tuple[str, ...]:
+    stems = tuple(sorted(path.stem for path in SQL_DIR.glob(pattern)))
     assert all(VIEW_NAME.fullmatch(stem) for stem in stems), stems
     return stems
 
@@ -53,7 +55,7 @@ def shared_views() -> list[str]:
     """The ``shared_*`` views: parts that several report views read, not reports themselves
     (not listed, not granted). Created before the reports in name order, so one may read only
     the ``proj_*`` views and the shared views named before it; dropped after them."""
-    return _stems("shared_*.sql")
+    return list(_stems("shared_*.sql"))
 
 
 def view_sql(view: str, dialect: str) -> str:
