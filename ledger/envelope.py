@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ledger.settings import EVENT_BODY_BYTES_MAX
 
 EVENT_ID_CHARS_MAX = 255
@@ -113,6 +115,33 @@ def decode_json(raw: bytes, *, bytes_max: int = EVENT_BODY_BYTES_MAX) -> Any:
     integers within int64. ``bytes_max``: larger only for a whole import file (an array)."""
     if len(raw) > bytes_max:
         raise EnvelopeError(f"payload is larger than {bytes_max} bytes")
+    if raw.count(b"[") + raw.count(b"{") <= JSON_NESTING_DEPTH_MAX and not long_digit_run(raw):
+        # The fast path (issue 21): at most 64 brackets (so no deeper nesting) and no run of
+        # 19 digits (so every integer fits int64). What orjson accepts, the stdlib decoder
+        # accepts with the same value (the last of a duplicate key wins in both); what orjson
+        # refuses (invalid UTF-8, a byte-order mark, NaN, Infinity, 1e999, lone surrogates,
+        # malformed text) goes the reference way below, which refuses it with the envelope's
+        # own message or accepts it for ``parse_event``'s walk to judge, as before.
+        # tests/test_envelope_fast_path.py holds the two paths to the same answers.
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    text, checked = _bounded_text(raw, bytes_max)
+    return _decode_stdlib(text, checked)
+
+
+def long_digit_run(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 19 digits or more: only then can a JSON integer in it be
+    outside int64, which orjson would turn into a float without a word (2**64 -> 1.8e19)."""
+    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
+
+
+def _bounded_text(raw: bytes, bytes_max: int) -> tuple[str, bool]:
+    """``raw`` as text within the size and nesting bounds, and whether its integers must be
+    checked one by one (it holds a run of 19 digits or more); EnvelopeError otherwise."""
+    if len(raw) > bytes_max:
+        raise EnvelopeError(f"payload is larger than {bytes_max} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -120,9 +149,13 @@ def decode_json(raw: bytes, *, bytes_max: int = EVENT_BODY_BYTES_MAX) -> Any:
     # Only scan for depth when brackets are plentiful: a real event has a few hundred at most.
     if text.count("[") + text.count("{") > JSON_NESTING_DEPTH_MAX and not _depth_ok(text):
         raise EnvelopeError(f"JSON nests deeper than {JSON_NESTING_DEPTH_MAX} levels")
-    checked = _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
     if text.startswith("\ufeff"):  # json.loads refuses a byte-order mark; the decoder does not
         raise EnvelopeError("payload is not valid JSON")
+    return text, long_digit_run(raw)
+
+
+def _decode_stdlib(text: str, checked: bool) -> Any:
+    """The reference decoder: the stdlib's, with the envelope's number rules."""
     try:
         return (_DECODER_CHECKED_INTS if checked else _DECODER).decode(text)
     except (json.JSONDecodeError, RecursionError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +53,11 @@ _INSERT = (
 )
 _KNOWN = "SELECT event_id FROM events WHERE event_id IN ({marks})"
 _READ = f"SELECT {', '.join(READ_COLUMNS)} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+# A reader's ``Wanted.types`` as a JSON array: the other payloads are not read at all.
+_READ_TYPED = _READ.replace(
+    ", payload,", ", CASE WHEN type IN (SELECT value FROM json_each(?)) THEN payload END,"
+)
+assert _READ_TYPED != _READ
 
 
 def _event_values(item: Incoming, received_at: str) -> tuple[Any, ...]:
@@ -83,6 +89,10 @@ assert len(_COLUMNS) == 14 and _COLUMNS[8] == "received_at", "_event_values' ord
 class SqliteEventStore(EventStore):
     dialect = "sqlite"
     read_sql = _READ
+    read_typed_sql = _READ_TYPED
+
+    def _types_parameter(self, types: frozenset[str]) -> Any:
+        return json.dumps(sorted(types))
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)

@@ -459,9 +459,9 @@ def wanted(projections: Sequence[Projection[Any]], shard: Shard | None = None) -
     shard's (``Projection.route``). Most of a demo store's events are of types no projection
     folds (payment intents, customers, subscriptions), and a shard's are mostly another's."""
     handled = [(p, frozenset(p.handlers) | frozenset(p.fact_handlers)) for p in projections]
+    every_type = frozenset().union(*(types for _p, types in handled))
     if shard is None:  # one set lookup per event: no routing to ask about
-        every_type = frozenset().union(*(types for _p, types in handled))
-        return lambda event: event.type in every_type
+        return Wanted(every_type)
 
     def needs(event: StoredEvent) -> bool:
         for projection, types in handled:
@@ -472,7 +472,7 @@ def wanted(projections: Sequence[Projection[Any]], shard: Shard | None = None) -
                 return True
         return False
 
-    return needs
+    return Wanted(every_type, needs)
 
 
 def balance_transaction(value: Any, counts: Counts, event: StoredEvent) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import threading
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.envelope import parse_event
-from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates, utc_now
+from ledger.store import DeadLetter, EventStore, Incoming, KafkaCoordinates, Wanted, utc_now
 from tests.support.factory import charge_event, encode
 
 THREAD_JOIN_S = 120
@@ -44,6 +45,32 @@ def test_reads_after_a_position_take_at_most_the_limit(store: EventStore) -> Non
     ]
     with pytest.raises(AssertionError):
         store.read(0, 0)  # a read always has a positive, bounded limit
+
+
+def test_a_filtered_read_decodes_only_what_it_wants_and_keeps_every_position(
+    store: EventStore,
+) -> None:
+    def typed(n: int) -> Incoming:
+        payload = charge_event(n)
+        payload["type"] = "charge.refunded" if n % 3 else "charge.succeeded"
+        return Incoming(parse_event(encode(payload)), "webhook", utc_now())
+
+    store.append([typed(n) for n in range(9)])
+    everything = store.read(0, 100)
+    # by type alone, and by type then a finer test on the columns (a shard's route)
+    for wanted in (
+        Wanted(frozenset({"charge.succeeded", "invoice.paid"})),
+        Wanted(frozenset({"charge.refunded"}), lambda event: event.object_id != "ch_test00000004"),
+    ):
+        page = store.read(0, 100, wanted)
+        assert [e.position for e in page] == [e.position for e in everything]
+        for event, plain in zip(page, everything, strict=True):
+            if wanted(plain):
+                assert event == plain and event.decoded
+            else:
+                assert not event.decoded and event.payload == {}
+                assert dataclasses.replace(event, payload=plain.payload, decoded=True) == plain
+        assert any(e.decoded for e in page) and not all(e.decoded for e in page)
 
 
 def test_stored_fields_round_trip(store: EventStore) -> None:
