@@ -1,16 +1,17 @@
-"""How ``ingest`` and ``serve`` run the ASGI app: uvicorn's h11 protocol with hard bounds.
+"""How ``ingest`` and ``serve`` run the ASGI app: uvicorn's httptools protocol with hard bounds.
 
 uvicorn alone has no connection limit, no deadline for a request head or body, trusts
-``X-Forwarded-For`` from loopback and lets a request head of any size through when it arrives
-in one segment (h11 bounds only an *incomplete* head). One slow, unsigned client per socket was
-enough to hold memory and sockets for ever (issue 19). ``BoundedH11Protocol`` adds, per
+``X-Forwarded-For`` from loopback and, with httptools, buffers a request head of any size (with
+h11, a head of any size that arrives in one segment). One slow, unsigned client per socket was
+enough to hold memory and sockets for ever (issue 19). ``BoundedProtocol`` adds, per
 connection:
 
 - a connection limit: past ``connections_max`` open sockets a new one gets 503 and is closed;
 - a head deadline: the whole request head within ``header_timeout_s`` of the connection (or of
   the previous response), else 408 and close (a keep-alive socket idle that long is closed);
 - a body deadline: the whole body within ``body_timeout_s`` of the head, else 408 and close;
-- a head-size limit: more than ``HEADER_BYTES_MAX`` -> 431 and close;
+- a head-size limit: more than ``HEADER_BYTES_MAX`` -> 431 and close (a head still incomplete
+  past ``INCOMPLETE_HEAD_BYTES_MAX`` too, so that a head is never buffered without bound);
 - Content-Length together with Transfer-Encoding (request smuggling, RFC 9112 6.1) -> 400 and
   close.
 
@@ -22,19 +23,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, ClassVar
 
-import h11
+import httptools
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ledger.logs import get_logger
 from ledger.settings import Settings
 
 # The documented limit of a request head (request line + header lines).
 HEADER_BYTES_MAX = 16 * 1024
-# h11 refuses (bare 400) a head still incomplete past this; above HEADER_BYTES_MAX so that a head
-# of 16-32 KiB arriving in pieces still reaches our check and gets the same 431.
+# A head still incomplete past this is refused at once (431); above HEADER_BYTES_MAX so that the
+# bytes of a segment that also holds the start of a body never refuse a head within the limit.
 INCOMPLETE_HEAD_BYTES_MAX = 2 * HEADER_BYTES_MAX
 KEEP_ALIVE_TIMEOUT_S = 5
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 20
@@ -54,12 +56,12 @@ class HttpLimits:
         assert self.body_timeout_s > 0
 
 
-def _raw_response(status: int, reason: bytes, body: bytes) -> bytes:
-    """A whole HTTP/1.1 response that closes the connection, for when h11 cannot frame one
-    (no request has been parsed yet, so h11 refuses to send a response)."""
+def _raw_response(status: int, body: bytes) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection: the refusals are answered before
+    (or instead of) the app's response, outside uvicorn's response cycle."""
     return b"".join(
         [
-            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
@@ -74,26 +76,73 @@ def _error(code: str, message: str) -> bytes:
     return error_body(code, message)
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the bounds of the module docstring. ``limits`` is set on a
-    subclass made by ``bounded_protocol``."""
+class JoinedWrites:
+    """A transport whose writes of one loop step go out as one ``write`` (one system call).
+
+    uvicorn writes a response in two calls (the head, then the body); on loopback each system
+    call also does the receiver's TCP work and wake-up (strace: half the writes, a few µs of
+    system CPU per request less, issue 21). The writes of a step are joined and sent when the
+    response completes (``BoundedProtocol.on_response_complete``) or, for anything else (a
+    streamed body, a 100 Continue), at the loop's next turn; ``close`` sends what is pending
+    first."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._pending.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, abort, ...
+        return getattr(self._transport, name)
+
+
+class BoundedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, a C parser: a third of h11's CPU per request, issue
+    21) with the bounds of the module docstring. httptools itself bounds nothing: the head is
+    counted here, while it arrives (``INCOMPLETE_HEAD_BYTES_MAX``) and once it is whole
+    (``HEADER_BYTES_MAX``). ``limits`` is set on a subclass made by ``bounded_protocol``."""
 
     limits: ClassVar[HttpLimits]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
-        self._seen_cycle: object | None = None
+        self._writes: JoinedWrites
+        self._reading_head = True  # from a message's first byte to its last header
+        self._head_bytes_fed = 0  # bytes fed while reading a head (bounds an incomplete one)
+        self._refusal: tuple[int, str, str] | None = None  # why the parser was stopped
 
     # -- connection --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writes = JoinedWrites(transport, self.loop)
+        self.transport = self._writes  # type: ignore[assignment]  # a Transport by duck typing
         if len(self.connections) > self.limits.connections_max:
             log.warning("connection_refused", reason="connections_max", status=503)
             body = _error("overloaded", "too many connections; retry later")
-            transport.write(_raw_response(503, b"Service Unavailable", body))
-            transport.close()
+            self._write_and_close(_raw_response(503, body))
             return
         self._arm(self.limits.header_timeout_s, self._head_timed_out)
 
@@ -110,47 +159,84 @@ class BoundedH11Protocol(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
 
+    def _write_and_close(self, data: bytes) -> None:
+        self._disarm()
+        self.transport.write(data)
+        self.transport.close()
+
     # -- requests ----------------------------------------------------------------------------
 
-    def handle_events(self) -> None:
-        tasks_before = set(self.tasks)
-        super().handle_events()
-        if self.cycle is not None and self.cycle is not self._seen_cycle:
-            self._seen_cycle = self.cycle
-            self._on_head(self.tasks - tasks_before)
-
-    def _on_head(self, new_tasks: set[asyncio.Task[None]]) -> None:
-        """A request head was parsed (its ASGI task created, not yet run): check it."""
-        self._disarm()
-        refusal = self._refusal()
-        if refusal is not None:
-            for task in new_tasks:  # it has not started: the app never sees this request
-                task.cancel()
-            self.cycle.disconnected = True
-            status, code, message = refusal
-            log.warning("request_refused", reason=code, status=status)
-            self._respond_and_close(status, _error(code, message))
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused or timed out: nothing more is read
+        self._unset_keepalive_if_required()
+        if self._reading_head:
+            self._head_bytes_fed += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no protocol to upgrade to ("ws": "none"): served as a plain request
+        except httptools.HttpParserError as error:
+            self._refuse(self._refusal or self._parse_error(str(error)))
             return
-        if self.conn.their_state is h11.SEND_BODY:
-            self._arm(self.limits.body_timeout_s, self._body_timed_out)
+        if self._reading_head and self._head_bytes_fed > INCOMPLETE_HEAD_BYTES_MAX:
+            self._refuse((431, "headers_too_large", _HEAD_TOO_LARGE))
 
-    def _refusal(self) -> tuple[int, str, str] | None:
+    def _parse_error(self, detail: str) -> tuple[int, str, str]:
+        # llhttp refuses Content-Length with Transfer-Encoding itself, at the second of the two
+        # headers ("Transfer-Encoding can't be present with Content-Length"), before the head
+        # is complete; the same refusal as the one ``_head_refusal`` would give.
+        if "Content-Length" in detail and "Transfer-Encoding" in detail:
+            return _AMBIGUOUS
+        return 400, "invalid_request", "the request is not valid HTTP/1.1"
+
+    def _refuse(self, refusal: tuple[int, str, str], reason: str | None = None) -> None:
+        """Answer ``refusal`` (status, error code, message) and close; ``reason``: the log's,
+        when it is not the error code."""
+        status, code, message = refusal
+        log.warning("request_refused", reason=reason or code, status=status)
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()  # a response has begun: closing is all that is left
+            return
+        if cycle is not None:
+            cycle.disconnected = True  # the app's receive() answers http.disconnect from now on
+            cycle.message_event.set()
+        self._write_and_close(_raw_response(status, _error(code, message)))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+
+    def on_headers_complete(self) -> None:
+        """A whole head: checked before uvicorn makes its ASGI task (a refused request never
+        reaches the app). Raising stops the parser; ``data_received`` answers the refusal."""
+        self._reading_head = False
+        self._head_bytes_fed = 0
+        self._disarm()
+        self._refusal = self._head_refusal()
+        if self._refusal is not None:
+            raise _Refused
+        super().on_headers_complete()
+        self._arm(self.limits.body_timeout_s, self._body_timed_out)  # until the body's last byte
+
+    def _head_refusal(self) -> tuple[int, str, str] | None:
         names = {name for name, _ in self.headers}
         if b"content-length" in names and b"transfer-encoding" in names:
-            return 400, "ambiguous_length", "both Content-Length and Transfer-Encoding"
-        head_bytes = len(self.scope["raw_path"]) + len(self.scope["query_string"]) + 16
+            return _AMBIGUOUS
+        head_bytes = len(self.url) + 16
         head_bytes += sum(len(name) + len(value) + 4 for name, value in self.headers)
         if head_bytes > HEADER_BYTES_MAX:
-            return 431, "headers_too_large", f"the request head is over {HEADER_BYTES_MAX} bytes"
+            return 431, "headers_too_large", _HEAD_TOO_LARGE
         return None
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._deadline is not None and self.conn.their_state is h11.DONE:
-            self._disarm()  # the whole body is in: the app's own time is not bounded here
+    def on_message_complete(self) -> None:
+        self._disarm()  # the whole body is in: the app's own time is not bounded here
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        # Armed first: super() may parse a pipelined head at once, which re-arms for its body.
+        self._writes.flush()  # the response's joined writes, now rather than next turn
+        # Armed first: super() may start a pipelined request at once, which re-arms for it.
         if not self.transport.is_closing():
             self._arm(self.limits.header_timeout_s, self._head_timed_out)
         super().on_response_complete()
@@ -161,46 +247,28 @@ class BoundedH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE:
-            # Nothing of a request parsed yet: h11 cannot frame a response, so write it raw.
-            body = _error("request_timeout", "the request head did not arrive in time")
-            self.transport.write(_raw_response(408, b"Request Timeout", body))
         log.info("connection_timed_out", phase="head", status=408)
-        self.transport.close()
+        body = _error("request_timeout", "the request head did not arrive in time")
+        self._write_and_close(_raw_response(408, body))
 
     def _body_timed_out(self) -> None:
         self._deadline = None
         if self.transport.is_closing() or self.cycle is None:
             return
-        log.warning("request_refused", reason="body_timeout", status=408)
-        cycle = self.cycle
-        if not cycle.response_started:
-            cycle.disconnected = True  # the app's receive() answers http.disconnect from now on
-            cycle.message_event.set()
-            self._respond_and_close(
-                408, _error("request_timeout", "the request body did not arrive in time")
-            )
-        else:
-            self.transport.close()
-
-    def _respond_and_close(self, status: int, body: bytes) -> None:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        try:
-            output = self.conn.send(h11.Response(status_code=status, headers=headers))
-            output += self.conn.send(h11.Data(data=body))
-            output += self.conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            output = b""  # a response had already begun: closing is all that is left
-        self.transport.write(output or b"")
-        self.transport.close()
+        refusal = (408, "request_timeout", "the request body did not arrive in time")
+        self._refuse(refusal, reason="body_timeout")
 
 
-def bounded_protocol(limits: HttpLimits) -> type[BoundedH11Protocol]:
-    return type("BoundedH11ProtocolWithLimits", (BoundedH11Protocol,), {"limits": limits})
+class _Refused(Exception):
+    """Raised in a parser callback to stop the parser (httptools re-raises it wrapped)."""
+
+
+_AMBIGUOUS = (400, "ambiguous_length", "both Content-Length and Transfer-Encoding")
+_HEAD_TOO_LARGE = f"the request head is over {HEADER_BYTES_MAX} bytes"
+
+
+def bounded_protocol(limits: HttpLimits) -> type[BoundedProtocol]:
+    return type("BoundedProtocolWithLimits", (BoundedProtocol,), {"limits": limits})
 
 
 def http_limits(settings: Settings) -> HttpLimits:
@@ -220,7 +288,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         **UVICORN_OPTIONS,
         "http": bounded_protocol(http_limits(settings)),
-        "h11_max_incomplete_event_size": INCOMPLETE_HEAD_BYTES_MAX,
         "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_TIMEOUT_S,
         "proxy_headers": bool(proxies),

@@ -86,6 +86,60 @@ def test_a_head_over_16_kib_gets_431_in_one_piece_or_several(
     assert ok.startswith(b"HTTP/1.1 200 "), ok[:200]
 
 
+def test_transfer_encoding_before_content_length_is_refused_the_same_way(
+    serve: tuple[Worker, int],
+) -> None:
+    _worker, port = serve
+    raw = (
+        b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 5\r\nStripe-Signature: t=1,v1=00\r\n\r\n0\r\n\r\n"
+    )
+    answer, closed = exchange(port, raw)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"ambiguous_length" in answer
+    assert closed
+
+
+def test_a_head_that_never_ends_is_refused_once_past_32_kib_and_closed(
+    serve: tuple[Worker, int],
+) -> None:
+    """The parser buffers a header until its end: an unending one must not grow for ever."""
+    _worker, port = serve
+    with socket.create_connection(("127.0.0.1", port), timeout=RECV_S_MAX) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: ")
+        answer = b""
+        try:
+            for _ in range(64):  # 64 x 1 KiB, never a line end: past 32 KiB it is refused
+                sock.sendall(b"j" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed while we were still sending
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"headers_too_large" in answer
+
+
+def test_malformed_http_gets_a_json_400_and_close(serve: tuple[Worker, int]) -> None:
+    _worker, port = serve
+    answer, closed = exchange(port, b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b'"error":"invalid_request"' in answer
+    assert closed
+
+
+def test_pipelined_requests_are_each_answered_in_order(serve: tuple[Worker, int]) -> None:
+    _worker, port = serve
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer, closed = exchange(port, one + one + last)
+    assert answer.count(b"HTTP/1.1 200 ") == 2, answer[:600]
+    assert answer.index(b"HTTP/1.1 404 ") > answer.rindex(b"HTTP/1.1 200 "), answer[:600]
+    assert closed
+
+
 def _logged_clients(worker: Worker) -> list[str | None]:
     return [
         line.get("client") for line in worker.log_lines() if line.get("event") == "webhook_rejected"
