@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from bench.common import (
     EVENT_COPY_COLUMNS,
+    STORED_SQL,
     Proc,
     Scale,
     copy_row,
@@ -121,7 +122,7 @@ def consume(url: str, bootstrap: str, rows: list[bytes], expected: int) -> dict[
         with engine.connect() as connection:
             while True:
                 proc.check()
-                count = connection.execute(sa.text("SELECT count(*) FROM events")).scalar() or 0
+                count = connection.execute(sa.text(STORED_SQL)).scalar() or 0
                 connection.rollback()
                 now = time.perf_counter()
                 if count and first_at is None:

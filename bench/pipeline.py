@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.common import Proc, free_port, ledger_env, stripe_ledger, wait_http
+from bench.common import STORED_SQL, Proc, free_port, ledger_env, stripe_ledger, wait_http
 
 PROJECTIONS = ("journal", "invoices", "disputes")
 # consume and project run at a lower CPU priority than ingest (docs/PERFORMANCE.md: on a shared
@@ -64,7 +64,7 @@ class Pipeline:
 
     def state(self, connection: sa.Connection) -> tuple[int, int]:
         """(events stored, lowest projection checkpoint)."""
-        stored = connection.execute(sa.text("SELECT count(*) FROM events")).scalar() or 0
+        stored = connection.execute(sa.text(STORED_SQL)).scalar() or 0
         rows = connection.execute(sa.text("SELECT name, position FROM projection_state")).all()
         positions = {name: position for name, position in rows}
         low = min((positions.get(name, 0) for name in PROJECTIONS), default=0)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from bench import load, verify_only
 from bench.common import (
     SECRET,
+    STORED_SQL,
     Proc,
     Scale,
     distinct_ids,
@@ -34,7 +35,7 @@ from bench.pipeline import PROJECTIONS
 
 def _projected(engine: sa.Engine, expected: int) -> bool:
     with engine.connect() as connection:
-        stored = connection.execute(sa.text("SELECT count(*) FROM events")).scalar() or 0
+        stored = connection.execute(sa.text(STORED_SQL)).scalar() or 0
         head = connection.execute(sa.text("SELECT max(position) FROM events")).scalar() or 0
         rows: dict[str, int] = {
             name: position
