@@ -46,10 +46,8 @@ def _bodies(count: int) -> list[bytes]:
     return [event_body("charge.succeeded", account=accounts[n % 3]) for n in range(count)]
 
 
-def test_concurrent_puts_share_send_jobs_and_each_record_lands_once(
-    settings: Settings, kafka_bootstrap: str, topic: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bodies = _bodies(300)
+def _put_all(settings: Settings, bodies: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Put every body concurrently through a connected sink; the size of each send job."""
     jobs: list[int] = []
     send_group = KafkaSink._send_group
 
@@ -69,6 +67,14 @@ def test_concurrent_puts_share_send_jobs_and_each_record_lands_once(
             await sink.stop()
 
     asyncio.run(run())
+    return jobs
+
+
+def test_concurrent_puts_share_send_jobs_and_each_record_lands_once(
+    settings: Settings, kafka_bootstrap: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = _bodies(300)
+    jobs = _put_all(settings, bodies, monkeypatch)
     assert sum(jobs) == len(bodies)
     # The 300 requests arrived in one loop iteration: far fewer jobs than requests.
     assert len(jobs) <= len(bodies) // sink_module.GROUP_EVENTS_MAX + 1, jobs
@@ -85,26 +91,7 @@ def test_a_group_larger_than_the_job_limit_is_split(
     settings: Settings, kafka_bootstrap: str, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sink_module, "GROUP_EVENTS_MAX", 7)
-    jobs: list[int] = []
-    send_group = KafkaSink._send_group
-
-    def counting(self: KafkaSink, loop: asyncio.AbstractEventLoop, group: list) -> None:  # type: ignore[type-arg]
-        jobs.append(len(group))
-        send_group(self, loop, group)
-
-    monkeypatch.setattr(KafkaSink, "_send_group", counting)
-    bodies = _bodies(50)
-
-    async def run() -> None:
-        sink = KafkaSink(settings)
-        await _connected(sink)
-        try:
-            now = kafka_wire.now_ms()
-            await asyncio.gather(*(sink.put(body, parse_event(body), now) for body in bodies))
-        finally:
-            await sink.stop()
-
-    asyncio.run(run())
+    jobs = _put_all(settings, _bodies(50), monkeypatch)
     assert max(jobs) <= 7 and sum(jobs) == 50, jobs
     assert len(read_topic(kafka_bootstrap, topic, 50)) == 50
 
