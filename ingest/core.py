@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import orjson
+
 from ingest.signature import SignatureError, verify
 from ledger.envelope import EnvelopeError, StripeEvent, decode_json, event_from_dict
 
@@ -61,6 +63,6 @@ def error_body(code: str, message: str) -> bytes:
 
 
 def accepted_body(event: StripeEvent) -> bytes:
-    return json.dumps(
-        {"status": "accepted", "event_id": event.event_id}, separators=(",", ":")
-    ).encode()
+    # orjson: the compact JSON that json.dumps gave (UTF-8 rather than \u escapes: the same
+    # value) in a tenth of the time; every accepted request builds one.
+    return orjson.dumps({"status": "accepted", "event_id": event.event_id})

@@ -21,7 +21,6 @@ returns a secret, a signature or the header: errors carry a short code and a fix
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,7 +92,9 @@ def parse_header(header: str | None) -> ParsedSignature:
 def compute_signature(timestamp: int, payload: bytes, secret: str) -> str:
     """Hex HMAC-SHA256 of ``b"<timestamp>." + payload`` keyed with the secret string."""
     signed = str(timestamp).encode("ascii") + b"." + payload
-    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    # hmac.digest is OpenSSL's one-shot HMAC: the same bytes as hmac.new(...).digest() without
+    # building an HMAC object (~40% of this function's CPU in ingest's profile, issue 21).
+    return hmac.digest(secret.encode("utf-8"), signed, "sha256").hex()
 
 
 def verify(

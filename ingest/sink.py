@@ -98,6 +98,9 @@ class KafkaSink:
         self._group_scheduled = False
         self._acks_lock = threading.Lock()
         self._acks: list[tuple[asyncio.Future[None], BaseException | None]] = []
+        # (deadline on the loop's clock, the put's future), oldest first; one timer for all.
+        self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
+        self._expiry: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -152,6 +155,11 @@ class KafkaSink:
         stopped = SinkUnavailable("the Kafka sink is stopping")
         while self._outbox:  # records no job took: their requests are answered 503 now
             _resolve(self._outbox.popleft()[1], stopped)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        while self._deadlines:  # sent but never answered: 503 rather than a wait to the timeout
+            _resolve(self._deadlines.popleft()[1], stopped)
 
     # -- readiness ---------------------------------------------------------------------------
 
@@ -182,13 +190,9 @@ class KafkaSink:
             # The requests parsed in this loop iteration join the group: one job for them all.
             self._group_scheduled = True
             loop.call_soon(self._hand_over_group, loop)
+        self._expire_later(loop, done)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await done
-        except TimeoutError:
-            raise SinkUnavailable(
-                f"the broker did not acknowledge the event within {self._timeout_s:g} s"
-            ) from None
+            await done
         except SinkUnavailable:
             raise
         except Exception as error:  # noqa: BLE001 - a Kafka error: the write did not happen
@@ -197,6 +201,32 @@ class KafkaSink:
         finally:
             if not done.done() or done.cancelled() or done.exception() is not None:
                 self._replace_if_wedged()
+
+    def _expire_later(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+        """Fail ``done`` with 503 if the broker has not answered within the produce timeout.
+
+        Every put has the same timeout, so the deadlines come in order: one queue and one timer
+        for all of them, not an ``asyncio.timeout`` (a context object and a timer handle each,
+        ~5% of the loop's CPU in ingest's profile, issue 21)."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():  # answered (mostly in order): drop them
+            deadlines.popleft()
+        deadlines.append((loop.time() + self._timeout_s, done))
+        if self._expiry is None:
+            self._expiry = loop.call_at(self._deadlines[0][0], self._expire_due, loop)
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._expiry = None
+        now = loop.time()
+        late = SinkUnavailable(
+            f"the broker did not acknowledge the event within {self._timeout_s:g} s"
+        )
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _resolve(self._deadlines.popleft()[1], late)
+        while self._deadlines and self._deadlines[0][1].done():  # answered: drop at once
+            self._deadlines.popleft()
+        if self._deadlines:
+            self._expiry = loop.call_at(self._deadlines[0][0], self._expire_due, loop)
 
     def _hand_over_group(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop: give the kafka-send thread the records waiting (up to
