@@ -30,6 +30,7 @@ from kafka import KafkaProducer
 from kafka.producer.transaction_manager import TransactionState
 
 from ingest.core import PRODUCE_TIMEOUT_S
+from ingest.deadlines import Deadlines
 from ledger import kafka_wire
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
@@ -87,7 +88,6 @@ class KafkaSink:
         self._config = kafka_wire.producer_config(settings)
         self._topic = settings.kafka_topic
         self.destination = f"kafka:{settings.kafka_topic}"  # what the start-up line names
-        self._timeout_s = produce_timeout_s
         self._producer: KafkaProducer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -98,9 +98,11 @@ class KafkaSink:
         self._group_scheduled = False
         self._acks_lock = threading.Lock()
         self._acks: list[tuple[asyncio.Future[None], BaseException | None]] = []
-        # (deadline on the loop's clock, the put's future), oldest first; one timer for all.
-        self._deadlines: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
-        self._expiry: asyncio.TimerHandle | None = None
+        self._deadlines = Deadlines(
+            produce_timeout_s,
+            SinkUnavailable,
+            f"the broker did not acknowledge the event within {produce_timeout_s:g} s",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -155,11 +157,7 @@ class KafkaSink:
         stopped = SinkUnavailable("the Kafka sink is stopping")
         while self._outbox:  # records no job took: their requests are answered 503 now
             _resolve(self._outbox.popleft()[1], stopped)
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        while self._deadlines:  # sent but never answered: 503 rather than a wait to the timeout
-            _resolve(self._deadlines.popleft()[1], stopped)
+        self._deadlines.fail_all(stopped)  # sent, never answered: 503 now, not at the timeout
 
     # -- readiness ---------------------------------------------------------------------------
 
@@ -190,7 +188,7 @@ class KafkaSink:
             # The requests parsed in this loop iteration join the group: one job for them all.
             self._group_scheduled = True
             loop.call_soon(self._hand_over_group, loop)
-        self._expire_later(loop, done)
+        self._deadlines.add(loop, done)
         try:
             await done
         except SinkUnavailable:
@@ -201,32 +199,6 @@ class KafkaSink:
         finally:
             if not done.done() or done.cancelled() or done.exception() is not None:
                 self._replace_if_wedged()
-
-    def _expire_later(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
-        """Fail ``done`` with 503 if the broker has not answered within the produce timeout.
-
-        Every put has the same timeout, so the deadlines come in order: one queue and one timer
-        for all of them, not an ``asyncio.timeout`` (a context object and a timer handle each,
-        ~5% of the loop's CPU in ingest's profile, issue 21)."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][1].done():  # answered (mostly in order): drop them
-            deadlines.popleft()
-        deadlines.append((loop.time() + self._timeout_s, done))
-        if self._expiry is None:
-            self._expiry = loop.call_at(self._deadlines[0][0], self._expire_due, loop)
-
-    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._expiry = None
-        now = loop.time()
-        late = SinkUnavailable(
-            f"the broker did not acknowledge the event within {self._timeout_s:g} s"
-        )
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _resolve(self._deadlines.popleft()[1], late)
-        while self._deadlines and self._deadlines[0][1].done():  # answered: drop at once
-            self._deadlines.popleft()
-        if self._deadlines:
-            self._expiry = loop.call_at(self._deadlines[0][0], self._expire_due, loop)
 
     def _hand_over_group(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop: give the kafka-send thread the records waiting (up to

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from ingest.deadlines import Deadlines
 from ingest.sink import SinkUnavailable
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
@@ -59,6 +60,11 @@ class StoreSink:
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopping = False
         self._ready_cache: tuple[float, bool] = (0.0, False)
+        self._deadlines = Deadlines(
+            PUT_TIMEOUT_S,
+            SinkUnavailable,
+            f"the database did not commit the event within {PUT_TIMEOUT_S:g} s",
+        )
 
     async def start(self) -> None:
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
@@ -79,6 +85,7 @@ class StoreSink:
         for pending in self._waiting:  # only when the database stalled past the deadline
             _settle(pending.future, error)
         self._waiting.clear()
+        self._deadlines.fail_all(error)
 
     async def ready(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -108,13 +115,8 @@ class StoreSink:
         self._waiting.append(pending)
         if self._writing is None:
             self._write_next(loop)
-        try:
-            async with asyncio.timeout(PUT_TIMEOUT_S):
-                await pending.future
-        except TimeoutError:
-            raise SinkUnavailable(
-                f"the database did not commit the event within {PUT_TIMEOUT_S:g} s"
-            ) from None
+        self._deadlines.add(loop, pending.future)
+        await pending.future
 
     def _write_next(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand the events waiting (up to ``GROUP_EVENTS_MAX``) to the writer thread; when
