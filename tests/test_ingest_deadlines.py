@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 
+from ingest import store_sink
 from ingest.deadlines import Deadlines
 from ingest.sink import SinkUnavailable
+from ledger import kafka_wire
+from ledger.database import create_engine, migrate
+from ledger.envelope import parse_event
+from ledger.store import open_event_store
+from tests.support.ingest import event_body
 
 TIMEOUT_S = 0.2
 
@@ -59,3 +67,36 @@ def test_answered_futures_leave_the_queue_and_fail_all_fails_the_rest_now() -> N
         assert len(deadlines) == 0
 
     asyncio.run(run())
+
+
+def test_the_store_sink_answers_503_when_the_database_does_not_commit_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded mode's sink through its ``Deadlines``: a database held by another writer
+    makes the put fail with the sink's timeout message, and nothing is lost once it is free."""
+    monkeypatch.setattr(store_sink, "PUT_TIMEOUT_S", TIMEOUT_S)
+    path = tmp_path / "ledger.db"
+    engine = create_engine(f"sqlite:///{path}")
+    migrate(engine)
+    store = open_event_store(engine)
+    body = event_body("charge.succeeded")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+
+    async def run() -> None:
+        sink = store_sink.StoreSink(store)
+        await sink.start()
+        try:
+            with pytest.raises(SinkUnavailable, match="did not commit the event within"):
+                await sink.put(body, parse_event(body), kafka_wire.now_ms())
+            blocker.execute("ROLLBACK")
+            await sink.put(body, parse_event(body), kafka_wire.now_ms())  # Stripe's retry
+        finally:
+            await sink.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        blocker.close()
+    assert [event.event_id for event in store.iter_events()] == [parse_event(body).event_id]
+    engine.dispose()
