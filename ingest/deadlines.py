@@ -1,4 +1,4 @@
-"""``Deadlines``: one timer for the puts of a sink, all with the same timeout.
+"""How a sink's request futures end: ``settle``, and ``Deadlines``, one timer for all puts.
 
 A sink answers each request once its event is durable, or 503 when that takes longer than the
 sink's timeout. ``asyncio.timeout`` per request costs a context object and a timer handle each
@@ -13,8 +13,14 @@ import asyncio
 import collections
 
 
-def _fail(future: asyncio.Future[None], error: BaseException) -> None:
-    if not future.done():
+def settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """On the loop: end a sink's request future (a result, or ``error``) unless it ended
+    already (timed out, answered, or its request gone). Every sink ends its futures here."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
         future.set_exception(error)
 
 
@@ -46,7 +52,7 @@ class Deadlines:
         queue = self._queue
         now = loop.time()
         while queue and queue[0][0] <= now:
-            _fail(queue.popleft()[1], self._late(self._message))
+            settle(queue.popleft()[1], self._late(self._message))
         while queue and queue[0][1].done():
             queue.popleft()
         if queue:
@@ -58,4 +64,4 @@ class Deadlines:
             self._timer.cancel()
             self._timer = None
         while self._queue:
-            _fail(self._queue.popleft()[1], error)
+            settle(self._queue.popleft()[1], error)

@@ -30,7 +30,7 @@ from kafka import KafkaProducer
 from kafka.producer.transaction_manager import TransactionState
 
 from ingest.core import PRODUCE_TIMEOUT_S
-from ingest.deadlines import Deadlines
+from ingest.deadlines import Deadlines, settle
 from ledger import kafka_wire
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
@@ -64,16 +64,6 @@ class Sink(Protocol):
     async def ready(self) -> bool: ...
 
     async def put(self, raw: bytes, event: StripeEvent, received_at_ms: int) -> None: ...
-
-
-def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
-    """On the loop: complete the request's future unless it already timed out."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 class KafkaSink:
@@ -156,7 +146,7 @@ class KafkaSink:
             self._executor.shutdown(wait=False, cancel_futures=True)
         stopped = SinkUnavailable("the Kafka sink is stopping")
         while self._outbox:  # records no job took: their requests are answered 503 now
-            _resolve(self._outbox.popleft()[1], stopped)
+            settle(self._outbox.popleft()[1], stopped)
         self._deadlines.fail_all(stopped)  # sent, never answered: 503 now, not at the timeout
 
     # -- readiness ---------------------------------------------------------------------------
@@ -208,17 +198,15 @@ class KafkaSink:
         if self._outbox:
             self._group_scheduled = True
             loop.call_soon(self._hand_over_group, loop)
-        group = [(record, done) for record, done in group if not done.done()]
-        if not group:
-            return
-        executor = self._executor
-        try:
-            if executor is None:
-                raise RuntimeError("stopped")
-            executor.submit(self._send_group, loop, group)
-        except RuntimeError:  # executor shut down
-            for _record, done in group:
-                _resolve(done, SinkUnavailable("the Kafka sink is stopping"))
+        if self._executor is not None:
+            try:
+                self._executor.submit(self._send_group, loop, group)
+                return
+            except RuntimeError:  # shut down between the check and the submit
+                pass
+        stopping = SinkUnavailable("the Kafka sink is stopping")
+        for _record, done in group:
+            settle(done, stopping)
 
     def _send_group(self, loop: asyncio.AbstractEventLoop, group: list[_Outgoing]) -> None:
         """On the kafka-send thread: ``send`` each record of the group; the broker's answers
@@ -258,7 +246,7 @@ class KafkaSink:
         with self._acks_lock:
             acks, self._acks = self._acks, []
         for done, error in acks:
-            _resolve(done, error)
+            settle(done, error)
 
     def _replace_if_wedged(self) -> None:
         """After a failed write: a producer that can never send again is replaced by a new one.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ingest.deadlines import Deadlines
+from ingest.deadlines import Deadlines, settle
 from ingest.sink import SinkUnavailable
 from ledger.envelope import StripeEvent
 from ledger.logs import get_logger
@@ -39,15 +39,6 @@ log = get_logger("ingest.store_sink")
 class _Pending:
     incoming: Incoming
     future: asyncio.Future[None]
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():  # the request timed out already
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 class StoreSink:
@@ -83,7 +74,7 @@ class StoreSink:
             writer.shutdown(wait=False)
         error = SinkUnavailable("the event store sink is not running")
         for pending in self._waiting:  # only when the database stalled past the deadline
-            _settle(pending.future, error)
+            settle(pending.future, error)
         self._waiting.clear()
         self._deadlines.fail_all(error)
 
@@ -140,7 +131,7 @@ class StoreSink:
                 else finished.exception()
             )
             for pending in group:
-                _settle(pending.future, error)
+                settle(pending.future, error)
             self._write_next(loop)
 
         writing.add_done_callback(done)
