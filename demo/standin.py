@@ -166,6 +166,20 @@ def _expands(query: Mapping[str, list[str]]) -> set[str]:
     }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for any handler error; a client that hangs up
+    mid-request (the demo interrupted by Ctrl-C, a test closing its session) is not an error of
+    the stand-in's, so it goes unsaid, and anything else is one line, not a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        print(f"stripe standin: request failed: {error!r}", file=sys.stderr)
+
+
 class Standin:
     """The server; ``with Standin(data) as base:`` serves until the block ends."""
 
@@ -178,7 +192,7 @@ class Standin:
         self._lock = threading.Lock()
         self._rate_limited = 0
         self._retry_after_s = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- control ----------------------------------------------------------------------------
@@ -213,8 +227,7 @@ class Standin:
             def log_message(self, *args: Any) -> None:
                 pass  # the request log is ``Standin.requests``; keys never reach a log
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self.base

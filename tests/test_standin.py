@@ -4,9 +4,14 @@ expansion, scopes by key mode and Stripe-Account, errors in Stripe's shape."""
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+import pytest
 
 from demo.history import generate
 from demo.standin import Standin, StandinData, from_demo
@@ -83,3 +88,21 @@ def test_from_demo_serves_the_historys_accounts_and_transactions() -> None:
         }
         _, balance = get(base, "/v1/balance", account=account)
         assert balance["available"] == history.balances[account]["available"]
+
+
+def test_a_client_that_hangs_up_mid_request_is_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The demo interrupted by Ctrl-C resets balance-sync's connection while the stand-in reads
+    # the request line: socketserver's default prints that as a traceback on the demo's stderr.
+    with Standin(data()) as base:
+        port = int(base.rsplit(":", 1)[1])
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"GET /v1/balance HTTP/1.1\r\n")  # half a request, then a reset
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        time.sleep(0.3)  # the handler threads read, meet the reset and finish
+        assert get(base, "/v1/balance")[0] == 200  # the server still answers
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err
