@@ -71,6 +71,14 @@ EDGES = [
     b"null", b"true", b"false", b"tru", b"[1] [2]", b'{"a" 1}', b"{1:2}", b"'a'", b'"\t"',
     b'"\\/"', b'"\xc3\xa9"', b'"\\u00e9"', b"[" * 64 + b"]" * 64, b"[" * 65 + b"]" * 65,
     b'{"amount": 1.0, "n": 1, "b": true}', b"1" * 5000, b"[1e5, 1E5, 1e+5, 1.0e5]",
+    # Long digit runs in strings (a refund's ARN) beside ones that are integers: only the
+    # latter may take the slow path, and both paths must agree on all of them.
+    b'{"reference": "55520205006274815709179"}', b'["12345678901234567890123"]',
+    b'{"a": "12345678901234567890123", "b": 12345678901234567890123}',
+    b'{"a": "x 12345678901234567890123"}', b'["\\"12345678901234567890123"]',
+    b'["12345678901234567890123",99999999999999999999]', b'"a"12345678901234567890123',
+    b'["a",-12345678901234567890123]', b"[0.12345678901234567890123]", b"[1e12345678901234567890]",
+    b'{"a":"1"12345678901234567890123}', b'["1234567890123456789","x"]',
 ]
 
 
@@ -93,12 +101,24 @@ def test_the_fast_path_is_the_one_taken_for_real_events() -> None:
         assert repr(orjson.loads(raw)) == repr(decode_json(raw))
 
 
+def test_a_long_digit_run_in_a_string_keeps_the_fast_path() -> None:
+    """A refund's ARN (``reference``, 23 digits) is a string: it must not cost the slow decoder;
+    the same digits as a number must."""
+    arn = b'{"object": "refund", "reference": "55520205006274815709179", "amount": 100}'
+    assert not envelope.long_digit_run(arn)
+    as_number = arn.replace(b'"55520205006274815709179"', b"5552020500627481570")
+    assert envelope.long_digit_run(as_number)
+    assert envelope.long_digit_run(b'{"a": "x", "b": -55520205006274815709179}')
+    assert envelope.long_digit_run(b'{"a": "ref 55520205006274815709179"}')  # conservative
+
+
 _scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
+    | st.from_regex(r"\A[0-9 -]{0,2}[0-9]{19,24}\Z")  # an ARN-like string: a long digit run
 )
 _values = st.recursive(
     _scalars,
@@ -139,6 +159,7 @@ def test_mutated_real_payloads_decode_the_same(
     [
         '{"amount":18446744073709551616}',  # stored before the decoder was total: stays an int
         '{"amount":-9223372036854775809,"n":1.0}',
+        '{"reference":"55520205006274815709179","amount":18446744073709551616}',
         '{"s":"\\ud800"}',  # a lone surrogate escape: orjson refuses, json.loads takes it
         '{"s":"caf\u00e9","n":[1,2.5,true,null]}',
     ],
