@@ -63,8 +63,8 @@ def run_report(
     if name in UNSCOPED:
         if account is not None or livemode is not None:
             raise NotScoped(name)
-        return _run(engine, sa.select(sa.text("*")).select_from(sa.table(f"report_{name}"))
-                    .order_by(sa.text("1")))  # fmt: skip
+        return _run(engine, sa.select(sa.text("*")).select_from(sa.table(f"report_{name}")),
+                    f"report_{name}", [sa.text("1")])  # fmt: skip
     time_column = periods.TIME_COLUMNS.get(name, "account")
     view = sa.table(
         f"report_{name}", sa.column("account"), sa.column("livemode"), sa.column(time_column)
@@ -81,16 +81,24 @@ def run_report(
     if livemode is not None:
         statement = statement.where(view.c.livemode == livemode)
     # The same order on both databases (they sort NULLs differently): live last, platform first;
-    # then the report's time column, so that rows a report keeps per day (daily_volume) do not
-    # come back in the order a hash aggregate happened to leave them.
-    statement = statement.order_by(
+    # then the first and third columns and the report's time column (_run breaks the ties).
+    leading = [
         view.c.livemode, sa.func.coalesce(view.c.account, ""), sa.text("1"), sa.text("3"),
         view.c[time_column],
-    )  # fmt: skip
-    return _run(engine, statement)
+    ]  # fmt: skip
+    return _run(engine, statement, f"report_{name}", leading)
 
 
-def _run(engine: sa.Engine, statement: sa.Select[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _run(
+    engine: sa.Engine, statement: sa.Select[Any], view: str, leading: list[Any]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The rows in ONE order, whatever the plan: after ``leading``, every column of the view in
+    turn (NULLs last on both databases), so that rows equal in the leading keys (a report's
+    per-day rows, daily_volume's) never come back in the order a hash aggregate left them."""
     with engine.connect() as connection:
-        result = connection.execute(statement)
+        names = connection.execute(sa.text(f"SELECT * FROM {view} WHERE 1 = 0")).keys()
+        ties: list[Any] = []
+        for name in names:
+            ties += [sa.column(name).is_(None), sa.column(name)]
+        result = connection.execute(statement.order_by(*leading, *ties))
         return list(result.keys()), [tuple(row) for row in result]
