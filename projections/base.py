@@ -133,6 +133,14 @@ class Change(Generic[K]):
 
 
 @dataclass(slots=True)
+class Plan(Generic[K]):
+    """What folding a batch changes (``Projection.plan``), before anything is written."""
+
+    counts: Counts
+    changes: list[Change[K]]
+
+
+@dataclass(slots=True)
 class StatusFields(Fields):
     """The fields every ``ObjectProjection`` object has: its status, and when it reached each."""
 
@@ -145,7 +153,11 @@ class StateCache:
     folds into them without reading (and decoding) them back. Only for a writer that nobody
     else writes beside: a rebuild's new generation (its lease excludes other rebuilds, the
     worker writes the live one). Bounded: the least recently folded objects are forgotten
-    (a forgotten object is read from its table again)."""
+    (a forgotten object is read from its table again).
+
+    A rebuild plans a batch while the previous one is still being written (rebuild.Fill): the
+    states of a planned batch are ``hold``-en, kept whatever the bound until ``settle`` says its
+    write committed, because until then its table does not hold them for a read to find."""
 
     def __init__(self, objects_max: int) -> None:
         assert objects_max > 0, objects_max
@@ -154,13 +166,19 @@ class StateCache:
         # Made for tables that start EMPTY (a new generation): until the first object is
         # forgotten, an object not in the cache is not in the table either (no read needed).
         self.holds_all = True
+        self._held: list[dict[Key, MergedState[Fields]]] = []  # planned batches, oldest first
 
     def __contains__(self, key: Key) -> bool:
-        return key in self._states
+        return key in self._states or any(key in held for held in self._held)
 
     def get(self, key: Key) -> MergedState[Fields]:
-        self._states.move_to_end(key)
-        return self._states[key]
+        if key in self._states:  # the newest: every put and hold lands here first
+            self._states.move_to_end(key)
+            return self._states[key]
+        for held in reversed(self._held):  # forgotten by the bound, its write not committed
+            if key in held:
+                return held[key]
+        raise KeyError(key)
 
     def put(self, key: Key, state: MergedState[Fields]) -> None:
         """Only once the state is written: a fold that raises leaves the cache as it was."""
@@ -169,6 +187,27 @@ class StateCache:
         while len(self._states) > self.objects_max:
             self._states.popitem(last=False)
             self.holds_all = False
+
+    def hold(self, states: dict[Key, MergedState[Fields]]) -> None:
+        """A planned batch's states, before its write commits (``forget_all`` if it fails)."""
+        assert len(self._held) < HELD_BATCHES_MAX, "a batch held before the last one settled"
+        for key, state in states.items():
+            self.put(key, state)
+        self._held.append(states)
+
+    def settle(self) -> None:
+        """The oldest held batch's write committed: its table holds its states now."""
+        assert self._held, "nothing held"
+        self._held.pop(0)
+
+    def forget_all(self) -> None:
+        """A held batch's write failed: what the cache holds may never have been committed."""
+        self._states.clear()
+        self._held.clear()
+        self.holds_all = False
+
+
+HELD_BATCHES_MAX = 1  # the batch being written (the next is planned meanwhile, then held)
 
 
 def account_of(account_key: str) -> str | None:
@@ -287,14 +326,31 @@ class Projection(Generic[K]):
         cache: StateCache | None = None,
         shard: Shard | None = None,
     ) -> Counts:
-        """Fold ``events`` into the generation's tables inside the caller's transaction.
+        """Fold ``events`` into the generation's tables inside the caller's transaction: ``plan``
+        then ``write``. ``payloads`` (the upcast payloads of ``events``, see ``upcast_all``)
+        saves the upcast when several projections fold the same batch; ``cache`` (a rebuild's)
+        saves reading back the states the previous batches wrote; ``shard`` folds only the
+        objects that shard owns (see shard.py)."""
+        planned = self.plan(connection, events, generation, payloads, cache, shard)
+        if planned.changes:
+            self.write(connection, self.cached_tables(generation), planned.changes)
+            if cache is not None:
+                for change in planned.changes:
+                    cache.put(change.key, change.after)
+        return planned.counts
 
-        ``payloads`` (the upcast payloads of ``events``, see ``upcast_all``) saves the upcast
-        when several projections fold the same batch; ``cache`` (a rebuild's) saves reading
-        back the states the previous batches wrote; ``shard`` folds only the objects that
-        shard owns (see shard.py)."""
+    def plan(
+        self,
+        connection: sa.Connection,
+        events: Sequence[StoredEvent],
+        generation: int,
+        payloads: Sequence[dict[str, Any]] | None = None,
+        cache: StateCache | None = None,
+        shard: Shard | None = None,
+    ) -> Plan[K]:
+        """The objects whose merged state ``events`` change, before and after: ``connection``
+        only reads the stored states of those ``cache`` does not hold. Nothing is written."""
         assert payloads is None or len(payloads) == len(events), "one payload per event"
-        tables = self.cached_tables(generation)
         counts = Counts()
         grouped: dict[K, list[Found[K]]] = {}
         for index, event in enumerate(events):
@@ -328,13 +384,10 @@ class Projection(Generic[K]):
                 continue
             counts.applied += 1
             grouped.setdefault(found.key, []).append(found)
-        if grouped:
-            changes = self._changes(connection, tables, grouped, cache)
-            self.write(connection, tables, changes)
-            if cache is not None:
-                for change in changes:
-                    cache.put(change.key, change.after)
-        return counts
+        if not grouped:
+            return Plan(counts, [])
+        tables = self.cached_tables(generation)
+        return Plan(counts, self._changes(connection, tables, grouped, cache))
 
     def _changes(
         self,

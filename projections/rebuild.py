@@ -30,9 +30,10 @@ import sqlalchemy as sa
 
 from ledger.database import WRITE
 from ledger.logs import get_logger
+from ledger.retry import TRANSIENT_DB_ERRORS
 from ledger.store import EventStore, StoredEvent, Wanted
 from projections import registry
-from projections.base import Counts, Projection, StateCache, upcast_all, wanted
+from projections.base import Counts, Plan, Projection, StateCache, upcast_all, wanted
 from projections.shard import SHARDS_MAX, Shard
 from projections.worker import fold
 
@@ -138,6 +139,20 @@ class Prefetch:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _ordered(projections: list[Projection]) -> list[Projection]:
+    """Projections with shared rows last: those rows (the journal's balances) are locked from
+    their write to the commit, which the rebuild's workers all wait on."""
+    return sorted(projections, key=lambda p: bool(p.shared_tables))
+
+
+def _chunk_transaction(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # No wait for the WAL flush of each chunk: a chunk lost in a server crash is part of a
+        # half-built generation the next rebuild drops, and the swap's commit (which does
+        # wait) makes every chunk before it durable, the WAL being one sequence.
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
 def _apply_chunk(
     engine: sa.Engine,
     projections: list[Projection],
@@ -147,22 +162,15 @@ def _apply_chunk(
     caches: dict[str, StateCache],
     shard: Shard | None = None,
 ) -> dict[str, Counts]:
-    """Apply one batch to every projection's new generation, in one transaction (the batch was
-    read, decoded and upcast once for all of them). A failed transaction fails the rebuild, so
-    the caches never hold a state that was not committed. ``holder`` None: a worker process,
-    whose parent renews the lease."""
+    """Apply one batch to every projection's new generation, in one transaction, event by
+    event where a fold raises (``worker.fold``): the way a batch goes when its plan or its
+    write failed. A failed transaction fails the rebuild, so the caches never hold a state
+    that was not committed. ``holder`` None: a worker process, whose parent renews the lease."""
     events, payloads = batch
     if not events:
         return {}
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        if connection.dialect.name == "postgresql":
-            # No wait for the WAL flush of each chunk: a chunk lost in a server crash is part
-            # of a half-built generation the next rebuild drops, and the swap's commit (which
-            # does wait) makes every chunk before it durable, the WAL being one sequence.
-            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        # Projections with shared rows last: those rows (the journal's balances) are locked
-        # from their write to the commit, which the rebuild's workers all wait on.
-        ordered = sorted(projections, key=lambda p: bool(p.shared_tables))
+        _chunk_transaction(connection)
         counts = {
             p.name: fold(
                 connection,
@@ -173,7 +181,7 @@ def _apply_chunk(
                 cache=caches[p.name],
                 shard=shard,
             )
-            for p in ordered
+            for p in _ordered(projections)
         }
         if holder is not None:
             for projection in projections:
@@ -181,9 +189,45 @@ def _apply_chunk(
     return counts
 
 
+def _write_chunk(
+    engine: sa.Engine,
+    projections: list[Projection],
+    plans: dict[str, Plan[Any]],
+    generations: dict[str, int],
+    holder: str | None,
+) -> None:
+    """The writes of one planned batch, in one transaction (on the writer thread)."""
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        _chunk_transaction(connection)
+        for p in _ordered(projections):
+            changes = plans[p.name].changes
+            if changes:
+                p.write(connection, p.cached_tables(generations[p.name]), changes)
+        if holder is not None:
+            for projection in projections:
+                renew_lease(connection, projection.name, holder)
+
+
+@dataclass
+class Written:
+    """The batch whose write runs on the writer thread, and what its plans counted."""
+
+    future: Future[None]
+    batch: Batch
+    plans: dict[str, Plan[Any]]
+
+
 @dataclass
 class Fill:
-    """What one pass that fills the new generations holds: where it is, what it folded."""
+    """What one pass that fills the new generations holds: where it is, what it folded.
+
+    A pass is a pipeline: batch N+1 is planned (merged in memory, ``Projection.plan``) while
+    batch N is written by a second thread on its own connection, so that the fold's CPU and
+    the database's work overlap. One batch is written at a time, in store order; the plan of
+    N+1 folds into N's states through the caches, which hold them until N commits
+    (``StateCache.hold``). A plan that raises, or a write that fails, sends its batch (and a
+    batch planned on a failed one) through ``_apply_chunk``: event by event, failures
+    recorded, the caches emptied first where a failed write left them ahead of the tables."""
 
     engine: sa.Engine
     projections: list[Projection]
@@ -192,8 +236,9 @@ class Fill:
     caches: dict[str, StateCache]
     counts: dict[str, Counts]
     shard: Shard | None = None
-    position: int = 0  # the last store position folded
-    done: int = 0  # events read
+    position: int = 0  # the last store position folded and committed
+    done: int = 0  # events folded and committed
+    on_progress: Callable[[int], None] | None = None
 
     def run(
         self,
@@ -203,32 +248,125 @@ class Fill:
         stop: threading.Event | Any,
     ) -> bool:
         """Fold batches from ``position`` until a short batch (the head, as far as this pass
-        can tell) or past ``until``; False when stopped first."""
-        while not stop.is_set():
-            events, payloads = reader.read(self.position)
-            full = len(events) == REBUILD_BATCH_EVENTS_MAX
-            if until is not None:
-                kept = [i for i, event in enumerate(events) if event.position <= until]
-                full = full and len(kept) == len(events)
-                events, payloads = [events[i] for i in kept], [payloads[i] for i in kept]
-            chunk = _apply_chunk(
-                self.engine,
-                self.projections,
-                (events, payloads),
-                self.generations,
-                self.holder,
-                self.caches,
-                self.shard,
+        can tell) or past ``until``; False when stopped first (what was read is committed)."""
+        self.on_progress = on_progress
+        writer = ThreadPoolExecutor(1, thread_name_prefix="rebuild-write")
+        written: Written | None = None
+        read_to = self.position
+        # The plans' reads (states no cache holds): one connection for the pass, each batch's
+        # reads ended before the next (a checkout per batch cost a ping).
+        reads = self.engine.connect()
+        try:
+            while not stop.is_set():
+                batch, full = _next_batch(reader, read_to, until)
+                read_to = batch[0][-1].position if batch[0] else read_to
+                plans = self._plan(batch, reads)  # meanwhile the previous batch is written
+                reads.rollback()
+                if not self._settle(written):
+                    plans = None  # planned on the failed batch's states: replayed too
+                written = None
+                if plans is None:
+                    self._apply(batch)
+                elif batch[0]:
+                    for name, plan in plans.items():
+                        self.caches[name].hold({c.key: c.after for c in plan.changes})
+                    future = writer.submit(
+                        _write_chunk,
+                        self.engine,
+                        self.projections,
+                        plans,
+                        self.generations,
+                        self.holder,
+                    )
+                    written = Written(future, batch, plans)
+                if not full:
+                    self._settle(written)
+                    return True
+            self._settle(written)
+            return False
+        finally:
+            writer.shutdown(wait=True)
+            reads.close()
+
+    def _plan(self, batch: Batch, reads: sa.Connection) -> dict[str, Plan[Any]] | None:
+        """Every projection's plan of ``batch``; None when one raises (an event it cannot
+        take: ``_apply`` finds which). A database outage raises."""
+        events, payloads = batch
+        try:
+            return {
+                p.name: p.plan(
+                    reads,
+                    events,
+                    self.generations[p.name],
+                    payloads,
+                    self.caches[p.name],
+                    self.shard,
+                )
+                for p in self.projections
+            }
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 - found by _apply, event by event
+            return None
+
+    def _settle(self, written: Written | None) -> bool:
+        """Wait for the batch being written; True when it committed, False when its write
+        failed and it was applied again event by event. A database outage raises."""
+        if written is None:
+            return True
+        try:
+            written.future.result()
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - the batch again, event by event
+            events = written.batch[0]
+            log.warning(
+                "rebuild_batch_replayed",
+                first=events[0].position,
+                last=events[-1].position,
+                error=f"{type(error).__name__}: {error}".splitlines()[0][:200],
             )
-            for name, counted in chunk.items():
-                self.counts[name].add(counted)
-            self.position = events[-1].position if events else self.position
-            self.done += len(events)
-            if on_progress:
-                on_progress(self.done)
-            if not full:
-                return True
-        return False
+            for cache in self.caches.values():
+                cache.forget_all()  # it holds the failed batch's states: the tables do not
+            self._apply(written.batch)
+            return False
+        for cache in self.caches.values():
+            cache.settle()
+        self._count(written.batch, {name: plan.counts for name, plan in written.plans.items()})
+        return True
+
+    def _apply(self, batch: Batch) -> None:
+        chunk = _apply_chunk(
+            self.engine,
+            self.projections,
+            batch,
+            self.generations,
+            self.holder,
+            self.caches,
+            self.shard,
+        )
+        self._count(batch, chunk)
+
+    def _count(self, batch: Batch, chunk: dict[str, Counts]) -> None:
+        """A committed batch: its counts, the position and progress move on."""
+        events = batch[0]
+        for name, counted in chunk.items():
+            self.counts[name].add(counted)
+        self.position = events[-1].position if events else self.position
+        self.done += len(events)
+        if self.on_progress and events:
+            self.on_progress(self.done)
+
+
+def _next_batch(reader: Prefetch, after: int, until: int | None) -> tuple[Batch, bool]:
+    """The batch after ``after`` (only its events up to ``until``), and whether it was full."""
+    events, payloads = reader.read(after)
+    full = len(events) == REBUILD_BATCH_EVENTS_MAX
+    if until is not None:
+        kept = [i for i, event in enumerate(events) if event.position <= until]
+        full = full and len(kept) == len(events)
+        events, payloads = [events[i] for i in kept], [payloads[i] for i in kept]
+    return (events, payloads), full
 
 
 def _swap(

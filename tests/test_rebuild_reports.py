@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -239,6 +240,98 @@ def test_a_rebuild_whose_state_cache_forgets_gives_the_same_rows(
     results = rebuild.rebuild(store, hooks=HOOKS)
     assert [r.new_generation for r in results] == [2, 2, 2]
     assert _dumps(store) == before
+
+
+def _failures(store: EventStore) -> set[tuple[str, str]]:
+    """(projection, event id) of the live generations' failures."""
+    with store.engine.connect() as connection:
+        live = {
+            p.name: int(registry.state(connection, p.name).live_generation) for p in registry.get()
+        }
+        rows = connection.execute(sa.select(registry.projection_failures)).all()
+    return {(row.name, row.event_id) for row in rows if live[row.name] == row.generation}
+
+
+def _spy_on_the_event_by_event_way(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """The events of each batch the rebuild sends through ``_apply_chunk`` (event by event)."""
+    replayed: list[list[Any]] = []
+    apply_chunk = rebuild._apply_chunk  # noqa: SLF001 - spied on
+
+    def spy(engine: sa.Engine, projections: Any, batch: Any, *args: Any) -> Any:
+        replayed.append(list(batch[0]))
+        return apply_chunk(engine, projections, batch, *args)
+
+    monkeypatch.setattr(rebuild, "_apply_chunk", spy)
+    return replayed
+
+
+def test_a_batch_whose_write_fails_is_folded_again_event_by_event(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild writes batch N on a second thread while it plans N+1. An amount past int64
+    (stored before the decoder was total: tests/test_poison_numbers.py) plans fine and fails
+    in the database's write: that batch, and the one planned on its states, are folded again
+    event by event; the rows and the recorded failure are those of the incremental fold."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)  # many batches in flight
+    charge = next(
+        d for d in generate(seed=5, events=200).deliveries if d["type"] == "charge.succeeded"
+    )
+    poison = json.loads(json.dumps(charge))
+    poison["id"] = "evt_poison_amount"
+    poison["data"]["object"].update(id="ch_poison_amount", amount=2**64, amount_captured=2**64)
+    event = dataclasses.replace(
+        event_from_dict(charge), event_id=poison["id"], object_id="ch_poison_amount",
+        payload=poison,
+    )  # fmt: skip
+    store.append([Incoming(event, "import", utc_now())])
+    poison_position = store.head_position()
+    _load(store, generate(seed=14, events=100).deliveries)  # batches after it
+    worker.run(store, until_idle_s=0)
+    before, failed_before = _dumps(store), _failures(store)
+    assert ("journal", "evt_poison_amount") in failed_before
+    replayed = _spy_on_the_event_by_event_way(monkeypatch)
+    results = rebuild.rebuild(store, hooks=HOOKS)
+    assert [r.new_generation for r in results] == [2, 2, 2]
+    assert _dumps(store) == before
+    assert _failures(store) == failed_before
+    # the failed batch, then the one planned on its states meanwhile: no other
+    first, second = ([event.position for event in batch] for batch in replayed)
+    assert len(replayed) == 2 and poison_position in first, replayed
+    assert second[0] == store.read(first[-1], 1)[0].position, replayed
+    journal = next(r for r in results if r.name == "journal")
+    assert journal.counts.failed == 1
+
+
+def test_a_batch_whose_plan_raises_is_folded_event_by_event_and_the_rest_stay_pipelined(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold that raises on one event while planning (a shape it does not expect: injected
+    here, real snapshots refuse and count instead) sends only that batch the event-by-event
+    way; the rows and the recorded failure are those of the incremental fold."""
+    invoices = registry.PROJECTIONS["invoices"]
+    snapshot = invoices.snapshot
+    deliveries = generate(seed=11, events=600).deliveries
+    bad = [d["id"] for d in deliveries if d["type"].startswith("invoice.")][7]
+
+    def raising(event: Any, payload: Any, counts: Any) -> Any:
+        if event.event_id == bad:
+            raise ValueError("a shape this fold does not expect")
+        return snapshot(event, payload, counts)
+
+    monkeypatch.setattr(invoices, "snapshot", raising)
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
+    engine = create_engine(database_url)
+    migrate(engine)
+    prepare_read_side(engine)
+    store = open_event_store(engine)
+    _load(store, deliveries)
+    worker.run(store, until_idle_s=0)
+    before, failed_before = _dumps(store), _failures(store)
+    assert failed_before == {("invoices", bad)}
+    replayed = _spy_on_the_event_by_event_way(monkeypatch)
+    rebuild.rebuild(store, hooks=HOOKS)
+    assert _dumps(store) == before and _failures(store) == failed_before
+    assert len(replayed) == 1 and bad in [event.event_id for event in replayed[0]], replayed
 
 
 def test_a_reader_during_a_rebuild_sees_the_whole_state_never_half(
