@@ -21,7 +21,7 @@ of stored facts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ledger import balance_facts
@@ -760,6 +760,8 @@ def implied_entries(object_type: str, object_id: str, fields: Fields) -> Implied
         amounts = {account: amount for account, amount in entry.amounts.items() if amount}
         assert sum(amounts.values()) == 0, (entry_id, amounts)  # every entry balances
         assert set(amounts) <= set(acc.CHART_OF_ACCOUNTS), amounts
-        if amounts:
-            implied[entry_id] = Entry(**{**entry.__dict__, "amounts": amounts})
+        if len(amounts) == len(entry.amounts):  # no zero posting left out: the entry as it is
+            implied[entry_id] = entry
+        elif amounts:
+            implied[entry_id] = replace(entry, amounts=amounts)
     return implied
