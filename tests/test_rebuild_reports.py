@@ -229,13 +229,15 @@ def test_rebuilt_rows_equal_the_incrementally_built_rows(store: EventStore) -> N
     assert "invoices_g2" in tables and "invoices_g1" not in tables
 
 
+@pytest.mark.parametrize(("batch_events", "states_cached"), [(20, 3), (1, 1), (7, 50)])
 def test_a_rebuild_whose_state_cache_forgets_gives_the_same_rows(
-    store: EventStore, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, monkeypatch: pytest.MonkeyPatch, batch_events: int, states_cached: int
 ) -> None:
-    """Many batches and a cache of 3 objects: states are folded from the cache, forgotten, and
-    read back from the new generation; the rows are those of the incremental fold all the same."""
-    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
-    monkeypatch.setattr(rebuild, "REBUILD_STATES_CACHED_MAX", 3)
+    """Many batches and a small cache: states are folded from the cache, forgotten, and read
+    back from the new generation, while the batch before is still being written (its states
+    held in the cache whatever its bound); the rows are those of the incremental fold."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", batch_events)
+    monkeypatch.setattr(rebuild, "REBUILD_STATES_CACHED_MAX", states_cached)
     before = _dumps(store)
     results = rebuild.rebuild(store, hooks=HOOKS)
     assert [r.new_generation for r in results] == [2, 2, 2]
