@@ -163,9 +163,17 @@ class StateCache:
         assert objects_max > 0, objects_max
         self.objects_max = objects_max
         self._states: OrderedDict[Key, MergedState[Fields]] = OrderedDict()
-        # Made for tables that start EMPTY (a new generation): until the first object is
-        # forgotten, an object not in the cache is not in the table either (no read needed).
+        # Made for tables that start EMPTY (a new generation): while this holds, an object the
+        # cache never saw is not in the table either (no read needed); False once a table may
+        # hold rows the cache did not see (``forget_all``; rows written by another process).
         self.holds_all = True
+        # One bit per hash of the keys forgotten by the bound (FORGOTTEN_BITS, a fixed 1 MiB):
+        # a key whose bit is clear was never forgotten, so with ``holds_all`` an object neither
+        # cached nor marked is new and is not read. A bit set by another key's hash only costs
+        # a read that finds nothing. (Reading every key the cache lacks, once the first was
+        # forgotten, was a bulk SELECT per batch for objects mostly new: 5% of a 1,000,000-event
+        # rebuild, docs/PERFORMANCE.md.)
+        self._forgotten = bytearray(FORGOTTEN_BITS // 8)
         self._held: list[dict[Key, MergedState[Fields]]] = []  # planned batches, oldest first
 
     def __contains__(self, key: Key) -> bool:
@@ -185,8 +193,16 @@ class StateCache:
         self._states[key] = state
         self._states.move_to_end(key)
         while len(self._states) > self.objects_max:
-            self._states.popitem(last=False)
-            self.holds_all = False
+            forgotten, _state = self._states.popitem(last=False)
+            bit = hash(forgotten) & (FORGOTTEN_BITS - 1)
+            self._forgotten[bit >> 3] |= 1 << (bit & 7)
+
+    def may_be_stored(self, key: Key) -> bool:
+        """Whether the table may hold ``key``'s row, for a key the cache does not hold."""
+        if not self.holds_all:
+            return True
+        bit = hash(key) & (FORGOTTEN_BITS - 1)
+        return bool(self._forgotten[bit >> 3] & (1 << (bit & 7)))
 
     def hold(self, states: dict[Key, MergedState[Fields]]) -> None:
         """A planned batch's states, before its write commits (``forget_all`` if it fails)."""
@@ -208,6 +224,7 @@ class StateCache:
 
 
 HELD_BATCHES_MAX = 1  # the batch being written (the next is planned meanwhile, then held)
+FORGOTTEN_BITS = 1 << 23  # StateCache's record of forgotten keys: 8,388,608 bits, 1 MiB
 
 
 def account_of(account_key: str) -> str | None:
@@ -277,9 +294,16 @@ class Projection(Generic[K]):
         raise NotImplementedError
 
     def write(
-        self, connection: sa.Connection, tables: dict[str, sa.Table], changes: list[Change[K]]
+        self,
+        connection: sa.Connection,
+        tables: dict[str, sa.Table],
+        changes: list[Change[K]],
+        own_rows: bool = False,
     ) -> None:
-        """Bring the tables in line with the changed merged states."""
+        """Bring the tables in line with the changed merged states. ``own_rows``: the tables
+        were filled from empty by this fold alone (a rebuild's new generation), so an object's
+        rows are what its ``before`` state implies, not rows an older version of the rules
+        wrote; a projection may then derive them instead of reading them back."""
         raise NotImplementedError
 
     def route(self, event: StoredEvent) -> K | None:
@@ -332,8 +356,9 @@ class Projection(Generic[K]):
         saves reading back the states the previous batches wrote; ``shard`` folds only the
         objects that shard owns (see shard.py)."""
         planned = self.plan(connection, events, generation, payloads, cache, shard)
-        if planned.changes:
-            self.write(connection, self.cached_tables(generation), planned.changes)
+        if planned.changes:  # a cache is a rebuild's, over a generation only it writes
+            tables = self.cached_tables(generation)
+            self.write(connection, tables, planned.changes, own_rows=cache is not None)
             if cache is not None:
                 for change in planned.changes:
                     cache.put(change.key, change.after)
@@ -397,8 +422,8 @@ class Projection(Generic[K]):
         cache: StateCache | None,
     ) -> list[Change[K]]:
         missing = [key for key in grouped if cache is None or key not in cache]
-        if cache is not None and cache.holds_all:
-            missing = []  # new objects: nothing stored to read
+        if cache is not None:  # of those, only a forgotten object may be stored
+            missing = [key for key in missing if cache.may_be_stored(key)]
         stored = load_states(connection, tables[self.state_table], missing) if missing else {}
         changes = []
         for key, found in grouped.items():
@@ -475,7 +500,9 @@ class ObjectProjection(Projection[ObjectKey]):
         connection: sa.Connection,
         tables: dict[str, sa.Table],
         changes: list[Change[ObjectKey]],
+        own_rows: bool = False,
     ) -> None:
+        # every row written follows from ``after`` alone: nothing is read back either way
         table = tables[self.state_table]
         columns = [name for name, _rule in self.fields_type.rules() if name in table.c]
         rows = []

@@ -17,11 +17,13 @@ after ``LEASE_MS`` and its half-built tables are dropped by the next rebuild.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,13 @@ REBUILD_BATCH_EVENTS_MAX = 2000
 # previous batches wrote without reading them back (base.StateCache); bounds the rebuild's RSS.
 REBUILD_STATES_CACHED_MAX = 10_000
 SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, at most
+# Python's collector runs a pass each time 700 more containers are allocated than freed, and a
+# full one (every live container) each time enough of them survived. A pass allocates a tree of
+# dicts per decoded payload (JSON: no cycles) and keeps two or three batches of them alive, so
+# those passes walked hundreds of thousands of objects and found nothing: 9% of a demo
+# rebuild's time (docs/PERFORMANCE.md). During a pass the automatic collector is off, and one
+# full collection every COLLECT_EVERY_BATCHES batches keeps any cyclic garbage bounded.
+COLLECT_EVERY_BATCHES = 50
 LEASE_MS = 60_000
 log = get_logger("projections.rebuild")
 
@@ -54,6 +63,10 @@ Batch = tuple[list[StoredEvent], list[dict[str, Any]]]  # events and their upcas
 
 class RebuildBusy(RuntimeError):
     """Another rebuild of the same projection holds the lease."""
+
+
+# A write that failed with these is not the batch's fault: the pass stops (outage, lost lease).
+NOT_REPLAYED: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, RebuildBusy)
 
 
 @dataclass
@@ -93,14 +106,17 @@ def acquire_lease(engine: sa.Engine, name: str, holder: str) -> None:
             )
 
 
-def renew_lease(connection: sa.Connection, name: str, holder: str) -> None:
+def renew_lease(connection: sa.Connection, names: Iterable[str], holder: str) -> None:
+    """Extend ``holder``'s leases of ``names`` (one statement: one round trip per batch)."""
+    wanted = sorted(set(names))
     renewed = connection.execute(
         sa.update(leases)
-        .where(leases.c.name == name, leases.c.holder == holder)
+        .where(leases.c.name.in_(wanted), leases.c.holder == holder)
         .values(expires_at_ms=_now_ms() + LEASE_MS)
     )
-    if renewed.rowcount != 1:
-        raise RebuildBusy(f"the rebuild lease of {name!r} was lost (expired and taken over)")
+    if renewed.rowcount != len(wanted):
+        lost = ", ".join(repr(name) for name in wanted)
+        raise RebuildBusy(f"a rebuild lease of {lost} was lost (expired and taken over)")
 
 
 def release_lease(engine: sa.Engine, name: str, holder: str) -> None:
@@ -184,8 +200,7 @@ def _apply_chunk(
             for p in _ordered(projections)
         }
         if holder is not None:
-            for projection in projections:
-                renew_lease(connection, projection.name, holder)
+            renew_lease(connection, (p.name for p in projections), holder)
     return counts
 
 
@@ -202,10 +217,10 @@ def _write_chunk(
         for p in _ordered(projections):
             changes = plans[p.name].changes
             if changes:
-                p.write(connection, p.cached_tables(generations[p.name]), changes)
+                tables = p.cached_tables(generations[p.name])
+                p.write(connection, tables, changes, own_rows=True)  # a new generation
         if holder is not None:
-            for projection in projections:
-                renew_lease(connection, projection.name, holder)
+            renew_lease(connection, (p.name for p in projections), holder)
 
 
 @dataclass
@@ -215,6 +230,28 @@ class Written:
     future: Future[None]
     batch: Batch
     plans: dict[str, Plan[Any]]
+
+
+@contextlib.contextmanager
+def collections_deferred() -> Iterator[Callable[[], None]]:
+    """The collector's automatic passes off (``COLLECT_EVERY_BATCHES``); yields what a pass
+    calls once per batch, which collects every that many calls. The collector is as it was
+    after (off stays off: someone else turned it off)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    batches = 0
+
+    def collect_due() -> None:
+        nonlocal batches
+        batches += 1
+        if batches % COLLECT_EVERY_BATCHES == 0:
+            gc.collect()
+
+    try:
+        yield collect_due
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -251,42 +288,55 @@ class Fill:
         can tell) or past ``until``; False when stopped first (what was read is committed)."""
         self.on_progress = on_progress
         writer = ThreadPoolExecutor(1, thread_name_prefix="rebuild-write")
-        written: Written | None = None
-        read_to = self.position
         # The plans' reads (states no cache holds): one connection for the pass, each batch's
         # reads ended before the next (a checkout per batch cost a ping).
         reads = self.engine.connect()
         try:
-            while not stop.is_set():
-                batch, full = _next_batch(reader, read_to, until)
-                read_to = batch[0][-1].position if batch[0] else read_to
-                plans = self._plan(batch, reads)  # meanwhile the previous batch is written
-                reads.rollback()
-                if not self._settle(written):
-                    plans = None  # planned on the failed batch's states: replayed too
-                written = None
-                if plans is None:
-                    self._apply(batch)
-                elif batch[0]:
-                    for name, plan in plans.items():
-                        self.caches[name].hold({c.key: c.after for c in plan.changes})
-                    future = writer.submit(
-                        _write_chunk,
-                        self.engine,
-                        self.projections,
-                        plans,
-                        self.generations,
-                        self.holder,
-                    )
-                    written = Written(future, batch, plans)
-                if not full:
-                    self._settle(written)
-                    return True
-            self._settle(written)
-            return False
+            with collections_deferred() as collect_due:
+                return self._pass(reader, until, stop, writer, reads, collect_due)
         finally:
             writer.shutdown(wait=True)
             reads.close()
+
+    def _pass(
+        self,
+        reader: Prefetch,
+        until: int | None,
+        stop: threading.Event | Any,
+        writer: ThreadPoolExecutor,
+        reads: sa.Connection,
+        collect_due: Callable[[], None],
+    ) -> bool:
+        written: Written | None = None
+        read_to = self.position
+        while not stop.is_set():
+            batch, full = _next_batch(reader, read_to, until)
+            read_to = batch[0][-1].position if batch[0] else read_to
+            plans = self._plan(batch, reads)  # meanwhile the previous batch is written
+            reads.rollback()
+            if not self._settle(written):
+                plans = None  # planned on the failed batch's states: replayed too
+            written = None
+            if plans is None:
+                self._apply(batch)
+            elif batch[0]:
+                for name, plan in plans.items():
+                    self.caches[name].hold({c.key: c.after for c in plan.changes})
+                future = writer.submit(
+                    _write_chunk,
+                    self.engine,
+                    self.projections,
+                    plans,
+                    self.generations,
+                    self.holder,
+                )
+                written = Written(future, batch, plans)
+            collect_due()
+            if not full:
+                self._settle(written)
+                return True
+        self._settle(written)
+        return False
 
     def _plan(self, batch: Batch, reads: sa.Connection) -> dict[str, Plan[Any]] | None:
         """Every projection's plan of ``batch``; None when one raises (an event it cannot
@@ -311,12 +361,13 @@ class Fill:
 
     def _settle(self, written: Written | None) -> bool:
         """Wait for the batch being written; True when it committed, False when its write
-        failed and it was applied again event by event. A database outage raises."""
+        failed and it was applied again event by event. A database outage or a lost lease
+        raises."""
         if written is None:
             return True
         try:
             written.future.result()
-        except TRANSIENT_DB_ERRORS:
+        except NOT_REPLAYED:
             raise
         except Exception as error:  # noqa: BLE001 - the batch again, event by event
             events = written.batch[0]

@@ -121,8 +121,7 @@ def _wait(
                 counts[name].add(Counts(**values))
             reported += 1
         with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-            for name in filling.counts:
-                renew_lease(connection, name, filling.holder)
+            renew_lease(connection, filling.counts, filling.holder)
         if on_progress:
             folded = min(value.value for value in done)
             on_progress(folded, max(total, folded))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import threading
 import uuid
@@ -15,7 +16,7 @@ from demo.history import generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, open_event_store, utc_now
-from projections import rebuild, registry, verify, worker
+from projections import base, journal, rebuild, registry, verify, worker
 from reports import render, views
 from reports.money import format_amount
 from reports.query import UnknownReport, run_report
@@ -242,6 +243,119 @@ def test_a_rebuild_whose_state_cache_forgets_gives_the_same_rows(
     results = rebuild.rebuild(store, hooks=HOOKS)
     assert [r.new_generation for r in results] == [2, 2, 2]
     assert _dumps(store) == before
+
+
+def test_a_rebuild_reads_back_only_the_states_its_cache_forgot(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new generation starts empty: an object the cache never saw is not in its table, so
+    the rebuild reads back only objects it wrote and then forgot (fails when, once the cache
+    has forgotten one object, every object it lacks is read)."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
+    monkeypatch.setattr(rebuild, "REBUILD_STATES_CACHED_MAX", 5)
+    held: set[Any] = set()
+    read: list[Any] = []
+    hold, load_states = base.StateCache.hold, base.load_states
+
+    def spy_hold(cache: base.StateCache, states: dict[Any, Any]) -> None:
+        held.update(states)  # every state a batch writes is held first
+        hold(cache, states)
+
+    def spy_load(connection: sa.Connection, table: sa.Table, keys: Any) -> Any:
+        read.extend(keys)
+        return load_states(connection, table, keys)
+
+    monkeypatch.setattr(base.StateCache, "hold", spy_hold)
+    monkeypatch.setattr(base, "load_states", spy_load)
+    before = _dumps(store)
+    rebuild.rebuild(store, hooks=HOOKS)
+    assert _dumps(store) == before
+    assert read, "a cache of 5 states forgets some of this history's objects"
+    assert set(read) <= held
+    assert len(read) < len(held)  # the new objects of each batch were not read
+
+
+def test_a_rebuild_whose_lease_is_taken_over_stops_and_leaves_the_live_rows(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch renews the leases of every projection it folds, in one statement; one lease
+    taken over (it expired, another rebuild took it) stops the rebuild with RebuildBusy, its
+    batch not replayed, the live generations untouched."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
+    replayed = _spy_on_the_event_by_event_way(monkeypatch)
+    before = _dumps(store)
+
+    def take_over(done: int, total: int) -> None:
+        with store.engine.begin() as connection:
+            connection.execute(
+                sa.update(rebuild.leases)
+                .where(rebuild.leases.c.name == "invoices")
+                .values(holder="another-rebuild")
+            )
+
+    with pytest.raises(rebuild.RebuildBusy, match="'invoices'.* was lost"):
+        rebuild.rebuild(store, hooks=HOOKS, on_progress=take_over)
+    assert replayed == []
+    assert _dumps(store) == before
+    with store.engine.connect() as connection:
+        live = {int(registry.state(connection, p.name).live_generation) for p in registry.get()}
+    assert live == {1}
+
+
+def test_a_rebuild_pass_collects_every_so_many_batches_and_restores_the_collector(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During a pass the collector's automatic passes are off (payload trees have no cycles
+    to find) and a full collection runs every COLLECT_EVERY_BATCHES batches; after it the
+    collector is as it was, on or off."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
+    monkeypatch.setattr(rebuild, "COLLECT_EVERY_BATCHES", 3)
+    enabled_during: list[bool] = []
+    full_collections: list[int] = []
+
+    def on_collect(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2 and not gc.isenabled():
+            full_collections.append(1)  # not an automatic one: those are off
+
+    gc.callbacks.append(on_collect)
+    try:
+        rebuild.rebuild(
+            store, hooks=HOOKS, on_progress=lambda *_: enabled_during.append(gc.isenabled())
+        )
+        batches = len(enabled_during)
+        assert batches >= 6 and not any(enabled_during)
+        assert len(full_collections) >= batches // 3
+        assert gc.isenabled()
+        gc.disable()
+        rebuild.rebuild(store, hooks=HOOKS)
+        assert not gc.isenabled()  # off stays off
+    finally:
+        gc.enable()
+        gc.callbacks.remove(on_collect)
+
+
+def test_a_rebuild_derives_the_journal_entries_it_wrote_and_the_worker_reads_them(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new generation holds only what this rebuild's rules wrote: an object's stored entries
+    are what its stored state implies, so the rebuild derives them rather than reading them
+    back; the live worker, over rows older rules may have written, reads them. Same rows."""
+    monkeypatch.setattr(rebuild, "REBUILD_BATCH_EVENTS_MAX", 20)
+    reads: list[int] = []
+    stored_entries = journal._stored_entries  # noqa: SLF001 - spied on
+
+    def spy(connection: sa.Connection, tables: Any, keys: Any) -> Any:
+        reads.append(len(keys))
+        return stored_entries(connection, tables, keys)
+
+    monkeypatch.setattr(journal, "_stored_entries", spy)
+    before = _dumps(store)
+    rebuild.rebuild(store, hooks=HOOKS)
+    assert _dumps(store) == before
+    assert reads == []
+    _load(store, generate(seed=21, events=200).deliveries)
+    worker.run(store, until_idle_s=0)
+    assert reads, "the live worker reads the stored entries of the objects it changes"
 
 
 def _failures(store: EventStore) -> set[tuple[str, str]]:
