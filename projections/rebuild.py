@@ -11,18 +11,15 @@ Interplay with a running ``project`` worker: the worker's batches compare-and-se
 ``projection_state`` on (live generation, position) in the same transaction as their rows, and
 the swap locks that row. A worker batch racing the swap fails its compare-and-set, rolls back,
 reloads the state and continues on the new generation from the new position. Two rebuilds of one
-projection are excluded by a lease row (``projection_leases``); a killed rebuild's lease expires
-after ``LEASE_MS`` and its half-built tables are dropped by the next rebuild.
+projection are excluded by a lease row (rebuild_leases.py); a killed rebuild's lease expires and
+its half-built tables are dropped by the next rebuild.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import os
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,13 +32,21 @@ from ledger.logs import get_logger
 from ledger.retry import TRANSIENT_DB_ERRORS
 from ledger.store import EventStore, StoredEvent, Wanted
 from projections import registry
-from projections.base import Counts, Plan, Projection, StateCache, upcast_all, wanted
+from projections.base import Counts, Plan, Projection, upcast_all, wanted
+from projections.rebuild_leases import (
+    RebuildBusy,
+    acquire_lease,
+    lease_holder,
+    release_lease,
+    renew_lease,
+)
 from projections.shard import SHARDS_MAX, Shard
+from projections.state_cache import StateCache
 from projections.worker import fold
 
 REBUILD_BATCH_EVENTS_MAX = 2000
 # Merged states kept in memory per projection, so that a batch folds into the states the
-# previous batches wrote without reading them back (base.StateCache); bounds the rebuild's RSS.
+# previous batches wrote without reading them back (state_cache.StateCache); bounds the RSS.
 REBUILD_STATES_CACHED_MAX = 10_000
 SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, at most
 # Python's collector runs a pass each time 700 more containers are allocated than freed, and a
@@ -51,19 +56,11 @@ SWAP_CATCH_UP_EVENTS_MAX = 5000  # events applied inside the swap transaction, a
 # rebuild's time (docs/PERFORMANCE.md). During a pass the automatic collector is off, and one
 # full collection every COLLECT_EVERY_BATCHES batches keeps any cyclic garbage bounded.
 COLLECT_EVERY_BATCHES = 50
-LEASE_MS = 60_000
 log = get_logger("projections.rebuild")
-
-leases = registry.projection_leases  # defined with the other bookkeeping tables
 
 ViewHook = Callable[[sa.Connection], None]
 Progress = Callable[[int, int], None]  # (events done, events total)
 Batch = tuple[list[StoredEvent], list[dict[str, Any]]]  # events and their upcast payloads
-
-
-class RebuildBusy(RuntimeError):
-    """Another rebuild of the same projection holds the lease."""
-
 
 # A write that failed with these is not the batch's fault: the pass stops (outage, lost lease).
 NOT_REPLAYED: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, RebuildBusy)
@@ -78,52 +75,6 @@ class RebuildResult:
     events: int
     counts: Counts
     shards: int = 1  # how many shards the new generation is split into
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-def acquire_lease(engine: sa.Engine, name: str, holder: str) -> None:
-    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        now = _now_ms()
-        connection.execute(
-            sa.delete(leases).where(leases.c.name == name, leases.c.expires_at_ms < now)
-        )
-        current = connection.execute(sa.select(leases).where(leases.c.name == name)).first()
-        if current is not None and current.holder != holder:
-            raise RebuildBusy(
-                f"a rebuild of {name!r} is already running ({current.holder}); "
-                f"its lease expires within {LEASE_MS // 1000} s of its last progress"
-            )
-        if current is None:
-            connection.execute(
-                sa.insert(leases).values(name=name, holder=holder, expires_at_ms=now + LEASE_MS)
-            )
-
-
-def renew_lease(connection: sa.Connection, names: Iterable[str], holder: str) -> None:
-    """Extend ``holder``'s leases of ``names`` (one statement: one round trip per batch)."""
-    wanted = sorted(set(names))
-    renewed = connection.execute(
-        sa.update(leases)
-        .where(leases.c.name.in_(wanted), leases.c.holder == holder)
-        .values(expires_at_ms=_now_ms() + LEASE_MS)
-    )
-    if renewed.rowcount != len(wanted):
-        lost = ", ".join(repr(name) for name in wanted)
-        raise RebuildBusy(f"a rebuild lease of {lost} was lost (expired and taken over)")
-
-
-def release_lease(engine: sa.Engine, name: str, holder: str) -> None:
-    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
-        connection.execute(
-            sa.delete(leases).where(leases.c.name == name, leases.c.holder == holder)
-        )
 
 
 class Prefetch:
@@ -196,6 +147,7 @@ def _apply_chunk(
                 generations[p.name],
                 cache=caches[p.name],
                 shard=shard,
+                own_rows=True,  # a new generation
             )
             for p in _ordered(projections)
         }
@@ -439,7 +391,9 @@ def _swap(
         payloads = upcast_all(tail)
         for p in projections:
             cache = fill.caches[p.name]
-            tail_counts = fold(connection, p, tail, payloads, generations[p.name], cache=cache)
+            tail_counts = fold(
+                connection, p, tail, payloads, generations[p.name], cache=cache, own_rows=True
+            )
             fill.counts[p.name].add(tail_counts)
         position = tail[-1].position if tail else fill.position
         if hooks:
@@ -481,7 +435,7 @@ def rebuild_many(
     assert 1 <= workers <= SHARDS_MAX, workers
     engine = store.engine
     stop = stop or threading.Event()
-    holder = _holder()
+    holder = lease_holder()
     leased: list[str] = []
     reader = Prefetch(store, wanted(projections))
     try:

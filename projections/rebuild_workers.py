@@ -29,8 +29,10 @@ from ledger.logs import configure, get_logger
 from ledger.settings import Settings
 from ledger.store import EventStore, open_event_store
 from projections import registry
-from projections.base import Counts, StateCache, wanted
+from projections.base import Counts, wanted
+from projections.rebuild_leases import renew_lease
 from projections.shard import Shard
+from projections.state_cache import StateCache
 
 WAIT_TICK_S = 1.0  # how often the parent renews the leases and reports progress while it waits
 JOIN_TIMEOUT_S = 30.0  # a stopped worker finishes its chunk within this, or is terminated
@@ -95,8 +97,6 @@ def _wait(
 ) -> dict[str, Counts] | None:
     """Renew the leases and report progress until every worker reported; the summed counts, or
     None when stopped. A worker's error (or death) raises."""
-    from projections.rebuild import renew_lease
-
     counts: dict[str, Counts] = {name: Counts() for name in filling.counts}
     reported = 0
     while reported < len(processes):

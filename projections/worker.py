@@ -26,8 +26,9 @@ from ledger.logs import get_logger
 from ledger.retry import TRANSIENT_DB_ERRORS, retrying
 from ledger.store import EventStore, StoredEvent
 from projections import registry
-from projections.base import Counts, Projection, StateCache, upcast_all, wanted
+from projections.base import Counts, Projection, upcast_all, wanted
 from projections.shard import Shard
+from projections.state_cache import StateCache
 
 BATCH_EVENTS_MAX = 500
 POLL_INTERVAL_S = 0.2
@@ -187,6 +188,7 @@ def fold(
     record: bool = True,
     cache: StateCache | None = None,
     shard: Shard | None = None,
+    own_rows: bool = False,
 ) -> Counts:
     """``projection.apply`` for the worker, rebuild and verify alike. The batch in one
     savepoint; when the fold raises (an event it cannot take: an amount beyond the column, a
@@ -194,11 +196,12 @@ def fold(
     are recorded in projection_failures and skipped. One stored event must never stop the
     projector: the store is append-only, it cannot be taken out (issue 19). An outage of the
     database is not the event's fault: it raises, and the batch is retried. ``cache``: see
-    ``base.StateCache`` (a state is put in it once its writes are done); ``shard``: only the
-    objects that shard owns."""
+    ``state_cache.StateCache`` (a state is put in it once its writes are done); ``shard``: only
+    the objects that shard owns; ``own_rows``: a rebuild's new generation (``Projection.apply``)."""
+    apply = partial(projection.apply, cache=cache, shard=shard, own_rows=own_rows)
     try:
         with connection.begin_nested():
-            return projection.apply(connection, events, generation, payloads, cache, shard)
+            return apply(connection, events, generation, payloads)
     except TRANSIENT_DB_ERRORS:
         raise
     except Exception:  # noqa: BLE001 - found below, event by event
@@ -207,9 +210,7 @@ def fold(
     for event, payload in zip(events, payloads, strict=True):
         try:
             with connection.begin_nested():
-                counts.add(
-                    projection.apply(connection, [event], generation, [payload], cache, shard)
-                )
+                counts.add(apply(connection, [event], generation, [payload]))
         except TRANSIENT_DB_ERRORS:
             raise
         except Exception as error:  # noqa: BLE001 - recorded, counted, reported by verify

@@ -16,7 +16,16 @@ from demo.history import generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import event_from_dict
 from ledger.store import EventStore, Incoming, open_event_store, utc_now
-from projections import base, journal, rebuild, registry, verify, worker
+from projections import (
+    base,
+    journal,
+    rebuild,
+    rebuild_leases,
+    registry,
+    state_cache,
+    verify,
+    worker,
+)
 from reports import render, views
 from reports.money import format_amount
 from reports.query import UnknownReport, run_report
@@ -255,9 +264,9 @@ def test_a_rebuild_reads_back_only_the_states_its_cache_forgot(
     monkeypatch.setattr(rebuild, "REBUILD_STATES_CACHED_MAX", 5)
     held: set[Any] = set()
     read: list[Any] = []
-    hold, load_states = base.StateCache.hold, base.load_states
+    hold, load_states = state_cache.StateCache.hold, base.load_states
 
-    def spy_hold(cache: base.StateCache, states: dict[Any, Any]) -> None:
+    def spy_hold(cache: state_cache.StateCache, states: dict[Any, Any]) -> None:
         held.update(states)  # every state a batch writes is held first
         hold(cache, states)
 
@@ -265,7 +274,7 @@ def test_a_rebuild_reads_back_only_the_states_its_cache_forgot(
         read.extend(keys)
         return load_states(connection, table, keys)
 
-    monkeypatch.setattr(base.StateCache, "hold", spy_hold)
+    monkeypatch.setattr(state_cache.StateCache, "hold", spy_hold)
     monkeypatch.setattr(base, "load_states", spy_load)
     before = _dumps(store)
     rebuild.rebuild(store, hooks=HOOKS)
@@ -288,12 +297,12 @@ def test_a_rebuild_whose_lease_is_taken_over_stops_and_leaves_the_live_rows(
     def take_over(done: int, total: int) -> None:
         with store.engine.begin() as connection:
             connection.execute(
-                sa.update(rebuild.leases)
-                .where(rebuild.leases.c.name == "invoices")
+                sa.update(rebuild_leases.leases)
+                .where(rebuild_leases.leases.c.name == "invoices")
                 .values(holder="another-rebuild")
             )
 
-    with pytest.raises(rebuild.RebuildBusy, match="'invoices'.* was lost"):
+    with pytest.raises(rebuild_leases.RebuildBusy, match="'invoices'.* was lost"):
         rebuild.rebuild(store, hooks=HOOKS, on_progress=take_over)
     assert replayed == []
     assert _dumps(store) == before
@@ -497,10 +506,10 @@ def test_an_interrupted_rebuild_leaves_the_live_projection_and_can_run_again(
 
 
 def test_two_rebuilds_of_one_projection_are_excluded(store: EventStore) -> None:
-    rebuild.acquire_lease(store.engine, "journal", "someone-else:1:1")
-    with pytest.raises(rebuild.RebuildBusy, match="already running"):
+    rebuild_leases.acquire_lease(store.engine, "journal", "someone-else:1:1")
+    with pytest.raises(rebuild_leases.RebuildBusy, match="already running"):
         rebuild.rebuild_one(store, registry.PROJECTIONS["journal"], hooks=HOOKS)
-    rebuild.release_lease(store.engine, "journal", "someone-else:1:1")
+    rebuild_leases.release_lease(store.engine, "journal", "someone-else:1:1")
     assert rebuild.rebuild_one(store, registry.PROJECTIONS["journal"], hooks=HOOKS) is not None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.base import StateCache
+from projections.state_cache import StateCache
 
 
 def _state(i: int) -> Any:
