@@ -23,8 +23,11 @@ from bench.common import (
     STORED_SQL,
     Proc,
     Scale,
+    busy_cores,
     copy_row,
+    cpu_s,
     ledger_env,
+    machine_ticks,
     migrated,
     payloads,
     psycopg_url,
@@ -127,8 +130,10 @@ def consume(url: str, bootstrap: str, rows: list[bytes], expected: int) -> dict[
                 now = time.perf_counter()
                 if count and first_at is None:
                     first_at, first_count = now, count
+                    first_cpu_s, first_ticks = cpu_s(proc.pid), machine_ticks()
                 if count >= expected:
                     done_at = now
+                    done_cpu_s, done_ticks = cpu_s(proc.pid), machine_ticks()
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"consume stored {count} of {expected} events")
@@ -140,6 +145,7 @@ def consume(url: str, bootstrap: str, rows: list[bytes], expected: int) -> dict[
     assert first_at is not None and first_count is not None
     measured = expected - first_count
     seconds = max(done_at - first_at, 1e-6)
+    window_events = measured  # the CPU figures' window: from the first committed batch
     if measured == 0:  # everything came in one batch (tiny sizes): count from the start
         measured, seconds = expected, max(done_at - proc_started, 1e-6)
     return {
@@ -148,6 +154,13 @@ def consume(url: str, bootstrap: str, rows: list[bytes], expected: int) -> dict[
         "seconds": round(seconds, 3),
         "events_s": measured / seconds,
         "consumer_rss": peak,
+        # Where the time goes, over the same window: the consumer's own CPU per event (one
+        # interpreter lock), and how many of the machine's cores were busy (the consumer,
+        # PostgreSQL, the broker and this poller together).
+        "consumer_cpu_us_per_event": (
+            round((done_cpu_s - first_cpu_s) * 1e6 / window_events, 1) if window_events else None
+        ),
+        "busy_cores": busy_cores(first_ticks, done_ticks) if window_events else None,
     }
 
 

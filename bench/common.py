@@ -256,6 +256,27 @@ def stripe_ledger(*args: str) -> list[str]:
     return [str(VENV_BIN / "stripe-ledger"), *args]
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat's first line)."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How many of the machine's cores were busy, on average, between two ``machine_ticks``."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round((os.cpu_count() or 1) * busy / total, 2) if total else 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak) of a process, in MiB, from /proc/<pid>/status."""
     values: dict[str, float] = {}

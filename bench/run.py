@@ -74,11 +74,17 @@ def _append_rows(append: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for stream, label in ((append, "demo"), (append["small"], "small")):
         rate, copy = stream["consume"]["events_s"], stream["copy"]["events_s"]
+        cpu_us, busy = (
+            stream["consume"].get("consumer_cpu_us_per_event"),
+            stream["consume"].get("busy_cores"),
+        )
+        spent = f"; consume {cpu_us} us of CPU per event, {busy} cores busy" if cpu_us else ""
         rows.append(
             _row(
                 "1",
                 f"append: consume Kafka -> PostgreSQL store, {label} payloads "
-                f"({stream['payload_bytes_mean']:,} B, {stream['events_distinct']:,} events)",
+                f"({stream['payload_bytes_mean']:,} B, {stream['events_distinct']:,} events"
+                f"{spent})",
                 rate,
                 "events/s",
                 f"COPY {copy:,.0f} events/s",

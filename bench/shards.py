@@ -23,31 +23,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import rebuild
-from bench.common import Proc, Scale, ledger_env, migrated, scratch_database, stripe_ledger
+from bench.common import (
+    Proc,
+    Scale,
+    busy_cores,
+    cpu_s,
+    ledger_env,
+    machine_ticks,
+    migrated,
+    scratch_database,
+    stripe_ledger,
+)
 
 POLL_S = 0.2
 WAIT_S_MAX = 1800.0  # a projection run that has not reached the head by then is a failure
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far (/proc/stat's first line)."""
-    with open("/proc/stat") as handle:
-        fields = [int(value) for value in handle.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def _busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """How many of the machine's cores were busy, on average, between two ``_machine_ticks``."""
-    busy, total = after[0] - before[0], after[1] - before[1]
-    return round((os.cpu_count() or 1) * busy / total, 2) if total else 0.0
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process so far (/proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _checkpoint(engine: sa.Engine) -> tuple[int, int]:
@@ -75,7 +64,7 @@ def _project(admin_url: str, events: int, shards: int) -> dict[str, Any]:
             stripe_ledger("project", *(("--shard", f"{i}/{shards}") if shards > 1 else ()))
             for i in range(shards)
         ]
-        started, ticks = time.perf_counter(), _machine_ticks()
+        started, ticks = time.perf_counter(), machine_ticks()
         workers = [Proc(f"project-{i}", args, env) for i, args in enumerate(argv)]
         try:
             deadline = started + WAIT_S_MAX
@@ -89,8 +78,8 @@ def _project(admin_url: str, events: int, shards: int) -> dict[str, Any]:
                     raise RuntimeError(f"{shards} shard(s) not at the head after {WAIT_S_MAX} s")
                 time.sleep(POLL_S)
             seconds = time.perf_counter() - started
-            busy = _busy_cores(ticks, _machine_ticks())
-            worker_cpu_s = sum(_cpu_s(worker.pid) for worker in workers)
+            busy = busy_cores(ticks, machine_ticks())
+            worker_cpu_s = sum(cpu_s(worker.pid) for worker in workers)
         finally:
             for worker in workers:
                 worker.stop()
@@ -115,10 +104,10 @@ def _rebuild(admin_url: str, events: int, workers: int, budget_s: float) -> dict
 
 
 def _timed_rebuild(url: str, events: int, budget_s: float, args: tuple[str, ...]) -> dict[str, Any]:
-    ticks = _machine_ticks()
+    ticks = machine_ticks()
     figures = rebuild.run_rebuild(url, events, budget_s, args)
     workers = int(args[1]) if args else 1
-    return {"workers": workers, **figures, "busy_cores": _busy_cores(ticks, _machine_ticks())}
+    return {"workers": workers, **figures, "busy_cores": busy_cores(ticks, machine_ticks())}
 
 
 def run(scale: Scale, services: dict[str, str]) -> dict[str, Any]:

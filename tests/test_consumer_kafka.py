@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sys
 import time
 
 import pytest
 import sqlalchemy as sa
 
+from ledger import consumer
 from ledger.database import create_engine, migrate
 from ledger.store import EventStore, open_event_store
 from tests.support.factory import charge_event, encode
@@ -212,3 +214,28 @@ def test_store_batches_are_recorded_per_partition(
 def _database_event(line: dict[str, object], state: str) -> bool:
     """A retry line of the database: dependency_unavailable / dependency_available."""
     return line.get("event") == f"dependency_{state}" and line.get("dependency") == "database"
+
+
+def test_the_consumer_shortens_the_switch_interval_while_it_runs_and_restores_it(
+    store: EventStore, kafka_bootstrap: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The appender thread is the pipeline's critical path: while the consumer runs, the
+    polling thread gives the interpreter lock up every APPENDER_SWITCH_INTERVAL_S (not
+    Python's 5 ms); afterwards the interval is what it was."""
+    create_topic(kafka_bootstrap, topic, partitions=1)
+    produce(kafka_bootstrap, topic, _records(list(range(40))))
+    during: list[float] = []
+    append = store.append
+
+    def recording_append(*args: object, **kwargs: object) -> object:
+        during.append(sys.getswitchinterval())
+        return append(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "append", recording_append)
+    before = sys.getswitchinterval()
+    assert before > consumer.APPENDER_SWITCH_INTERVAL_S  # Python's default, 5 ms
+    worker = consumer.Consumer(store, kafka_bootstrap, topic, "g-switch")
+    stats = worker.run(until_idle_s=2.0)
+    assert stats.appended == 40
+    assert during and set(during) == {consumer.APPENDER_SWITCH_INTERVAL_S}
+    assert sys.getswitchinterval() == before
