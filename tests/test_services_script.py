@@ -6,6 +6,7 @@ These tests do not start or stop anything: `status` only reports.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,6 +94,27 @@ def test_services_script_syntax() -> None:
     assert os.access(SCRIPT, os.X_OK), "scripts/services.sh must be executable"
     result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+_DEDUPE_BUFFER_DEFAULT_BYTES = 128 * 1024 * 1024  # Kafka's log.cleaner.dedupe.buffer.size
+
+
+def test_every_broker_template_sizes_the_log_cleaner_for_the_smallest_heap() -> None:
+    """The log cleaner allocates its dedupe buffer in one piece when the broker starts; at Kafka's
+    default (128 MiB, half of the 256 MiB heap the SASL broker and each cluster node get) CI saw the
+    SASL broker exit with OutOfMemoryError: Java heap space. Each template must set it to at most an
+    eighth of the smallest -Xmx that services.sh gives a JVM."""
+    heaps_mib = [int(m) for m in re.findall(r"-Xmx(\d+)m", SCRIPT.read_text())]
+    assert heaps_mib, "services.sh names no -Xmx"
+    limit_bytes = min(heaps_mib) * 1024 * 1024 // 8
+    templates = sorted((REPO / "scripts" / "kafka").glob("*.properties.template"))
+    assert len(templates) == 3, templates
+    for template in templates:
+        found = re.findall(
+            r"^log\.cleaner\.dedupe\.buffer\.size=(\d+)$", template.read_text(), re.MULTILINE
+        )
+        size_bytes = int(found[-1]) if found else _DEDUPE_BUFFER_DEFAULT_BYTES
+        assert size_bytes <= limit_bytes, (template.name, size_bytes, limit_bytes)
 
 
 def test_services_script_status_exits_zero() -> None:
