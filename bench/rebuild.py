@@ -39,6 +39,7 @@ from bench.common import (
     admin_engine,
     copy_row,
     demo,
+    drop_database,
     ledger_env,
     migrated,
     psycopg_url,
@@ -92,7 +93,7 @@ def fixture(admin_url: str, events: int, label: str = "rebuild", small: bool = F
             "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
         ).scalar()
         if exists and os.environ.get("BENCH_FRESH"):
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+            drop_database(admin, name)
             exists = None
         if not exists:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
