@@ -73,11 +73,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fold the event store into the projections (journal, invoices, disputes)",
     ),
     "rebuild": (
-        "cli.reports_cmds",
+        "cli.projections_cmds",
         "rebuild projections from the event store, swapping them in atomically",
     ),
-    "report": ("cli.reports_cmds", "print a report view (report_NAME) as a table, JSON or CSV"),
-    "verify": ("cli.reports_cmds", "check the ledger's invariants; exit 1 if one fails"),
+    "verify": ("cli.projections_cmds", "check the ledger's invariants; exit 1 if one fails"),
+    "report": ("cli.report_cmd", "print a report view (report_NAME) as a table, JSON or CSV"),
     "export": (
         "cli.books_cmd",
         "export the journal as books: beancount, hledger, csv-gl, xero-csv, qbo-csv",

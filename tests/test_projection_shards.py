@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli import reports_cmds
+from cli import projections_cmds
 from demo.history import encode, generate
 from ledger.database import WRITE, create_engine, migrate
 from ledger.envelope import EnvelopeError
@@ -266,13 +266,13 @@ def test_rebuild_refuses_a_worker_or_shard_count_out_of_range(
 ) -> None:
     monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
     parser = argparse.ArgumentParser()
-    reports_cmds.register(parser.add_subparsers())
+    projections_cmds.register(parser.add_subparsers())
     for argv, error in (
         (["rebuild", "--workers", "0"], "--workers must be between 1 and 64, got 0"),
         (["rebuild", "--shards", "65"], "--shards must be between 1 and 64, got 65"),
     ):
         args = parser.parse_args(argv)
-        with pytest.raises(reports_cmds.CommandError, match=error):
+        with pytest.raises(projections_cmds.CommandError, match=error):
             args.handler(args, Settings.from_env())
 
 

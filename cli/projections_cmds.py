@@ -1,10 +1,10 @@
-"""Commands over the projections: rebuild, report, verify (and the views ``migrate`` makes)."""
+"""Commands over the projections: rebuild and verify (``report``, which only reads the report
+views, is cli/report_cmd.py: its start-up imports neither the store nor the folds)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from typing import Any
 
@@ -12,16 +12,15 @@ import sqlalchemy as sa
 
 from cli.errors import CommandError
 from cli.progress import Progress
-from ledger.database import create_engine, first_line, reachable, require_migrated
+from ledger.database import create_engine, reachable, require_migrated
 from ledger.logs import get_logger
 from ledger.settings import Settings
 from ledger.store import open_event_store
 from projections import rebuild, registry, verify
 from projections.metrics import projection_lag
 from projections.shard import SHARDS_MAX
-from reports import periods, render, views
+from reports import views
 from reports.money import parse_major
-from reports.query import NotScoped, PeriodNotSupported, UnknownReport, cli_names, run_report
 from reports.read_side import prepare_read_side
 
 log = get_logger("cli")
@@ -64,41 +63,6 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             + (f", split into {result.shards} shards" if result.shards > 1 else "")
         )
     return 1 if stop.is_set() else 0
-
-
-def _views_missing(engine: sa.Engine, view: str) -> bool:
-    """Whether ``view`` is absent; an error while looking counts as "cannot tell" (False)."""
-    try:
-        inspector = sa.inspect(engine)
-        return not inspector.has_table(view) and view not in inspector.get_view_names()
-    except sa.exc.SQLAlchemyError:
-        return False
-
-
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    # Read-only: a read-only SQLite file or directory, or the ledger_reporting role, which may
-    # read the report_* views and nothing else (no schema check, no view creation here).
-    engine = create_engine(settings.database_url, read_only=True)
-    try:
-        instants = {
-            name: periods.parse_instant(getattr(args, name))
-            for name in ("since", "until", "as_of")
-            if getattr(args, name) is not None
-        }
-        with reachable():
-            columns, rows = run_report(engine, args.name, args.account, args.livemode, **instants)
-    except (UnknownReport, PeriodNotSupported, NotScoped, ValueError) as error:
-        raise CommandError(str(error)) from None
-    except sa.exc.DBAPIError as error:
-        if _views_missing(engine, f"report_{args.name.replace('-', '_')}"):
-            raise CommandError(
-                "the report views do not exist yet: run `stripe-ledger migrate` first"
-            ) from None
-        raise CommandError(f"cannot read the report: {first_line(error)}") from None
-    finally:
-        engine.dispose()
-    sys.stdout.write(render.render(columns, rows, args.format, render.terminal_width(args.wide)))
-    return 0
 
 
 def _lag_of(connection: sa.Connection) -> tuple[int, dict[str, int]]:
@@ -175,41 +139,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(default: as many as the live one; 1 joins them back)",
     )  # fmt: skip
     rebuild_parser.set_defaults(handler=cmd_rebuild)
-
-    report = subparsers.add_parser(
-        "report",
-        help="print a report view (report_NAME) as a table, JSON or CSV",
-        description="Run the SQL view report_NAME. Tables are for people: amounts in major "
-        "units with their currency. JSON and CSV are for machines: amounts as integer minor "
-        "units, timestamps ISO-8601 UTC. Reports: " + ", ".join(cli_names()) + ". "
-        "balance-summary, balance-categories, balance-itemized and payout-reconciliation "
-        "reproduce Stripe's Balance and Payout reconciliation reports from the synced balance "
-        "transactions (see `stripe-ledger balance-sync`); journal and trial-balance show the "
-        "double-entry books.",
-    )
-    report.add_argument("name", metavar="NAME", help="the report: " + ", ".join(cli_names()))
-    report.add_argument(
-        "--since", metavar="DATE",
-        help="balance-summary, journal, balance-itemized: from this instant (inclusive; a date "
-        "is midnight UTC)",
-    )  # fmt: skip
-    report.add_argument("--until", metavar="DATE", help="... up to this instant (exclusive)")
-    report.add_argument(
-        "--as-of", dest="as_of", metavar="DATE",
-        help="trial-balance: only what was posted before this instant",
-    )  # fmt: skip
-    report.add_argument("--account", help="only this Connect account (acct_...), or 'platform'")
-    mode = report.add_mutually_exclusive_group()
-    mode.add_argument("--livemode", dest="livemode", action="store_const", const=True,
-                      help="only live-mode rows")  # fmt: skip
-    mode.add_argument("--testmode", dest="livemode", action="store_const", const=False,
-                      help="only test-mode rows")  # fmt: skip
-    report.add_argument("--format", choices=render.FORMATS, default="table")
-    report.add_argument(
-        "--wide", action="store_true",
-        help="every column, however wide (a table on a terminal otherwise fits its width)",
-    )  # fmt: skip
-    report.set_defaults(handler=cmd_report, livemode=None)
 
     verify_parser = subparsers.add_parser(
         "verify",
