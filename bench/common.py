@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.support.services import admin_engine as admin_engine  # re-exported: bench uses them
+from tests.support.services import database_exists as database_exists
 from tests.support.services import drop_database as drop_database
 from tests.support.services import scratch_database as scratch
 from tests.support.services import services_env as services_env

@@ -38,6 +38,7 @@ from bench.common import (
     Scale,
     admin_engine,
     copy_row,
+    database_exists,
     demo,
     drop_database,
     ledger_env,
@@ -88,14 +89,12 @@ def fixture(admin_url: str, events: int, label: str = "rebuild", small: bool = F
     name = f"bench_{label}_{events}_m{_schema_tag()}"
     admin = admin_engine(admin_url)
     url = _db_url(admin_url, name)
-    with admin.connect() as connection:
-        exists = connection.exec_driver_sql(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-        ).scalar()
-        if exists and os.environ.get("BENCH_FRESH"):
-            drop_database(admin, name)
-            exists = None
-        if not exists:
+    exists = database_exists(admin, name)
+    if exists and os.environ.get("BENCH_FRESH"):
+        drop_database(admin, name)
+        exists = False
+    if not exists:
+        with admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
     fill_store(url, events, small, name)

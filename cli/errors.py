@@ -5,7 +5,13 @@ from __future__ import annotations
 
 class CommandError(Exception):
     """A command cannot run as asked (bad input, missing file, bad flag value); the message
-    says what and how to fix it, on one line. ``cli/main.py`` prints it and exits 2."""
+    says what and how to fix it, on one line. ``cli/run.py`` prints it and exits 2.
+
+    ``details``: the message's later lines are printed too (import's list of bad lines)."""
+
+    def __init__(self, message: str, *, details: bool = False) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 def one_line(text: str) -> str:

@@ -13,7 +13,7 @@ from cli.metrics_args import add_metrics_arguments, start_metrics
 from cli.progress import Progress
 from ledger.consumer import Consumer
 from ledger.database import create_engine, migrate, require_migrated
-from ledger.importer import Source, copy_store, import_files, spool_stdin
+from ledger.importer import ImportFileError, Source, copy_store, import_files, spool_stdin
 from ledger.logs import get_logger
 from ledger.metrics import StoreCollector, kafka_end_offsets
 from ledger.settings import Settings
@@ -81,6 +81,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         result = import_files(
             store, sources, on_progress=progress.update, allow_conflicts=args.allow_conflicts
         )
+    except ImportFileError as error:  # its first line, then each bad line of the files
+        raise CommandError(str(error), details=True) from None
     finally:
         progress.finish()
         if spooled is not None:

@@ -31,12 +31,10 @@ def run_handler(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         configure(settings.log_format, settings.log_level)
         return int(args.handler(args, settings))
-    except (SettingsError, DatabaseError, CommandError) as error:
+    except CommandError as error:
+        return fail(args.command, str(error), details=error.details)
+    except (SettingsError, DatabaseError) as error:
         return fail(args.command, str(error))
-    except ValueError as error:
-        if not _is_import_file_error(error):
-            raise
-        return fail(args.command, str(error), details=True)  # then each bad line of the file
     except sa.exc.OperationalError as error:  # the database went away, or never answered
         return fail(args.command, f"cannot reach the database: {first_line(error)}")
     except sa.exc.DBAPIError as error:  # e.g. a role without the privilege, a read-only file
@@ -47,14 +45,6 @@ def run_handler(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `stripe-ledger report ... | head`: the reader left; say nothing
         quiet_stdout()
         return 128 + signal.SIGPIPE
-
-
-def _is_import_file_error(error: ValueError) -> bool:
-    """Whether ``error`` is import's ``ImportFileError``. Looked up, not imported: only a
-    command that imported ``ledger.importer`` can raise it, and importing it here would load the
-    store into every command's start-up (``report``'s, issue 21)."""
-    importer = sys.modules.get("ledger.importer")
-    return importer is not None and isinstance(error, importer.ImportFileError)
 
 
 def quiet_stdout() -> None:

@@ -7,15 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tests.support.services import admin_engine, drop_database, scratch_database
-
-
-def _exists(admin: sa.Engine, name: str) -> bool:
-    with admin.connect() as connection:
-        found = connection.exec_driver_sql(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-        ).scalar()
-    return found is not None
+from tests.support.services import admin_engine, database_exists, drop_database, scratch_database
 
 
 def test_a_scratch_database_is_dropped_with_a_session_of_this_role_still_open(
@@ -27,9 +19,9 @@ def test_a_scratch_database_is_dropped_with_a_session_of_this_role_still_open(
         assert name is not None
         lingering = sa.create_engine(url, poolclass=sa.NullPool).connect()
         lingering.exec_driver_sql("SELECT 1")
-        assert _exists(admin, name)
+        assert database_exists(admin, name)
     try:
-        assert not _exists(admin, name)
+        assert not database_exists(admin, name)
         # The lingering session was ended by the drop, not left to time out.
         try:
             lingering.exec_driver_sql("SELECT 1")
@@ -46,6 +38,6 @@ def test_dropping_a_database_that_is_gone_is_not_an_error(postgres_admin_url: st
     admin = admin_engine(postgres_admin_url)
     try:
         drop_database(admin, "drop_probe_never_created")
-        assert not _exists(admin, "drop_probe_never_created")
+        assert not database_exists(admin, "drop_probe_never_created")
     finally:
         admin.dispose()

@@ -74,6 +74,15 @@ def scratch_database(admin_url: str, prefix: str, *, keep: bool = False) -> Iter
         admin.dispose()
 
 
+def database_exists(admin: sa.Engine, name: str) -> bool:
+    """Whether the server of ``admin`` has a database called ``name``."""
+    with admin.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).scalar()
+    return found is not None
+
+
 def drop_database(admin: sa.Engine, name: str, attempts: int = DROP_ATTEMPTS_MAX) -> None:
     """Drop ``name``: end this role's own sessions on it, then a plain ``DROP DATABASE``.
 
